@@ -1,0 +1,132 @@
+"""Journal records: every state change of a task or an ensemble, as typed structs.
+
+A record is also a decision: `decide()` returns records, the supervisor makes them durable,
+then carries out the effect some of them ask for (a LAUNCHING run is spawned, a Signal is
+sent). So the journal holds intent before effect, and replaying it rebuilds the state exactly.
+
+Encoding: msgpack via msgspec, array-like with a tag, so a run update is ~40-70 bytes.
+New optional fields may only be added at the end of a struct (old journals still decode).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+FORMAT_VERSION = 1
+
+
+class Opened(msgspec.Struct, tag="open", array_like=True, frozen=True):
+    """First record: what this journal supervises. `spec` is the rendered task or the ensemble."""
+
+    kind: str  # "task" | "ensemble"
+    id: str
+    spec: dict[str, Any]
+    at: float
+    host: str
+    boot_id: str
+    version: int = FORMAT_VERSION
+    context: dict[str, Any] = {}  # ports, params, spec file: what `inspect`/`recover` need
+
+
+class Attached(msgspec.Struct, tag="sup", array_like=True, frozen=True):
+    """A supervisor took control (first start or recovery)."""
+
+    pid: int
+    start_ticks: int
+    at: float
+    host: str
+    boot_id: str
+    recovered: bool = False
+
+
+class Transition(msgspec.Struct, tag="task", array_like=True, frozen=True):
+    """A task (job `job` of an ensemble; job 0 for a plain task) changes state."""
+
+    job: int
+    state: str
+    at: float
+    reason: str = ""
+    attempt: int = 0
+
+
+class RunUpdate(msgspec.Struct, tag="run", array_like=True, frozen=True):
+    """A run (one attempt of a process) changes state."""
+
+    job: int
+    process: str
+    run: int
+    state: str
+    at: float
+    pid: int = 0
+    start_ticks: int = 0  # process start time in clock ticks since boot: identity with pid
+    exit_code: int | None = None
+    reason: str = ""
+
+
+class Signal(msgspec.Struct, tag="sig", array_like=True, frozen=True):
+    """corral is about to send `sig` to a run's whole process tree (intent before effect)."""
+
+    job: int
+    process: str
+    run: int
+    sig: int
+    at: float
+    reason: str = ""  # "kill", "timeout", "cleanup", "heartbeat", "finalization"
+
+
+class Request(msgspec.Struct, tag="req", array_like=True, frozen=True):
+    """A user asked for something: kill, lose, pause, resume, halt, retry-failed."""
+
+    action: str
+    at: float
+    job: int | None = None  # None = the whole task / ensemble
+    process: str | None = None
+    grace: float | None = None
+
+
+class JobsAdded(msgspec.Struct, tag="jobs", array_like=True, frozen=True):
+    """Jobs submitted to a live ensemble (dynamic submission): indexes first.. first+len-1."""
+
+    first: int
+    params: list[dict[str, Any]]
+    at: float
+
+
+class Submitted(msgspec.Struct, tag="sub", array_like=True, frozen=True):
+    """Jobs handed to a scheduler, recorded before the scheduler is relied on."""
+
+    jobs: list[int]
+    backend_id: str  # e.g. a Slurm job id, "123" or "123_4"
+    at: float
+    ids: list[str] = []  # per-job scheduler ids when they differ (array tasks)
+
+
+class Note(msgspec.Struct, tag="note", array_like=True, frozen=True):
+    """Something a person should see in `corral read`: a repaired journal, a recovery summary."""
+
+    text: str
+    at: float
+
+
+Record = Opened | Attached | Transition | RunUpdate | Signal | Request | JobsAdded | Submitted | Note
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Record)
+
+
+def encode(record: Record) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode(payload: bytes) -> Record:
+    return _decoder.decode(payload)
+
+
+def to_json(record: Record) -> dict[str, Any]:
+    """A record as a JSON-friendly mapping with its type name, for `corral read --raw --json`."""
+    data: dict[str, Any] = {"type": type(record).__name__}
+    for field in record.__struct_fields__:
+        data[field] = getattr(record, field)
+    return data

@@ -1,0 +1,66 @@
+"""The state machines of runs and tasks, as one table each.
+
+The fold (core/fold.py) checks every transition against these tables, and the README renders
+them. Names are part of the user contract: they appear in the journal, the CLI and `--json`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunState(StrEnum):
+    WAITING = "WAITING"
+    LAUNCHING = "LAUNCHING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    LOST = "LOST"
+
+
+class TaskState(StrEnum):
+    PENDING = "PENDING"  # not started yet (an ensemble's queued job, or a job awaiting retry)
+    SUBMITTED = "SUBMITTED"  # handed to a scheduler (Slurm), not running yet
+    ACTIVE = "ACTIVE"
+    CLEANING = "CLEANING"
+    FINALIZING = "FINALIZING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    LOST = "LOST"
+
+
+_RUN_ENDS = {RunState.SUCCESS, RunState.FAILED, RunState.KILLED, RunState.LOST}
+
+RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.WAITING: frozenset({RunState.LAUNCHING}),
+    RunState.LAUNCHING: frozenset({RunState.RUNNING, RunState.PAUSED} | _RUN_ENDS),
+    RunState.RUNNING: frozenset({RunState.PAUSED} | _RUN_ENDS),
+    RunState.PAUSED: frozenset({RunState.RUNNING} | _RUN_ENDS),
+    RunState.SUCCESS: frozenset(),
+    RunState.FAILED: frozenset(),
+    RunState.KILLED: frozenset(),
+    RunState.LOST: frozenset(),
+}
+
+_TASK_ENDS = {TaskState.SUCCESS, TaskState.FAILED, TaskState.KILLED, TaskState.LOST}
+
+TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset({TaskState.SUBMITTED, TaskState.ACTIVE} | _TASK_ENDS),
+    TaskState.SUBMITTED: frozenset({TaskState.PENDING, TaskState.ACTIVE} | _TASK_ENDS),
+    TaskState.ACTIVE: frozenset({TaskState.CLEANING, TaskState.FINALIZING} | _TASK_ENDS),
+    TaskState.CLEANING: frozenset({TaskState.FINALIZING} | _TASK_ENDS),
+    TaskState.FINALIZING: frozenset(_TASK_ENDS),
+    # An ensemble retries a job that ended badly: a new attempt starts PENDING.
+    TaskState.SUCCESS: frozenset(),
+    TaskState.FAILED: frozenset({TaskState.PENDING}),
+    TaskState.KILLED: frozenset({TaskState.PENDING}),
+    TaskState.LOST: frozenset({TaskState.PENDING}),
+}
+
+RUN_LIVE = frozenset({RunState.LAUNCHING, RunState.RUNNING, RunState.PAUSED})
+RUN_TERMINAL = frozenset(_RUN_ENDS)
+TASK_TERMINAL = frozenset(_TASK_ENDS)
+TASK_LIVE = frozenset({TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING})

@@ -1,0 +1,422 @@
+"""The fold of a whole journal: one task, or an ensemble of many jobs, and what to do next.
+
+A plain task is an ensemble of one job (job 0) with no retries, so one engine serves both.
+Built for 100,000-job ensembles: jobs never started cost nothing (a cursor), finished jobs
+cost a few bytes (compact arrays), and `decide()` only looks at jobs that changed or are due.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from corral.core.records import (
+    Attached,
+    JobsAdded,
+    Note,
+    Opened,
+    Record,
+    Request,
+    RunUpdate,
+    Signal,
+    Submitted,
+    Transition,
+)
+from corral.core.states import TASK_LIVE, TASK_TERMINAL, TaskState
+from corral.core.task import SIGTERM, Decision, FoldError, TaskRuntime, decide_task
+from corral.spec.model import Halt, Task
+
+ENSEMBLE = -1  # the job number of records about the ensemble as a whole
+MIN_FINISHED_FOR_RATE = 10  # a failure rate is judged once this many jobs have finished
+_CODES = list(TaskState)
+_CODE = {state: i for i, state in enumerate(_CODES)}
+_NO_EXIT = -(2**31)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How an ensemble schedules its jobs. A plain task uses the defaults."""
+
+    job_limit: int = 1
+    retries: int = 0
+    retry_backoff: float = 1.0
+    halt: Halt = Halt()
+    heartbeat: float | None = None
+    cpus: float = 0.0  # host capacity for admission by declared resources (0 = unchecked)
+    memory: int = 0
+
+
+@dataclass(slots=True)
+class JobSummary:
+    job: int
+    state: TaskState
+    attempt: int
+    exit_code: int | None
+
+
+@dataclass(slots=True)
+class Supervision:
+    """State folded from one journal. `apply` every record in order; `decide` what comes next."""
+
+    kind: str
+    id: str
+    task_for: Callable[[int], Task]
+    total: int
+    policy: Policy = Policy()
+    keep_finished: bool = False  # keep per-process detail of finished jobs (readers of small runs)
+    state: TaskState = TaskState.PENDING
+    reason: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    opened: Opened | None = None
+    supervisors: list[Attached] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    jobs: dict[int, TaskRuntime] = field(default_factory=dict)  # started and not forgotten
+    next_new: int = 0  # jobs below this index have been started at least once
+    states: array = field(default_factory=lambda: array("b"))  # type: ignore[type-arg]
+    attempts: array = field(default_factory=lambda: array("H"))  # type: ignore[type-arg]
+    exit_codes: array = field(default_factory=lambda: array("i"))  # type: ignore[type-arg]
+    counts: dict[TaskState, int] = field(default_factory=dict)
+    live: set[int] = field(default_factory=set)  # jobs holding a slot
+    retry_at: list[tuple[float, int]] = field(default_factory=list)  # heap of PENDING retries
+    added: list[JobsAdded] = field(default_factory=list)
+    submitted: dict[int, str] = field(default_factory=dict)  # job -> scheduler id
+    halted: str = ""  # why no more jobs are launched ("" = not halted)
+    kill_requested: bool = False
+    kill_grace: float | None = None
+    lose_requested: bool = False
+    paused: bool = False
+    failed_jobs: set[int] = field(default_factory=set)  # ended badly with no retry left
+    dirty: set[int] = field(default_factory=set)
+    wakeups: list[tuple[float, int]] = field(default_factory=list)
+    beats: dict[int, float] = field(default_factory=dict)  # job -> last heartbeat (not journaled)
+
+    def __post_init__(self) -> None:
+        self._grow(self.total)
+        self.counts = {state: 0 for state in TaskState}
+        self.counts[TaskState.PENDING] = self.total
+
+    def _grow(self, total: int) -> None:
+        extra = total - len(self.states)
+        if extra > 0:
+            self.states.extend([_CODE[TaskState.PENDING]] * extra)
+            self.attempts.extend([0] * extra)
+            self.exit_codes.extend([_NO_EXIT] * extra)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TASK_TERMINAL
+
+    def job_state(self, job: int) -> TaskState:
+        return _CODES[self.states[job]]
+
+    def job(self, job: int) -> TaskRuntime | None:
+        return self.jobs.get(job)
+
+    def summary(self, job: int) -> JobSummary:
+        code = self.exit_codes[job]
+        return JobSummary(job, self.job_state(job), self.attempts[job], None if code == _NO_EXIT else code)
+
+    def summaries(self) -> Iterable[JobSummary]:
+        return (self.summary(j) for j in range(self.total))
+
+    def _runtime(self, job: int) -> TaskRuntime:
+        rt = self.jobs.get(job)
+        if rt is None:
+            if not 0 <= job < self.total:
+                raise FoldError(f"record for job {job}, but the journal has {self.total} jobs")
+            rt = TaskRuntime(job, self.task_for(job))
+            rt.state = self.job_state(job)
+            rt.attempt = self.attempts[job]
+            self.jobs[job] = rt
+        return rt
+
+    # -- the fold ------------------------------------------------------------------------------
+
+    def apply(self, record: Record) -> None:
+        if isinstance(record, RunUpdate | Signal):
+            rt = self._runtime(record.job)
+            rt.apply(record)
+            if isinstance(record, RunUpdate) and record.exit_code is not None:
+                self.exit_codes[record.job] = record.exit_code
+            self.dirty.add(record.job)
+        elif isinstance(record, Transition):
+            if record.job == ENSEMBLE:
+                self._apply_own(record)
+            else:
+                self._apply_job(record)
+        elif isinstance(record, Request):
+            self._apply_request(record)
+        elif isinstance(record, JobsAdded):
+            if record.first != self.total:
+                raise FoldError(f"jobs added at {record.first}, expected {self.total}")
+            self.added.append(record)
+            self.total += len(record.params)
+            self._grow(self.total)
+            self.counts[TaskState.PENDING] += len(record.params)
+            if self.state in TASK_TERMINAL:
+                raise FoldError("jobs added to an ensemble that has ended")
+        elif isinstance(record, Submitted):
+            ids = record.ids or [record.backend_id] * len(record.jobs)
+            for job, ident in zip(record.jobs, ids, strict=True):
+                self.submitted[job] = ident
+        elif isinstance(record, Attached):
+            self.supervisors.append(record)
+        elif isinstance(record, Note):
+            self.notes.append(record)
+        elif isinstance(record, Opened):
+            self.opened = record
+
+    def _apply_own(self, rec: Transition) -> None:
+        self.state = TaskState(rec.state)
+        if rec.reason:
+            self.reason = rec.reason
+        if self.state is TaskState.ACTIVE and self.started_at is None:
+            self.started_at = rec.at
+        if self.state in TASK_TERMINAL:
+            self.finished_at = rec.at
+
+    def _apply_job(self, rec: Transition) -> None:
+        rt = self._runtime(rec.job)
+        before = rt.state
+        rt.apply(rec)
+        after = rt.state
+        job = rec.job
+        if job >= self.next_new:
+            self.next_new = job + 1
+        self.states[job] = _CODE[after]
+        self.attempts[job] = rt.attempt
+        self.counts[before] -= 1
+        self.counts[after] += 1
+        if after in TASK_LIVE or after is TaskState.SUBMITTED:
+            self.live.add(job)
+        else:
+            self.live.discard(job)
+        if self.kind == "task":
+            self._apply_own(rec)
+        if after is TaskState.PENDING and before in TASK_TERMINAL:
+            # a retry: the backoff doubles at each attempt, capped at a minute
+            delay = 0.0 if rec.reason == "retry-failed" else self.policy.retry_backoff
+            delay = min(60.0, delay * (2 ** max(0, rt.attempt - 1)))
+            heapq.heappush(self.retry_at, (rec.at + delay, job))
+            self.failed_jobs.discard(job)
+        if after in TASK_TERMINAL:
+            self.beats.pop(job, None)
+            retry = self._may_retry(rt)
+            if after is not TaskState.SUCCESS and not retry:
+                self.failed_jobs.add(job)
+            if not self.keep_finished and not retry:
+                del self.jobs[job]
+                self.dirty.discard(job)
+                return
+        self.dirty.add(job)
+
+    def _may_retry(self, rt: TaskRuntime) -> bool:
+        return (
+            rt.state in (TaskState.FAILED, TaskState.LOST)
+            and rt.attempt < self.policy.retries
+            and not self.halted
+            and not self.kill_requested
+        )
+
+    def _apply_request(self, rec: Request) -> None:
+        targets = [rec.job] if rec.job is not None else sorted(self.live)
+        if rec.action == "kill":
+            if rec.job is None:
+                self.kill_requested = True
+                self.kill_grace = rec.grace
+                self.halted = self.halted or "killed"
+            for job in targets:
+                rt = self._runtime(job)
+                rt.kill_requested = True
+                rt.kill_grace = rec.grace
+                self.dirty.add(job)
+        elif rec.action == "lose":
+            self.lose_requested = True
+            self.halted = self.halted or "lost"
+        elif rec.action in ("pause", "resume"):
+            pause = rec.action == "pause"
+            if rec.job is None and rec.process is None:
+                self.paused = pause
+            for job in targets:
+                rt = self._runtime(job)
+                if rec.process is None:
+                    rt.paused = pause
+                    if not pause:
+                        rt.paused_processes.clear()
+                elif pause:
+                    rt.paused_processes.add(rec.process)
+                else:
+                    rt.paused_processes.discard(rec.process)
+                self.dirty.add(job)
+        elif rec.action == "halt":
+            self.halted = self.halted or "halt policy"
+            if self.policy.halt.mode == "kill":
+                for job in targets:
+                    rt = self._runtime(job)
+                    rt.kill_requested = True
+                    self.dirty.add(job)
+        elif rec.action == "retry-failed":
+            self.halted = ""
+            self.kill_requested = False
+            self.lose_requested = False
+            if self.state in TASK_TERMINAL:
+                self.state = TaskState.ACTIVE
+                self.finished_at = None
+            for job in range(self.total):
+                if self.job_state(job) in (TaskState.FAILED, TaskState.LOST, TaskState.KILLED):
+                    self._runtime(job).retry_requested = True
+                    self.dirty.add(job)
+
+    def beat(self, job: int, now: float) -> None:
+        """A heartbeat from a job; kept in memory only (a recovery restarts the watchdog)."""
+        if job in self.live:
+            self.beats[job] = now
+
+    # -- decisions -----------------------------------------------------------------------------
+
+    def decide(self, now: float) -> Decision:
+        """Records to write next. Call until it returns none; each call sees the last applied."""
+        out: list[Record] = []
+        wake: float | None = None
+        if self.state is TaskState.PENDING:
+            job = 0 if self.kind == "task" else ENSEMBLE
+            out.append(Transition(job, TaskState.ACTIVE.value, now))
+            return Decision(out, None)
+        if self.terminal:
+            return Decision(out, None)
+        while self.wakeups and self.wakeups[0][0] <= now:
+            self.dirty.add(heapq.heappop(self.wakeups)[1])
+        jobs, self.dirty = self.dirty, set()
+        for job in sorted(jobs):
+            rt = self.jobs.get(job)
+            if rt is None:
+                continue
+            if rt.terminal:
+                if rt.retry_requested:
+                    rt.retry_requested = False
+                    out.append(Transition(job, TaskState.PENDING.value, now, "retry-failed", rt.attempt + 1))
+                elif self._may_retry(rt):
+                    out.append(Transition(job, TaskState.PENDING.value, now, "retry", rt.attempt + 1))
+                continue
+            d = decide_task(rt, now)
+            out.extend(d.records)
+            if d.wake_at is not None:
+                heapq.heappush(self.wakeups, (d.wake_at, job))
+                wake = d.wake_at if wake is None or d.wake_at < wake else wake
+        w = self._watchdog(now, out)
+        if w is not None:
+            wake = w if wake is None or w < wake else wake
+        self._halt_policy(now, out)
+        if out:
+            return Decision(out, wake)
+        w = self._admit(now, out)
+        if w is not None:
+            wake = w if wake is None or w < wake else wake
+        if not out and not self.live and self.kind == "ensemble":
+            ending = self._ending()
+            if ending is not None:
+                out.append(Transition(ENSEMBLE, ending.value, now, self.halted))
+        if self.wakeups:
+            first = self.wakeups[0][0]
+            wake = first if wake is None or first < wake else wake
+        return Decision(out, wake)
+
+    def _watchdog(self, now: float, out: list[Record]) -> float | None:
+        limit = self.policy.heartbeat
+        if not limit:
+            return None
+        wake: float | None = None
+        for job in self.live:
+            rt = self.jobs[job]
+            if rt.state is not TaskState.ACTIVE or rt.paused:
+                continue
+            last = max(self.beats.get(job, 0.0), rt.phase_since)
+            due = last + limit
+            if now < due:
+                wake = due if wake is None or due < wake else wake
+                continue
+            for run in rt.live_runs():
+                if not run.signal_sent:
+                    out.append(Signal(job, run.process, run.run, SIGTERM, now, "heartbeat"))
+        return wake
+
+    def _halt_policy(self, now: float, out: list[Record]) -> None:
+        if self.halted:
+            return
+        halt = self.policy.halt
+        failed = len(self.failed_jobs)
+        finished = sum(self.counts[s] for s in TASK_TERMINAL)
+        hit = (halt.failures is not None and failed >= halt.failures) or (
+            halt.failure_rate is not None
+            and finished >= min(MIN_FINISHED_FOR_RATE, self.total)
+            and finished > 0
+            and failed / finished >= halt.failure_rate
+        )
+        if hit:
+            out.append(Request("halt", now))
+
+    def _admit(self, now: float, out: list[Record]) -> float | None:
+        """Start queued jobs while slots (and declared resources) allow: never drop, postpone."""
+        if self.halted or self.paused or self.lose_requested:
+            return None
+        limit = self.policy.job_limit
+        free = (limit - len(self.live)) if limit > 0 else 1 << 30
+        wake: float | None = None
+        cpus_used = sum(self.jobs[j].spec.resources.cpus for j in self.live) if self.policy.cpus else 0.0
+        memory_used = sum(self.jobs[j].spec.resources.memory for j in self.live) if self.policy.memory else 0
+        while free > 0:
+            job = -1
+            if self.retry_at:
+                ready, candidate = self.retry_at[0]
+                if ready <= now:
+                    heapq.heappop(self.retry_at)
+                    job = candidate
+                else:
+                    wake = ready
+            if job < 0:
+                if self.next_new >= self.total:
+                    break
+                job = self.next_new
+            task = self.jobs[job].spec if job in self.jobs else self.task_for(job)
+            need_cpu, need_mem = task.resources.cpus, task.resources.memory
+            if self.policy.cpus and self.live and cpus_used + need_cpu > self.policy.cpus:
+                if job != self.next_new:
+                    heapq.heappush(self.retry_at, (now, job))
+                break
+            if self.policy.memory and self.live and memory_used + need_mem > self.policy.memory:
+                if job != self.next_new:
+                    heapq.heappush(self.retry_at, (now, job))
+                break
+            cpus_used += need_cpu
+            memory_used += need_mem
+            if job == self.next_new:
+                self.next_new += 1
+            attempt = self.attempts[job]
+            out.append(Transition(job, TaskState.ACTIVE.value, now, "", attempt))
+            free -= 1
+        return wake
+
+    def _ending(self) -> TaskState | None:
+        """The ensemble's end state once nothing runs, or None while work remains."""
+        if self.retry_at and not self.halted:
+            return None
+        if self.next_new < self.total and not self.halted:
+            return None
+        if self.lose_requested:
+            return TaskState.LOST
+        if self.kill_requested:
+            return TaskState.KILLED
+        if self.counts[TaskState.SUCCESS] == self.total:
+            return TaskState.SUCCESS
+        return TaskState.FAILED
+
+
+def fold(records: Iterable[Record], supervision: Supervision) -> Supervision:
+    for record in records:
+        supervision.apply(record)
+    return supervision

@@ -1,0 +1,423 @@
+"""One task: the fold of its records and the decisions that follow (Thermos semantics).
+
+`TaskRuntime.apply(record)` folds a record in; `decide_task(rt, spec, now)` returns the records
+the supervisor should write next (launches, signals, transitions) and when to wake up again.
+No I/O, no clock: `now` comes from the caller.
+
+Corrections to Thermos, on purpose: a run killed by a signal corral did not send counts as a
+failure; killing means the whole tree, TERM first, KILL after the grace period.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from dataclasses import dataclass, field
+
+from corral.core.records import Record, RunUpdate, Signal, Transition
+from corral.core.states import (
+    RUN_LIVE,
+    RUN_TRANSITIONS,
+    TASK_TERMINAL,
+    TASK_TRANSITIONS,
+    RunState,
+    TaskState,
+)
+from corral.spec.model import Process, Task
+
+SIGTERM = int(_signal.SIGTERM)
+SIGKILL = int(_signal.SIGKILL)
+MAX_LOST_RUNS = 5  # a process lost this many times is failed: bounded retries of the unknown
+
+
+class FoldError(Exception):
+    """A record that the state machine does not allow: the journal is inconsistent."""
+
+
+@dataclass(slots=True)
+class Run:
+    process: str
+    run: int
+    state: RunState
+    launched_at: float
+    pid: int = 0
+    start_ticks: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    signal_sent: int = 0  # the strongest signal corral sent (0 = none)
+    signal_reason: str = ""
+    term_sent_at: float | None = None
+    paused_at: float | None = None
+    paused_total: float = 0.0
+
+    @property
+    def live(self) -> bool:
+        return self.state in RUN_LIVE
+
+    def active_seconds(self, now: float) -> float:
+        """Wall-clock seconds this run has been running, paused time excluded."""
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if self.finished_at is not None else now
+        paused = self.paused_total + ((end - self.paused_at) if self.paused_at is not None else 0.0)
+        return max(0.0, end - self.started_at - paused)
+
+
+@dataclass(slots=True)
+class ProcessRuntime:
+    spec: Process
+    runs: list[Run] = field(default_factory=list)
+    failures: int = 0
+    lost: int = 0
+    succeeded: bool = False  # at least one run succeeded and the process is not a daemon
+
+    @property
+    def last(self) -> Run | None:
+        return self.runs[-1] if self.runs else None
+
+    @property
+    def live_run(self) -> Run | None:
+        last = self.last
+        return last if last is not None and last.live else None
+
+    @property
+    def failed(self) -> bool:
+        limit = self.spec.max_failures
+        return (limit > 0 and self.failures >= limit) or self.lost >= MAX_LOST_RUNS
+
+    @property
+    def finished(self) -> bool:
+        """Will never run again in this attempt."""
+        return (self.succeeded or self.failed) and self.live_run is None
+
+
+@dataclass(slots=True)
+class TaskRuntime:
+    job: int
+    spec: Task
+    state: TaskState = TaskState.PENDING
+    attempt: int = 0
+    processes: dict[str, ProcessRuntime] = field(default_factory=dict)
+    reason: str = ""
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    phase_since: float = 0.0  # when CLEANING / FINALIZING began
+    kill_requested: bool = False
+    kill_grace: float | None = None
+    paused: bool = False  # the whole task is paused
+    paused_processes: set[str] = field(default_factory=set)
+    retry_requested: bool = False  # `run --retry-failed`: not folded from a transition
+    failed_reason: str = ""  # why ACTIVE ended badly ("failed", "deadlock"), "" on success
+    next_run: dict[str, int] = field(default_factory=dict)  # run numbers go on across attempts
+
+    def __post_init__(self) -> None:
+        self._reset_processes()
+
+    def _reset_processes(self) -> None:
+        self.processes = {p.name: ProcessRuntime(p) for p in self.spec.processes}
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TASK_TERMINAL
+
+    def live_runs(self) -> list[Run]:
+        return [r for p in self.processes.values() if (r := p.live_run) is not None]
+
+    def grace(self) -> float:
+        return self.spec.kill_grace if self.kill_grace is None else self.kill_grace
+
+    # -- the fold ------------------------------------------------------------------------------
+
+    def apply(self, record: Record) -> None:
+        if isinstance(record, RunUpdate):
+            self._apply_run(record)
+        elif isinstance(record, Transition):
+            self._apply_transition(record)
+        elif isinstance(record, Signal):
+            self._apply_signal(record)
+
+    def _apply_transition(self, rec: Transition) -> None:
+        new = TaskState(rec.state)
+        if new is not self.state and new not in TASK_TRANSITIONS[self.state]:
+            raise FoldError(f"job {self.job}: task {self.state} -> {new} is not allowed")
+        if self.created_at is None:
+            self.created_at = rec.at
+        if new is TaskState.PENDING and self.state in TASK_TERMINAL:
+            # a new attempt: processes start afresh, run numbers go on
+            self._reset_processes()
+            self.kill_requested = False
+            self.kill_grace = None
+            self.paused = False
+            self.paused_processes = set()
+            self.failed_reason = ""
+            self.reason = ""
+            self.finished_at = None
+        self.attempt = rec.attempt
+        self.state = new
+        self.phase_since = rec.at
+        if new is TaskState.ACTIVE and self.started_at is None:
+            self.started_at = rec.at
+        if new in (TaskState.CLEANING, TaskState.FINALIZING) and rec.reason in ("failed", "deadlock"):
+            self.failed_reason = rec.reason
+        if rec.reason:
+            self.reason = rec.reason
+        if new in TASK_TERMINAL:
+            self.finished_at = rec.at
+
+    def _run(self, rec: RunUpdate | Signal) -> tuple[ProcessRuntime, Run | None]:
+        proc = self.processes.get(rec.process)
+        if proc is None:
+            raise FoldError(f"job {self.job}: unknown process {rec.process!r}")
+        for run in reversed(proc.runs):
+            if run.run == rec.run:
+                return proc, run
+        return proc, None
+
+    def _apply_run(self, rec: RunUpdate) -> None:
+        proc, run = self._run(rec)
+        new = RunState(rec.state)
+        if run is None:
+            if new is not RunState.LAUNCHING:
+                raise FoldError(f"job {self.job}: {rec.process} run {rec.run} starts as {new}")
+            proc.runs.append(Run(rec.process, rec.run, new, launched_at=rec.at))
+            self.next_run[rec.process] = rec.run + 1
+            return
+        if new is not run.state and new not in RUN_TRANSITIONS[run.state]:
+            raise FoldError(
+                f"job {self.job}: {rec.process} run {rec.run}: {run.state} -> {new} is not allowed"
+            )
+        if rec.pid:
+            run.pid = rec.pid
+            run.start_ticks = rec.start_ticks
+        if new is RunState.RUNNING:
+            if run.started_at is None:
+                run.started_at = rec.at
+            if run.paused_at is not None:
+                run.paused_total += rec.at - run.paused_at
+                run.paused_at = None
+        elif new is RunState.PAUSED:
+            if run.started_at is None:
+                run.started_at = rec.at
+            if run.paused_at is None:
+                run.paused_at = rec.at
+        else:
+            # terminal
+            if run.paused_at is not None:
+                run.paused_total += rec.at - run.paused_at
+                run.paused_at = None
+            run.finished_at = rec.at
+            run.exit_code = rec.exit_code
+            if new is RunState.SUCCESS and not proc.spec.daemon:
+                proc.succeeded = True
+            elif new is RunState.FAILED:
+                proc.failures += 1
+            elif new is RunState.LOST:
+                proc.lost += 1
+        if rec.reason:
+            run.reason = rec.reason
+        run.state = new
+
+    def _apply_signal(self, rec: Signal) -> None:
+        _, run = self._run(rec)
+        if run is None:
+            raise FoldError(f"job {self.job}: signal to unknown run {rec.process}/{rec.run}")
+        if rec.sig in (SIGTERM, SIGKILL):
+            if rec.sig == SIGTERM and run.term_sent_at is None:
+                run.term_sent_at = rec.at
+            if rec.sig > run.signal_sent or run.signal_sent == 0:
+                run.signal_sent = rec.sig
+            if not run.signal_reason:
+                run.signal_reason = rec.reason
+
+
+def exit_outcome(run: Run, exit_code: int | None, by_signal: int | None) -> tuple[RunState, str]:
+    """What a run's end means. `by_signal` is the signal that ended it, when known.
+
+    A run that ends after corral signalled it is KILLED (or FAILED for a timeout or a heartbeat
+    miss); any other death by signal is a FAILED run, never a silent restart.
+    """
+    if exit_code == 0 and by_signal is None:
+        return RunState.SUCCESS, ""
+    if run.signal_sent:
+        if run.signal_reason in ("timeout", "heartbeat"):
+            return RunState.FAILED, run.signal_reason
+        return RunState.KILLED, run.signal_reason
+    if by_signal is not None:
+        return RunState.FAILED, f"signal {by_signal}"
+    return RunState.FAILED, f"exit {exit_code}"
+
+
+@dataclass(slots=True)
+class Decision:
+    records: list[Record]
+    wake_at: float | None  # the earliest moment something is due, if nothing else happens
+
+
+def _wake(current: float | None, at: float) -> float:
+    return at if current is None or at < current else current
+
+
+def _signals(rt: TaskRuntime, runs: list[Run], now: float, reason: str, out: list[Record]) -> float | None:
+    """TERM every run not yet signalled; KILL those still alive past the grace period."""
+    wake: float | None = None
+    grace = rt.grace()
+    for run in runs:
+        if run.signal_sent == 0 or run.term_sent_at is None:
+            out.append(Signal(rt.job, run.process, run.run, SIGTERM, now, reason))
+            wake = _wake(wake, now + grace)
+        elif run.signal_sent != SIGKILL:
+            due = run.term_sent_at + grace
+            if now >= due:
+                out.append(Signal(rt.job, run.process, run.run, SIGKILL, now, run.signal_reason or reason))
+            else:
+                wake = _wake(wake, due)
+    return wake
+
+
+def _launch(rt: TaskRuntime, proc: ProcessRuntime, now: float) -> RunUpdate:
+    number = rt.next_run.get(proc.spec.name, 0)
+    return RunUpdate(rt.job, proc.spec.name, number, RunState.LAUNCHING.value, now)
+
+
+def _schedule(
+    rt: TaskRuntime, procs: list[ProcessRuntime], now: float, out: list[Record]
+) -> tuple[bool, float | None]:
+    """Launch what may run now among `procs`. Returns (something can still happen, wake_at)."""
+    wake: float | None = None
+    live = sum(1 for p in procs if p.live_run is not None)
+    limit = rt.spec.max_concurrency
+    hopeful = live > 0
+    done = {p.spec.name for p in rt.processes.values() if p.succeeded}
+    for proc in procs:
+        if proc.live_run is not None or proc.failed or proc.succeeded:
+            continue
+        if any(dep not in done for dep in proc.spec.after):
+            blocked = any(rt.processes[dep].failed for dep in proc.spec.after)
+            hopeful = hopeful or not blocked
+            continue
+        hopeful = True
+        last = proc.last
+        if last is not None and proc.spec.min_duration > 0:
+            ready = last.launched_at + proc.spec.min_duration
+            if now < ready:
+                wake = _wake(wake, ready)
+                continue
+        if limit and live >= limit:
+            continue
+        out.append(_launch(rt, proc, now))
+        live += 1
+    return hopeful, wake
+
+
+def _timeouts(rt: TaskRuntime, now: float, out: list[Record]) -> float | None:
+    wake: float | None = None
+    for proc in rt.processes.values():
+        run = proc.live_run
+        timeout = proc.spec.timeout
+        if run is None or timeout is None or run.started_at is None:
+            continue
+        if run.signal_sent:
+            if run.signal_reason == "timeout":
+                w = _signals(rt, [run], now, "timeout", out)
+                if w is not None:
+                    wake = _wake(wake, w)
+            continue
+        if run.paused_at is not None:
+            continue  # paused time does not count; resume re-arms the deadline
+        left = timeout - run.active_seconds(now)
+        if left <= 0:
+            w = _signals(rt, [run], now, "timeout", out)
+            if w is not None:
+                wake = _wake(wake, w)
+        else:
+            wake = _wake(wake, now + left)
+    return wake
+
+
+def decide_task(rt: TaskRuntime, now: float) -> Decision:
+    """The next records for one task. Call again after they are applied: decisions chain."""
+    out: list[Record] = []
+    wake: float | None = None
+    state = rt.state
+    regular = [p for p in rt.processes.values() if not p.spec.final]
+    finals = [p for p in rt.processes.values() if p.spec.final]
+
+    if state in (TaskState.ACTIVE, TaskState.FINALIZING):
+        _pauses(rt, now, out)
+
+    if state is TaskState.ACTIVE:
+        if rt.kill_requested:
+            out.append(Transition(rt.job, TaskState.CLEANING.value, now, "killed", rt.attempt))
+            return Decision(out, None)
+        failed = sum(1 for p in regular if p.failed and p.live_run is None)
+        limit = rt.spec.max_failures
+        if limit > 0 and failed >= limit:
+            out.append(Transition(rt.job, TaskState.CLEANING.value, now, "failed", rt.attempt))
+            return Decision(out, None)
+        waited = [p for p in regular if not p.spec.ephemeral]
+        if all(p.finished for p in waited):
+            # every waited process succeeded, or failed within the tolerated limit
+            out.append(Transition(rt.job, TaskState.CLEANING.value, now, "", rt.attempt))
+            return Decision(out, None)
+        if rt.paused:
+            return Decision(out, None)
+        wake = _timeouts(rt, now, out)
+        hopeful, w = _schedule(rt, regular, now, out)
+        if w is not None:
+            wake = _wake(wake, w)
+        if not hopeful and not out:
+            # nothing runs and nothing ever can: the waited processes are blocked for good
+            out.append(Transition(rt.job, TaskState.CLEANING.value, now, "deadlock", rt.attempt))
+        return Decision(out, wake)
+
+    if state is TaskState.CLEANING:
+        live = [r for p in regular if (r := p.live_run) is not None]
+        if live:
+            reason = "kill" if rt.kill_requested else "cleanup"
+            return Decision(out, _signals(rt, live, now, reason, out))
+        nxt = TaskState.FINALIZING if finals else _ending(rt)
+        out.append(Transition(rt.job, nxt.value, now, rt.reason, rt.attempt))
+        return Decision(out, None)
+
+    if state is TaskState.FINALIZING:
+        deadline = rt.phase_since + rt.spec.finalization_wait
+        live = [r for p in finals if (r := p.live_run) is not None]
+        if now >= deadline:
+            if live:
+                return Decision(out, _signals(rt, live, now, "finalization", out))
+            out.append(Transition(rt.job, _ending(rt).value, now, rt.reason, rt.attempt))
+            return Decision(out, None)
+        if not rt.paused:
+            wake = _timeouts(rt, now, out)
+            hopeful, w = _schedule(rt, finals, now, out)
+            if w is not None:
+                wake = _wake(wake, w)
+            if not hopeful and not out and not live:
+                out.append(Transition(rt.job, _ending(rt).value, now, rt.reason, rt.attempt))
+                return Decision(out, None)
+        return Decision(out, _wake(wake, deadline))
+
+    return Decision(out, None)
+
+
+def _pauses(rt: TaskRuntime, now: float, out: list[Record]) -> None:
+    """Runs to stop (SIGSTOP) or continue (SIGCONT): the shell acts on these records."""
+    for proc in rt.processes.values():
+        run = proc.live_run
+        if run is None or run.signal_sent or run.state is RunState.LAUNCHING:
+            continue
+        want = rt.paused or proc.spec.name in rt.paused_processes
+        if want and run.state is RunState.RUNNING:
+            out.append(RunUpdate(rt.job, run.process, run.run, RunState.PAUSED.value, now, reason="pause"))
+        elif not want and run.state is RunState.PAUSED:
+            out.append(RunUpdate(rt.job, run.process, run.run, RunState.RUNNING.value, now, reason="resume"))
+
+
+def _ending(rt: TaskRuntime) -> TaskState:
+    if rt.kill_requested:
+        return TaskState.KILLED
+    if rt.failed_reason:
+        return TaskState.FAILED
+    return TaskState.SUCCESS

@@ -1,0 +1,243 @@
+"""The single writer of a journal: lock, recover the tail, append with group commit.
+
+Durability contract: a record is durable once `commit()` returns. `append()` only buffers
+(no syscall), so the supervisor batches every record of one loop iteration and pays for one
+write and one fdatasync. A failed commit leaves the writer unusable: after a failed fsync the
+page cache can no longer be trusted (PostgreSQL's "fsyncgate"), so the caller reopens, which
+rescans and repairs the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+
+from .errors import JournalCorrupt, JournalError, JournalLocked
+from .frame import HEADER, Stop, encode_frame, scan_journal
+
+
+@dataclass(frozen=True, slots=True)
+class RepairInfo:
+    """A torn tail that opening the journal truncated away; the caller logs a warning."""
+
+    offset: int  # the file now ends here
+    dropped: int  # bytes removed
+    reason: str
+
+
+def lock_path(path: str | os.PathLike[str]) -> str:
+    # A sibling file, not the journal itself, so readers never contend with the writer.
+    return os.fspath(path) + ".lock"
+
+
+def lock_holder(path: str | os.PathLike[str]) -> int | None:
+    """The pid recorded by the journal's current writer, without taking the lock.
+
+    None if there is no lock file or no pid in it. A writer clears its pid on close, but one
+    that was killed leaves it behind, so a pid here is a hint; only a failed lock is proof.
+    """
+    try:
+        with open(lock_path(path), "rb") as f:
+            text = f.read(32)
+    except FileNotFoundError:
+        return None
+    try:
+        pid = int(text.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return pid if pid > 0 else None
+
+
+def _acquire_lock(path: str) -> int:
+    # os.open fds are close-on-exec (PEP 446): a spawned process must not inherit the lock,
+    # or it would keep the journal locked after the supervisor dies.
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalLocked(path, lock_holder(path)) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
+def _release_lock(fd: int) -> None:
+    try:
+        os.ftruncate(fd, 0)  # a pid left behind would name a writer that is gone
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    chunks: list[bytes] = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, max(size - offset, 1 << 16), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _fsync_dir(path: str) -> None:
+    # A new file's directory entry is durable only once the directory itself is synced.
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JournalWriter:
+    """Appends framed records to one journal file; holds its exclusive lock while open."""
+
+    def __init__(self, path: str, fd: int, lock_fd: int, size: int, repaired: RepairInfo | None):
+        # Use JournalWriter.open() or open_for_append(); this only assembles the parts.
+        self.path = path
+        self.repaired = repaired
+        self._fd: int | None = fd
+        self._lock_fd = lock_fd
+        self._size = size
+        self._frames: list[bytes] = []
+        self._failed = False
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, create: bool) -> JournalWriter:
+        """Lock, scan and repair the journal at `path`; see `open_for_append`."""
+        writer, _payloads = open_for_append(path, create=create)
+        return writer
+
+    @property
+    def pending(self) -> int:
+        """How many appended records are not yet committed."""
+        return len(self._frames)
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file after the last commit (the offset the next frame lands at)."""
+        return self._size
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def append(self, payload: bytes) -> None:
+        """Buffer one record; no syscall. Raises ValueError for an empty or oversize payload."""
+        self._check_usable()
+        self._frames.append(encode_frame(payload))
+
+    def append_many(self, payloads: Iterable[bytes]) -> None:
+        self._check_usable()
+        frames = [encode_frame(p) for p in payloads]  # all or nothing on a bad payload
+        self._frames.extend(frames)
+
+    def commit(self) -> None:
+        """Make every buffered record durable: one write, one fdatasync. No-op if none."""
+        self._check_usable()
+        if not self._frames:
+            return
+        data = b"".join(self._frames)
+        fd = self._fd
+        assert fd is not None
+        self._failed = True  # cleared only if both the write and the sync succeed
+        try:
+            view = memoryview(data)
+            while view:  # regular files write in full barring errors; loop to be certain
+                written = os.write(fd, view)
+                view = view[written:]
+        except BaseException:
+            # Cut the partial write so the file ends on a frame boundary again.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._size)
+            raise
+        os.fdatasync(fd)
+        self._failed = False
+        self._size += len(data)
+        self._frames.clear()
+
+    def close(self) -> None:
+        """Commit what is buffered (unless a commit already failed), then release the lock."""
+        if self._fd is None:
+            return
+        try:
+            if not self._failed:
+                self.commit()
+        finally:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            finally:
+                _release_lock(self._lock_fd)
+
+    def __enter__(self) -> JournalWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Committing on an exception is safe under write-ahead: a record states an intent or
+        # an observed fact, never an effect that has not been checked.
+        self.close()
+
+    def _check_usable(self) -> None:
+        if self._fd is None:
+            raise JournalError(f"{self.path}: journal writer is closed")
+        if self._failed:
+            raise JournalError(
+                f"{self.path}: an earlier commit failed; reopen the journal to recover"
+            )
+
+
+def open_for_append(
+    path: str | os.PathLike[str], *, create: bool
+) -> tuple[JournalWriter, list[bytes]]:
+    """Lock the journal, read it once, repair a torn tail, and return the writer and payloads.
+
+    `create=True` creates the journal if it is missing (and opens it if it exists); with
+    `create=False` a missing journal raises FileNotFoundError. Corruption in the middle raises
+    JournalCorrupt and leaves the file unchanged. Another writer raises JournalLocked.
+    """
+    path = os.fspath(path)
+    if not create and not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such journal")
+    lock_fd = _acquire_lock(path)
+    fd = -1
+    try:
+        flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
+        fd = os.open(path, flags, 0o644)
+        buf = _read_all(fd)
+        result = scan_journal(buf)
+        if result.stop is Stop.CORRUPT:
+            assert result.error_offset is not None and result.reason is not None
+            raise JournalCorrupt(path, result.error_offset, result.reason)
+        repaired = None
+        if result.stop is Stop.TORN:
+            os.ftruncate(fd, result.end)
+            os.fsync(fd)
+            repaired = RepairInfo(result.end, len(buf) - result.end, result.reason or "torn tail")
+        size = result.end
+        if size == 0:
+            os.write(fd, HEADER)
+            os.fsync(fd)
+            _fsync_dir(path)
+            size = len(HEADER)
+        return JournalWriter(path, fd, lock_fd, size, repaired), result.payloads
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        _release_lock(lock_fd)
+        raise

@@ -1,0 +1,113 @@
+"""The spec model: what a task and an ensemble are, as typed structs.
+
+Loaders (spec/load.py) turn YAML/JSON/TOML or Python objects into these; templating
+(spec/template.py) renders their strings; validation (spec/validate.py) checks the graph.
+Every struct forbids unknown fields so a typo is an error naming its field path.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class Rotate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    size: int = 10 * 1024 * 1024  # bytes; loaders accept "10MB"
+    backups: int = 5
+
+
+class Logger(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    destination: Literal["file", "console", "both", "none"] = "file"
+    mode: Literal["standard", "rotate"] = "standard"
+    rotate: Rotate = Rotate()
+
+
+class Resources(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    cpus: float = 0.0  # 0 = not declared
+    memory: int = 0  # bytes; loaders accept "1GB"
+    gpus: int = 0
+    walltime: float | None = None  # seconds; loaders accept "1:30:00"
+
+
+class Slurm(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: float | None = None  # seconds; loaders accept "HH:MM:SS" / "D-HH:MM:SS"
+    cpus_per_task: int | None = None
+    memory: int | None = None  # bytes
+    gres: str | None = None
+    extra: tuple[str, ...] = ()  # extra sbatch arguments, passed as they are
+    requeue: bool = False  # requeue after preemption / walltime
+    array: bool = True  # submit homogeneous batches as job arrays
+    poll_interval: float = 2.0
+
+
+class Process(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: str
+    cmd: str | None = None  # a /bin/sh command line
+    argv: tuple[str, ...] | None = None  # a program and its arguments, no shell
+    after: tuple[str, ...] = ()
+    max_failures: int = 1  # failed runs tolerated before the process fails; 0 = retry forever
+    daemon: bool = False  # restart after success
+    ephemeral: bool = False  # not waited for; killed when the rest is done
+    min_duration: float = 0.0  # seconds between the starts of two runs
+    timeout: float | None = None  # wall-clock limit of one run, seconds (paused time excluded)
+    env: dict[str, str] = {}
+    final: bool = False  # runs after the regular processes, within finalization_wait
+    logger: Logger = Logger()
+
+
+class Task(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: str
+    processes: tuple[Process, ...]
+    max_failures: int = 1  # failed processes the task tolerates; 0 = no limit
+    max_concurrency: int = 0  # 0 = unlimited
+    finalization_wait: float = 30.0
+    kill_grace: float = 5.0  # TERM -> KILL escalation delay
+    resources: Resources = Resources()
+    sandbox: str | None = None  # working directory; default ROOT/ID/sandbox
+    env: dict[str, str] = {}
+    backend: Literal["local", "slurm", "slurm-steps"] = "local"
+    slurm: Slurm = Slurm()
+
+
+class Halt(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    failures: int | None = None  # stop after this many failed jobs
+    failure_rate: float | None = None  # or this fraction of finished jobs (>= 10 finished)
+    mode: Literal["finish", "kill"] = "finish"  # let running jobs finish, or kill them
+
+
+class Range(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    range: tuple[int, ...]  # [stop] | [start, stop] | [start, stop, step], like Python's range
+
+
+class JobTemplate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A task template: one command, or a full processes list."""
+
+    cmd: str | None = None
+    argv: tuple[str, ...] | None = None
+    processes: tuple[Process, ...] | None = None
+    env: dict[str, str] = {}
+    timeout: float | None = None
+    heartbeat: float | None = None  # seconds of silence before the job is killed and retried
+    max_failures: int = 1
+    max_concurrency: int = 0
+    finalization_wait: float = 30.0
+    kill_grace: float = 5.0
+    resources: Resources = Resources()
+    logger: Logger = Logger()
+
+
+class Ensemble(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: str
+    job: JobTemplate
+    params: dict[str, tuple[str | int | float | bool, ...] | Range] = {}
+    params_file: str | None = None  # CSV with a header row, or JSON lines
+    job_limit: int = 0  # 0 = the number of CPUs
+    retries: int = 0  # extra attempts per failed job
+    retry_backoff: float = 1.0  # seconds; doubles at each attempt, capped at 60
+    halt: Halt = Halt()
+    backend: Literal["local", "slurm", "slurm-steps"] = "local"
+    slurm: Slurm = Slurm()

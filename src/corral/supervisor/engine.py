@@ -1,0 +1,460 @@
+"""The supervisor loop: the thin imperative shell around core.
+
+Each turn: collect what happened (exits, control requests, signals), ask core what to do,
+make those records durable in ONE fdatasync (group commit), then carry out their effects
+(spawn, signal, stop/continue). Records produced by effects (a run's pid) ride the next commit.
+The loop never decides anything itself; it never polls: exits of our children arrive as
+SIGCHLD on a wakeup fd, exits of re-attached runs as readable pidfds, and timers are the
+deadlines core returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from corral.core.records import JobsAdded, Note, Record, Request, RunUpdate, Signal, Transition, encode
+from corral.core.states import TASK_TERMINAL, RunState, TaskState
+from corral.core.supervision import ENSEMBLE, Supervision
+from corral.core.task import SIGKILL, Run, exit_outcome
+from corral.journal import JournalWriter
+from corral.spec.model import Task
+from corral.supervisor import proc
+from corral.supervisor.control import ControlServer, reply
+from corral.supervisor.layout import Layout
+from corral.supervisor.logs import Rotator
+from corral.supervisor.spawn import command_argv, read_status, spawn
+
+log = logging.getLogger("corral.supervisor")
+
+RunKey = tuple[int, str, int]
+
+
+@dataclass(slots=True)
+class Effect:
+    kind: str  # "spawn" | "signal" | "stop" | "cont" | "sweep"
+    key: RunKey | None = None
+    sig: int = 0
+    job: int = -1
+
+
+@dataclass
+class Engine:
+    layout: Layout
+    sup: Supervision
+    writer: JournalWriter
+    ensemble: bool
+    clock: Callable[[], float] = time.time
+    on_turn: Callable[[Supervision], None] | None = None
+    base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    children: dict[int, RunKey] = field(default_factory=dict)  # our spawned wrappers
+    adopted: dict[int, tuple[RunKey, int]] = field(default_factory=dict)  # pidfd -> (key, pid)
+    interrupts: int = 0
+    detached: bool = False
+    _effects: list[Effect] = field(default_factory=list)
+    _replies: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+    _job_dirs: set[int] = field(default_factory=set)
+    _rotator: Rotator = field(default_factory=Rotator)
+
+    # -- records -------------------------------------------------------------------------------
+
+    def record(self, rec: Record) -> None:
+        """Fold a record in, buffer it for the next commit, and note the effect it asks for."""
+        effect = self._effect_of(rec)
+        self.sup.apply(rec)
+        self.writer.append(encode(rec))
+        if effect is not None:
+            self._effects.append(effect)
+
+    def _effect_of(self, rec: Record) -> Effect | None:
+        if isinstance(rec, RunUpdate):
+            key = (rec.job, rec.process, rec.run)
+            if rec.state == RunState.LAUNCHING:
+                return Effect("spawn", key)
+            if rec.state == RunState.PAUSED and rec.reason == "pause":
+                return Effect("stop", key)
+            if rec.state == RunState.RUNNING and rec.reason == "resume":
+                return Effect("cont", key)
+        elif isinstance(rec, Signal):
+            return Effect("signal", (rec.job, rec.process, rec.run), sig=rec.sig)
+        elif isinstance(rec, Transition) and rec.job != ENSEMBLE and rec.state in TASK_TERMINAL:
+            return Effect("sweep", job=rec.job)
+        return None
+
+    def _run(self, key: RunKey) -> Run | None:
+        rt = self.sup.jobs.get(key[0])
+        if rt is None:
+            return None
+        p = rt.processes.get(key[1])
+        if p is None:
+            return None
+        for run in reversed(p.runs):
+            if run.run == key[2]:
+                return run
+        return None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> TaskState:
+        """Supervise until the task or ensemble is terminal (or the supervisor detaches)."""
+        selector = selectors.DefaultSelector()
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        selector.register(wake_r, selectors.EVENT_READ, "wake")
+        old_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        old = {s: signal.getsignal(s) for s in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGINT, self._interrupt)
+        signal.signal(signal.SIGTERM, self._interrupt)
+        signal.signal(signal.SIGHUP, self._hangup)
+        control: ControlServer | None = None
+        try:
+            control = ControlServer(self.layout.control)
+            selector.register(control.fileno(), selectors.EVENT_READ, "control")
+        except OSError as exc:
+            log.warning("no control socket at %s: %s", self.layout.control, exc)
+        for fd in self.adopted:
+            selector.register(fd, selectors.EVENT_READ, "pidfd")
+        handled_interrupts = 0
+        try:
+            while True:
+                now = self.clock()
+                self._reap(now)
+                if self.interrupts > handled_interrupts:
+                    handled_interrupts = self.interrupts
+                    grace = None if handled_interrupts == 1 else 0.0
+                    self.record(Request("kill", now, grace=grace))
+                wake = self._decide(now)
+                self.writer.commit()
+                self._flush_replies()
+                self._carry_out(selector)
+                if self.on_turn is not None:
+                    self.on_turn(self.sup)
+                if self.sup.terminal and not self.children and not self.adopted:
+                    self.writer.commit()
+                    return self.sup.state
+                if self.detached:
+                    self.writer.commit()
+                    return self.sup.state
+                rotate_at = self._rotator.due()
+                if rotate_at is not None:
+                    wake = rotate_at if wake is None else min(wake, rotate_at)
+                if self.writer.pending or self.sup.dirty:
+                    timeout: float | None = 0.0
+                else:
+                    timeout = None if wake is None else max(0.0, wake - self.clock())
+                for key, _ in selector.select(timeout):
+                    if key.data == "wake":
+                        with contextlib.suppress(BlockingIOError):
+                            while os.read(wake_r, 4096):
+                                pass
+                    elif key.data == "control" and control is not None:
+                        for conn, req in control.accept():
+                            self._control(conn, req)
+                    elif key.data == "pidfd":
+                        self._adopted_exit(key.fd, selector)
+                self._rotator.check()
+        finally:
+            signal.set_wakeup_fd(old_fd)
+            for s, h in old.items():
+                signal.signal(s, h)
+            selector.close()
+            os.close(wake_r)
+            os.close(wake_w)
+            if control is not None:
+                control.close()
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        self.interrupts += 1
+
+    def _hangup(self, signum: int, frame: object) -> None:
+        # the terminal went away: keep supervising, quietly (nothing worse than detaching)
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+
+    def _decide(self, now: float) -> float | None:
+        wake: float | None = None
+        for _ in range(100_000):
+            decision = self.sup.decide(now)
+            if decision.wake_at is not None:
+                wake = decision.wake_at if wake is None else min(wake, decision.wake_at)
+            if not decision.records:
+                break
+            for rec in decision.records:
+                self.record(rec)
+        return wake
+
+    # -- effects -------------------------------------------------------------------------------
+
+    def _carry_out(self, selector: selectors.BaseSelector) -> None:
+        effects, self._effects = self._effects, []
+        for effect in effects:
+            if effect.kind == "spawn":
+                assert effect.key is not None
+                self._spawn(effect.key)
+            elif effect.kind == "signal":
+                assert effect.key is not None
+                self._signal(effect.key, effect.sig)
+            elif effect.kind == "stop":
+                assert effect.key is not None
+                self._signal(effect.key, int(signal.SIGSTOP))
+            elif effect.kind == "cont":
+                assert effect.key is not None
+                self._signal(effect.key, int(signal.SIGCONT))
+            elif effect.kind == "sweep":
+                self._sweep(effect.job)
+
+    def job_dir(self, job: int) -> Path:
+        path = self.layout.job_dir(job, self.ensemble)
+        if job not in self._job_dirs:
+            task = self.sup.jobs[job].spec
+            path.mkdir(parents=True, exist_ok=True)
+            if task.sandbox is None and not self.ensemble:
+                self.layout.sandbox.mkdir(parents=True, exist_ok=True)
+            self._job_dirs.add(job)
+        return path
+
+    def _cwd(self, job: int, task: Task) -> str:
+        if task.sandbox is not None:
+            os.makedirs(task.sandbox, exist_ok=True)
+            return task.sandbox
+        if self.ensemble:
+            return str(self.job_dir(job))
+        self.job_dir(job)
+        return str(self.layout.sandbox)
+
+    def run_env(self, job: int, process: str, run: int, task: Task, extra: dict[str, str]) -> dict[str, str]:
+        env = dict(self.base_env)
+        env.update(task.env)
+        env.update(extra)
+        env["CORRAL_ROOT"] = str(self.layout.root)
+        env["CORRAL_TASK_ID"] = self.layout.id
+        env["CORRAL_JOB"] = str(job)
+        env["CORRAL_PROCESS"] = process
+        env["CORRAL_RUN"] = str(run)
+        env["CORRAL_CONTROL"] = self.layout.control
+        return env
+
+    def _spawn(self, key: RunKey) -> None:
+        job, process, number = key
+        rt = self.sup.jobs[job]
+        spec = rt.processes[process].spec
+        now = self.clock()
+        try:
+            cwd = self._cwd(job, rt.spec)
+            rdir = self.layout.run_dir(job, self.ensemble, process, number)
+            rdir.mkdir(parents=True, exist_ok=True)
+            dest = spec.logger.destination
+            out: str | None = str(rdir / "stdout")
+            err: str | None = str(rdir / "stderr")
+            if dest == "none":
+                out = err = os.devnull
+            elif dest == "console":
+                out = err = None
+            pid = spawn(
+                command_argv(spec.cmd, spec.argv),
+                cwd=cwd,
+                env=self.run_env(job, process, number, rt.spec, spec.env),
+                stdout=out,
+                stderr=err,
+                status=str(rdir / "exit"),
+            )
+        except OSError as exc:
+            self.record(RunUpdate(job, process, number, RunState.FAILED.value, now, reason=f"spawn: {exc}"))
+            return
+        ticks = proc.start_ticks(pid) or 0
+        self.children[pid] = key
+        if spec.logger.mode == "rotate" and dest in ("file", "both"):
+            self._rotator.watch(key, rdir, spec.logger.rotate.size, spec.logger.rotate.backups)
+        self.record(RunUpdate(job, process, number, RunState.RUNNING.value, now, pid=pid, start_ticks=ticks))
+
+    def _needles(self, job: int, process: str | None = None, run: int | None = None) -> list[bytes]:
+        needles = [proc.marker("CORRAL_TASK_ID", self.layout.id), proc.marker("CORRAL_JOB", str(job))]
+        if process is not None:
+            needles.append(proc.marker("CORRAL_PROCESS", process))
+        if run is not None:
+            needles.append(proc.marker("CORRAL_RUN", str(run)))
+        return needles
+
+    def _signal(self, key: RunKey, sig: int) -> None:
+        """Signal a run's whole tree: its process group, then descendants that escaped it."""
+        run = self._run(key)
+        if run is None or not run.pid:
+            return
+        if proc.alive(run.pid, run.start_ticks) or run.pid in self.children:
+            proc.signal_group(run.pid, sig)
+        escaped = proc.find_marked(self._needles(*key))
+        proc.signal_pids(escaped, sig)
+        if sig in (signal.SIGTERM, signal.SIGINT) and run.state is RunState.PAUSED:
+            # a stopped process cannot act on TERM until it is continued
+            proc.signal_group(run.pid, signal.SIGCONT)
+            proc.signal_pids(escaped, signal.SIGCONT)
+
+    def _sweep(self, job: int) -> None:
+        """At a task's end, kill what its runs left behind (daemonized grandchildren)."""
+        rt = self.sup.jobs.get(job)
+        ours = set(self.children)
+        orphans = [p for p in proc.children_of_self() if p not in ours]
+        signalled = rt is not None and any(r.signal_sent for p in rt.processes.values() for r in p.runs)
+        if not orphans and not signalled and not self.adopted:
+            return  # nothing escaped to us, nothing was killed: skip the /proc scan
+        leftovers = proc.find_marked(self._needles(job))
+        proc.signal_pids(leftovers, SIGKILL)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _reap(self, now: float) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            key = self.children.pop(pid, None)
+            if key is None:
+                continue  # an orphan re-parented to us (subreaper): nothing to record
+            code = os.waitstatus_to_exitcode(status)
+            self._ended(key, code if code >= 0 else None, -code if code < 0 else None, now)
+
+    def _ended(self, key: RunKey, exit_code: int | None, by_signal: int | None, now: float) -> None:
+        self._rotator.forget(key)
+        run = self._run(key)
+        if run is None or not run.live:
+            return
+        state, reason = exit_outcome(run, exit_code, by_signal)
+        code = exit_code if exit_code is not None else (-by_signal if by_signal else None)
+        self.record(RunUpdate(key[0], key[1], key[2], state.value, now, exit_code=code, reason=reason))
+
+    def adopt(self, key: RunKey, pid: int, ticks: int) -> bool:
+        """Watch a run we did not spawn (after recovery) through a pidfd: no polling."""
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return False
+        if proc.start_ticks(pid) != ticks:  # the pid was reused between the check and the open
+            os.close(fd)
+            return False
+        self.adopted[fd] = (key, pid)
+        return True
+
+    def _adopted_exit(self, fd: int, selector: selectors.BaseSelector) -> None:
+        key, _pid = self.adopted.pop(fd)
+        selector.unregister(fd)
+        os.close(fd)
+        status_file = self.layout.run_dir(key[0], self.ensemble, key[1], key[2]) / "exit"
+        code = read_status(str(status_file))
+        now = self.clock()
+        run = self._run(key)
+        if run is None or not run.live:
+            return
+        if code is None:
+            if run.signal_sent == SIGKILL:
+                self._ended(key, None, SIGKILL, now)
+            else:
+                self.record(RunUpdate(*key, RunState.LOST.value, now, reason="ended without an exit status"))
+            return
+        self._ended(key, code, None, now)
+
+    def _control(self, conn: Any, req: dict[str, Any]) -> None:
+        op = req.get("op")
+        now = self.clock()
+        try:
+            if op == "ping":
+                reply(conn, {"ok": True, "pid": os.getpid(), "state": self.sup.state.value})
+            elif op in ("kill", "pause", "resume"):
+                grace = req.get("grace")
+                job = req.get("job")
+                process = req.get("process")
+                if job is None and process is not None and not self.ensemble:
+                    job = 0
+                if job is not None and (not isinstance(job, int) or job not in self.sup.live):
+                    reply(conn, {"ok": False, "error": f"job {job} is not running"})
+                    return
+                if process is not None:
+                    rt = self.sup.jobs[job if job is not None else 0]
+                    if process not in rt.processes:
+                        reply(conn, {"ok": False, "error": f"no process named {process!r}"})
+                        return
+                self.record(Request(op, now, job=job, process=process, grace=grace))
+                self._replies.append((conn, {"ok": True}))
+            elif op == "lose":
+                self._replies.append((conn, {"ok": True}))
+                self.lose(now)
+            elif op == "heartbeat":
+                job = int(req.get("job", 0))
+                self.sup.beat(job, now)
+                reply(conn, {"ok": True})
+            elif op == "submit":
+                if not self.ensemble:
+                    reply(conn, {"ok": False, "error": "jobs can only be submitted to an ensemble"})
+                    return
+                if self.sup.terminal or self.sup.halted:
+                    reply(conn, {"ok": False, "error": f"the ensemble is {self.sup.halted or self.sup.state.value}"})
+                    return
+                params = req.get("params")
+                if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
+                    reply(conn, {"ok": False, "error": "submit needs 'params': a list of objects"})
+                    return
+                check = getattr(self, "check_params", None)
+                if check is not None:
+                    problem = check(params)
+                    if problem:
+                        reply(conn, {"ok": False, "error": problem})
+                        return
+                first = self.sup.total
+                self.record(JobsAdded(first, params, now))
+                self._replies.append((conn, {"ok": True, "jobs": list(range(first, first + len(params)))}))
+            elif op == "status":
+                counts = {s.value: n for s, n in self.sup.counts.items() if n}
+                reply(conn, {"ok": True, "state": self.sup.state.value, "counts": counts})
+            else:
+                reply(conn, {"ok": False, "error": f"unknown op {op!r}"})
+        except (TypeError, ValueError, KeyError) as exc:
+            reply(conn, {"ok": False, "error": f"bad request: {exc}"})
+
+    def _flush_replies(self) -> None:
+        # answers go out only after the records they confirm are durable
+        replies, self._replies = self._replies, []
+        for conn, message in replies:
+            reply(conn, message)
+
+    # -- losing ----------------------------------------------------------------------------------
+
+    def lose(self, now: float) -> None:
+        """Give up on everything now: kill every live tree, no finalizers, mark the rest LOST."""
+        self.record(Request("lose", now))
+        for job in sorted(self.sup.live):
+            rt = self.sup.jobs[job]
+            for run in rt.live_runs():
+                key = (job, run.process, run.run)
+                was_alive = run.pid > 0 and proc.alive(run.pid, run.start_ticks)
+                if was_alive:
+                    self.record(Signal(job, run.process, run.run, SIGKILL, now, "lose"))
+                    self._signal(key, SIGKILL)
+                state = RunState.KILLED if was_alive else RunState.LOST
+                self.record(RunUpdate(job, run.process, run.run, state.value, now, reason="lost"))
+            self.record(Transition(job, TaskState.LOST.value, now, "lost", rt.attempt))
+            self._sweep(job)
+        if self.ensemble and not self.sup.terminal:
+            self.record(Transition(ENSEMBLE, TaskState.LOST.value, now, "lost"))
+        self._effects = [e for e in self._effects if e.kind != "spawn"]
+        # the runs are gone; stop waiting for them
+        self.children.clear()
+        for fd in list(self.adopted):
+            os.close(fd)
+        self.adopted.clear()
+
+
+def note(engine: Engine, text: str) -> None:
+    engine.record(Note(text, engine.clock()))

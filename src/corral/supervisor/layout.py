@@ -1,0 +1,74 @@
+"""Where a task's files live under the root directory. One place decides every path."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+
+
+def default_root() -> Path:
+    env = os.environ.get("CORRAL_ROOT")
+    if env:
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "corral"
+
+
+def valid_id(task_id: str) -> bool:
+    return bool(_ID.match(task_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The directory of one task or ensemble: ROOT/ID."""
+
+    root: Path
+    id: str
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.id
+
+    @property
+    def journal(self) -> Path:
+        return self.dir / "journal"
+
+    @property
+    def sandbox(self) -> Path:
+        return self.dir / "sandbox"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.dir / "supervisor.log"
+
+    @property
+    def status_snapshot(self) -> Path:
+        return self.dir / "status.json"
+
+    @property
+    def control(self) -> str:
+        """The control socket; unix socket paths are limited to ~107 bytes, so long ones move."""
+        path = str(self.dir / "control.sock")
+        if len(path.encode()) < 100:
+            return path
+        digest = hashlib.sha1(path.encode()).hexdigest()[:16]
+        return f"/tmp/corral-{digest}.sock"
+
+    def job_dir(self, job: int, ensemble: bool) -> Path:
+        return self.dir / "jobs" / str(job) if ensemble else self.dir
+
+    def run_dir(self, job: int, ensemble: bool, process: str, run: int) -> Path:
+        return self.job_dir(job, ensemble) / "logs" / process / str(run)
+
+
+def list_ids(root: Path) -> list[str]:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if (root / n / "journal").exists()]

@@ -1,0 +1,62 @@
+"""Log rotation by size for runs whose logger asks for it.
+
+Runs write straight to their files (no pipe through the supervisor, so they outlive it). To
+rotate such a file we copy it to `stdout.1` (shifting older backups up) and truncate it; the run
+opened it with O_APPEND, so its next write lands at the new end. This is logrotate's
+copytruncate: a line written between the copy and the truncate can be lost, which is the price
+of not piping every byte through the supervisor. Sizes are checked once a second, and only
+while some run asks for rotation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+CHECK_INTERVAL = 1.0
+
+
+class Rotator:
+    def __init__(self) -> None:
+        self.watched: dict[object, tuple[Path, int, int]] = {}
+        self.next_check: float | None = None
+
+    def watch(self, key: object, run_dir: Path, size: int, backups: int) -> None:
+        self.watched[key] = (run_dir, size, backups)
+        if self.next_check is None:
+            self.next_check = time.time() + CHECK_INTERVAL
+
+    def forget(self, key: object) -> None:
+        if self.watched.pop(key, None) is not None and not self.watched:
+            self.next_check = None
+
+    def due(self) -> float | None:
+        return self.next_check
+
+    def check(self) -> None:
+        if self.next_check is None or time.time() < self.next_check:
+            return
+        for run_dir, size, backups in list(self.watched.values()):
+            for name in ("stdout", "stderr"):
+                rotate_if_needed(run_dir / name, size, backups)
+        self.next_check = time.time() + CHECK_INTERVAL if self.watched else None
+
+
+def rotate_if_needed(path: Path, size: int, backups: int) -> bool:
+    try:
+        if path.stat().st_size < size:
+            return False
+    except FileNotFoundError:
+        return False
+    if backups > 0:
+        for i in range(backups - 1, 0, -1):
+            older = path.with_name(f"{path.name}.{i}")
+            if older.exists():
+                os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+        shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+    with contextlib.suppress(FileNotFoundError), open(path, "r+b") as f:
+        f.truncate(0)
+    return True
