@@ -121,6 +121,10 @@ class Supervision:
         code = self.exit_codes[job]
         return JobSummary(job, self.job_state(job), self.attempts[job], None if code == _NO_EXIT else code)
 
+    def retry_set(self) -> set[int]:
+        """Jobs waiting for a retry."""
+        return {job for _, job in self.retry_at}
+
     def summaries(self) -> Iterable[JobSummary]:
         return (self.summary(j) for j in range(self.total))
 

@@ -159,7 +159,7 @@ class TaskRuntime:
         self.phase_since = rec.at
         if new is TaskState.ACTIVE and self.started_at is None:
             self.started_at = rec.at
-        if new in (TaskState.CLEANING, TaskState.FINALIZING) and rec.reason in ("failed", "deadlock"):
+        if new in (TaskState.CLEANING, TaskState.FINALIZING, TaskState.FAILED) and rec.reason in ("failed", "deadlock"):
             self.failed_reason = rec.reason
         if rec.reason:
             self.reason = rec.reason
@@ -349,18 +349,15 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
 
     if state is TaskState.ACTIVE:
         if rt.kill_requested:
-            out.append(Transition(rt.job, TaskState.CLEANING.value, now, "killed", rt.attempt))
-            return Decision(out, None)
+            return Decision([_wind_down(rt, regular, finals, "killed", now)], None)
         failed = sum(1 for p in regular if p.failed and p.live_run is None)
         limit = rt.spec.max_failures
         if limit > 0 and failed >= limit:
-            out.append(Transition(rt.job, TaskState.CLEANING.value, now, "failed", rt.attempt))
-            return Decision(out, None)
+            return Decision([_wind_down(rt, regular, finals, "failed", now)], None)
         waited = [p for p in regular if not p.spec.ephemeral]
         if all(p.finished for p in waited):
             # every waited process succeeded, or failed within the tolerated limit
-            out.append(Transition(rt.job, TaskState.CLEANING.value, now, "", rt.attempt))
-            return Decision(out, None)
+            return Decision([_wind_down(rt, regular, finals, "", now)], None)
         if rt.paused:
             return Decision(out, None)
         wake = _timeouts(rt, now, out)
@@ -369,7 +366,7 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
             wake = _wake(wake, w)
         if not hopeful and not out:
             # nothing runs and nothing ever can: the waited processes are blocked for good
-            out.append(Transition(rt.job, TaskState.CLEANING.value, now, "deadlock", rt.attempt))
+            out.append(_wind_down(rt, regular, finals, "deadlock", now))
         return Decision(out, wake)
 
     if state is TaskState.CLEANING:
@@ -413,6 +410,21 @@ def _pauses(rt: TaskRuntime, now: float, out: list[Record]) -> None:
             out.append(RunUpdate(rt.job, run.process, run.run, RunState.PAUSED.value, now, reason="pause"))
         elif not want and run.state is RunState.PAUSED:
             out.append(RunUpdate(rt.job, run.process, run.run, RunState.RUNNING.value, now, reason="resume"))
+
+
+def _wind_down(
+    rt: TaskRuntime, regular: list[ProcessRuntime], finals: list[ProcessRuntime], reason: str, now: float
+) -> Transition:
+    """Leave ACTIVE: CLEANING if runs must be stopped, FINALIZING if finals must run, else the end.
+
+    Skipping the empty phases keeps a one-process job at five records: the hot path of ensembles.
+    """
+    if any(p.live_run is not None for p in regular):
+        return Transition(rt.job, TaskState.CLEANING.value, now, reason, rt.attempt)
+    if finals:
+        return Transition(rt.job, TaskState.FINALIZING.value, now, reason, rt.attempt)
+    end = TaskState.KILLED if reason == "killed" else TaskState.FAILED if reason else TaskState.SUCCESS
+    return Transition(rt.job, end.value, now, reason, rt.attempt)
 
 
 def _ending(rt: TaskRuntime) -> TaskState:

@@ -11,6 +11,7 @@ deadlines core returns.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import selectors
@@ -54,6 +55,7 @@ class Engine:
     ensemble: bool
     clock: Callable[[], float] = time.time
     on_turn: Callable[[Supervision], None] | None = None
+    on_record: Callable[[Record], None] | None = None
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     children: dict[int, RunKey] = field(default_factory=dict)  # our spawned wrappers
     adopted: dict[int, tuple[RunKey, int]] = field(default_factory=dict)  # pidfd -> (key, pid)
@@ -63,6 +65,16 @@ class Engine:
     _replies: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
     _job_dirs: set[int] = field(default_factory=set)
     _rotator: Rotator = field(default_factory=Rotator)
+    _crash: tuple[str, int] | None = field(default_factory=lambda: _crash_point())
+    _snapshot_at: float = 0.0
+
+    def crashpoint(self, name: str) -> None:
+        """Fault injection for the crash tests: CORRAL_CRASH=POINT:N dies at the Nth POINT."""
+        if self._crash is not None and self._crash[0] == name:
+            left = self._crash[1] - 1
+            self._crash = (name, left)
+            if left <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -73,6 +85,8 @@ class Engine:
         self.writer.append(encode(rec))
         if effect is not None:
             self._effects.append(effect)
+        if self.on_record is not None:
+            self.on_record(rec)
 
     def _effect_of(self, rec: Record) -> Effect | None:
         if isinstance(rec, RunUpdate):
@@ -132,16 +146,18 @@ class Engine:
                     grace = None if handled_interrupts == 1 else 0.0
                     self.record(Request("kill", now, grace=grace))
                 wake = self._decide(now)
+                self.crashpoint("commit")
                 self.writer.commit()
                 self._flush_replies()
                 self._carry_out(selector)
                 if self.on_turn is not None:
                     self.on_turn(self.sup)
-                if self.sup.terminal and not self.children and not self.adopted:
+                if self.ensemble and now - self._snapshot_at >= SNAPSHOT_INTERVAL:
+                    self.snapshot(now)
+                if (self.sup.terminal and not self.children and not self.adopted) or self.detached:
                     self.writer.commit()
-                    return self.sup.state
-                if self.detached:
-                    self.writer.commit()
+                    if self.ensemble:
+                        self.snapshot(now)
                     return self.sup.state
                 rotate_at = self._rotator.due()
                 if rotate_at is not None:
@@ -170,6 +186,12 @@ class Engine:
             os.close(wake_w)
             if control is not None:
                 control.close()
+
+    def snapshot(self, now: float) -> None:
+        """status.json: job counts as of a journal size, so `status` of a 100,000-job
+        ensemble needs no replay. A cache only: readers check it against the journal."""
+        self._snapshot_at = now
+        write_snapshot(self.layout, self.sup, self.writer.size, now)
 
     def _interrupt(self, signum: int, frame: object) -> None:
         self.interrupts += 1
@@ -201,6 +223,7 @@ class Engine:
         for effect in effects:
             if effect.kind == "spawn":
                 assert effect.key is not None
+                self.crashpoint("spawn")
                 self._spawn(effect.key)
             elif effect.kind == "signal":
                 assert effect.key is not None
@@ -324,6 +347,7 @@ class Engine:
             key = self.children.pop(pid, None)
             if key is None:
                 continue  # an orphan re-parented to us (subreaper): nothing to record
+            self.crashpoint("reap")
             code = os.waitstatus_to_exitcode(status)
             self._ended(key, code if code >= 0 else None, -code if code < 0 else None, now)
 
@@ -429,6 +453,22 @@ class Engine:
         for conn, message in replies:
             reply(conn, message)
 
+    def apply_pauses(self) -> None:
+        """Without running the loop: record and carry out pause/resume decisions only."""
+        from corral.core.task import _pauses
+
+        now = self.clock()
+        for job in sorted(self.sup.live):
+            out: list[Record] = []
+            _pauses(self.sup.jobs[job], now, out)
+            for rec in out:
+                self.record(rec)
+        self.writer.commit()
+        effects, self._effects = self._effects, []
+        for effect in effects:
+            if effect.key is not None and effect.kind in ("stop", "cont"):
+                self._signal(effect.key, int(signal.SIGSTOP if effect.kind == "stop" else signal.SIGCONT))
+
     # -- losing ----------------------------------------------------------------------------------
 
     def lose(self, now: float) -> None:
@@ -454,6 +494,37 @@ class Engine:
         for fd in list(self.adopted):
             os.close(fd)
         self.adopted.clear()
+
+
+SNAPSHOT_INTERVAL = 1.0
+
+
+def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: float) -> None:
+    data = {
+        "id": sup.id,
+        "kind": sup.kind,
+        "state": sup.state.value,
+        "started_at": sup.started_at,
+        "finished_at": sup.finished_at,
+        "total": sup.total,
+        "counts": {state.value: n for state, n in sup.counts.items()},
+        "halted": sup.halted,
+        "supervisor_pid": os.getpid(),
+        "journal_size": journal_size,
+        "updated_at": now,
+    }
+    tmp = layout.status_snapshot.with_suffix(".tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, layout.status_snapshot)
+
+
+def _crash_point() -> tuple[str, int] | None:
+    value = os.environ.get("CORRAL_CRASH")
+    if not value:
+        return None
+    name, _, count = value.partition(":")
+    return name, int(count or 1)
 
 
 def note(engine: Engine, text: str) -> None:

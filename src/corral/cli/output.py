@@ -1,0 +1,422 @@
+"""What the CLI prints: status tables, histories, logs, progress. No decisions here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from corral.core.records import Opened, Record, RunUpdate, Signal, Transition, decode, to_json
+from corral.core.states import TASK_TERMINAL, TaskState
+from corral.core.supervision import ENSEMBLE, Supervision
+from corral.core.task import TaskRuntime
+from corral.journal import iter_raw
+from corral.supervisor import proc
+from corral.supervisor.layout import Layout
+
+
+def _ts(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")
+
+
+def _short(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _processes(rt: TaskRuntime) -> list[dict[str, Any]]:
+    out = []
+    for name, p in rt.processes.items():
+        out.append(
+            {
+                "name": name,
+                "final": p.spec.final,
+                "runs": [
+                    {
+                        "run": r.run,
+                        "state": r.state.value,
+                        "pid": r.pid or None,
+                        "exit_code": r.exit_code,
+                        "started_at": _ts(r.started_at or r.launched_at),
+                        "finished_at": _ts(r.finished_at),
+                        "reason": r.reason or None,
+                    }
+                    for r in p.runs
+                ],
+            }
+        )
+    return out
+
+
+def job_counts(sup: Supervision) -> dict[str, int]:
+    counts = {s.value.lower(): n for s, n in sup.counts.items()}
+    running = sum(sup.counts[s] for s in (TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING, TaskState.SUBMITTED))
+    return {
+        "total": sup.total,
+        "pending": counts["pending"],
+        "running": running,
+        "succeeded": counts["success"],
+        "failed": counts["failed"],
+        "killed": counts["killed"],
+        "lost": counts["lost"],
+    }
+
+
+def view(sup: Supervision, layout: Layout, supervised: bool, jobs: bool = False, job_state: str | None = None) -> dict[str, Any]:
+    opened = sup.opened
+    data: dict[str, Any] = {
+        "id": sup.id,
+        "kind": sup.kind,
+        "name": opened.spec.get("name") if opened else None,
+        "state": sup.state.value,
+        "started_at": _ts(sup.started_at),
+        "finished_at": _ts(sup.finished_at),
+        "supervised": supervised,
+        "supervisor_pid": sup.supervisors[-1].pid if sup.supervisors else None,
+        "sandbox": str(layout.sandbox) if sup.kind == "task" else str(layout.dir / "jobs"),
+        "ports": (opened.context.get("ports", {}) if opened else {}),
+        "dir": str(layout.dir),
+    }
+    if sup.kind == "task":
+        rt = sup.jobs.get(0)
+        data["processes"] = _processes(rt) if rt is not None else []
+    else:
+        data["jobs"] = job_counts(sup)
+        data["halted"] = sup.halted or None
+        if jobs:
+            wanted = job_state.upper() if job_state else None
+            rows = []
+            space_params = _params_of(sup)
+            for s in sup.summaries():
+                if wanted and s.state.value != wanted and not (wanted == "RUNNING" and s.job in sup.live):
+                    continue
+                rows.append(
+                    {
+                        "job": s.job,
+                        "state": s.state.value,
+                        "attempts": s.attempt + 1 if s.state is not TaskState.PENDING or s.attempt else 0,
+                        "exit_code": s.exit_code,
+                        "params": space_params(s.job),
+                    }
+                )
+            data["job_list"] = rows
+    return data
+
+
+def snapshot_view(layout: Layout, supervised: bool) -> dict[str, Any] | None:
+    """An ensemble's view from its status.json, when that is current; None means replay."""
+    try:
+        snap = json.loads(layout.status_snapshot.read_text())
+        size = layout.journal.stat().st_size
+    except (OSError, ValueError):
+        return None
+    exact = snap.get("journal_size") == size
+    fresh = supervised and time.time() - float(snap.get("updated_at", 0)) < 5.0
+    if not (exact or fresh):
+        return None
+    c = {k.lower(): v for k, v in snap["counts"].items()}
+    running = c.get("active", 0) + c.get("cleaning", 0) + c.get("finalizing", 0) + c.get("submitted", 0)
+    return {
+        "id": snap["id"],
+        "kind": snap["kind"],
+        "state": snap["state"],
+        "started_at": _ts(snap.get("started_at")),
+        "finished_at": _ts(snap.get("finished_at")),
+        "supervised": supervised,
+        "supervisor_pid": snap.get("supervisor_pid"),
+        "dir": str(layout.dir),
+        "sandbox": str(layout.dir / "jobs"),
+        "ports": {},
+        "jobs": {
+            "total": snap["total"],
+            "pending": c.get("pending", 0),
+            "running": running,
+            "succeeded": c.get("success", 0),
+            "failed": c.get("failed", 0),
+            "killed": c.get("killed", 0),
+            "lost": c.get("lost", 0),
+        },
+        "halted": snap.get("halted") or None,
+        "as_of": _ts(snap.get("updated_at")),
+    }
+
+
+def _params_of(sup: Supervision) -> Any:
+    task_for = sup.task_for
+    jobs = getattr(task_for, "__self__", None)
+    space = getattr(jobs, "space", None)
+    if space is None:
+        return lambda job: {}
+    return lambda job: dict(space[job])
+
+
+def print_status(views: list[dict[str, Any]], verbose: int, show_jobs: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if not views:
+        console.print("no tasks")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "KIND", "STATE", "STARTED", "FINISHED", "DETAIL"):
+        table.add_column(col)
+    for v in views:
+        detail = ""
+        if v.get("kind") == "ensemble":
+            j = v["jobs"]
+            detail = f"{j['succeeded']}/{j['total']} done, {j['running']} running, {j['failed']} failed, {j['pending']} pending"
+        elif v.get("processes"):
+            detail = " ".join(f"{p['name']}:{p['runs'][-1]['state'] if p['runs'] else 'WAITING'}" for p in v["processes"])
+        if v.get("error"):
+            detail = v["error"]
+        table.add_row(v["id"], v.get("kind", "?"), v["state"], _short_iso(v.get("started_at")), _short_iso(v.get("finished_at")), detail)
+    console.print(table)
+    for v in views:
+        if verbose >= 1:
+            console.print(f"\n[bold]{v['id']}[/bold]  dir {v.get('dir')}  sandbox {v.get('sandbox')}  "
+                          f"ports {v.get('ports') or '-'}  supervisor {'pid ' + str(v.get('supervisor_pid')) if v.get('supervised') else 'none'}")
+        if verbose >= 2 and v.get("processes"):
+            pt = Table(box=None, pad_edge=False)
+            for col in ("PROCESS", "RUN", "STATE", "PID", "EXIT", "START", "STOP", "REASON"):
+                pt.add_column(col)
+            for p in v["processes"]:
+                runs = p["runs"] if verbose >= 3 else p["runs"][-1:]
+                if not runs:
+                    pt.add_row(p["name"], "-", "WAITING", "", "", "", "", "")
+                for r in runs:
+                    pt.add_row(p["name"], str(r["run"]), r["state"], str(r["pid"] or ""), "" if r["exit_code"] is None else str(r["exit_code"]),
+                               _short_iso(r["started_at"]), _short_iso(r["finished_at"]), r["reason"] or "")
+            console.print(pt)
+        if show_jobs and v.get("job_list") is not None:
+            jt = Table(box=None, pad_edge=False)
+            for col in ("JOB", "STATE", "ATTEMPTS", "EXIT", "PARAMS"):
+                jt.add_column(col)
+            for row in v["job_list"]:
+                jt.add_row(str(row["job"]), row["state"], str(row["attempts"]), "" if row["exit_code"] is None else str(row["exit_code"]),
+                           " ".join(f"{k}={val}" for k, val in row["params"].items()))
+            console.print(jt)
+
+
+def _short_iso(value: str | None) -> str:
+    if not value:
+        return "-"
+    return value[:19].replace("T", " ")
+
+
+def print_raw(layout: Layout, as_json: bool) -> None:
+    for frame in iter_raw(layout.journal):
+        if not frame.crc_ok:
+            click.echo(f"{frame.offset:>10}  CORRUPT (crc mismatch, {frame.length} bytes)")
+            continue
+        rec = decode(frame.payload)
+        if as_json:
+            click.echo(json.dumps({"offset": frame.offset, **to_json(rec)}, default=str))
+        else:
+            click.echo(f"{frame.offset:>10}  {rec!r}")
+
+
+def describe(rec: Record) -> str | None:
+    if isinstance(rec, Opened):
+        return f"opened {rec.kind} {rec.id} on {rec.host}"
+    if isinstance(rec, Transition):
+        who = "ensemble" if rec.job == ENSEMBLE else f"job {rec.job}"
+        reason = f" ({rec.reason})" if rec.reason else ""
+        attempt = f" attempt {rec.attempt + 1}" if rec.attempt else ""
+        return f"{who}{attempt} -> {rec.state}{reason}"
+    if isinstance(rec, RunUpdate):
+        extra = []
+        if rec.pid:
+            extra.append(f"pid {rec.pid}")
+        if rec.exit_code is not None:
+            extra.append(f"exit {rec.exit_code}")
+        if rec.reason:
+            extra.append(rec.reason)
+        return f"job {rec.job} {rec.process}[{rec.run}] -> {rec.state}" + (f" ({', '.join(extra)})" if extra else "")
+    if isinstance(rec, Signal):
+        return f"job {rec.job} {rec.process}[{rec.run}] <- {proc.SIGNAL_NAMES.get(rec.sig, rec.sig)} ({rec.reason})"
+    name = type(rec).__name__
+    fields = ", ".join(f"{f}={getattr(rec, f)!r}" for f in rec.__struct_fields__ if f != "at")
+    return f"{name.lower()} {fields}"
+
+
+def print_history(records: list[Record], as_json: bool) -> None:
+    for rec in records:
+        if as_json:
+            click.echo(json.dumps(to_json(rec), default=str))
+            continue
+        text = describe(rec)
+        at = getattr(rec, "at", None)
+        click.echo(f"{_short(at)}  {text}")
+
+
+def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow: bool, lines: int) -> None:
+    from corral.cli.main import UserError
+
+    ensemble = sup.kind == "ensemble"
+    if ensemble:
+        if not where:
+            raise UserError("tail of an ensemble needs a JOB number: corral tail ID JOB [PROCESS]")
+        try:
+            job = int(where[0])
+        except ValueError:
+            raise UserError(f"{where[0]!r}: a job is a number") from None
+        where = where[1:]
+    else:
+        job = 0
+    if len(where) > 1:
+        raise UserError("tail takes at most one PROCESS")
+    rt = sup.jobs.get(job)
+    if rt is None:
+        if ensemble and 0 <= job < sup.total:
+            # finished jobs are not kept in memory: find the newest run on disk
+            return _tail_disk(layout, job, where[0] if where else None, stream, lines)
+        raise UserError(f"{layout.id}: no job {job}")
+    candidates = [(r.launched_at, name, r.run) for name, p in rt.processes.items() for r in p.runs
+                  if not where or name == where[0]]
+    if where and where[0] not in rt.processes:
+        raise UserError(f"{layout.id}: no process named {where[0]!r}")
+    if not candidates:
+        raise UserError(f"{layout.id}: no run yet")
+    _, name, number = max(candidates)
+    path = layout.run_dir(job, ensemble, name, number) / stream
+    _print_file(path, lines, follow, lambda: _run_live(layout, job, name, number))
+
+
+def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines: int) -> None:
+    from corral.cli.main import UserError
+
+    logs = layout.job_dir(job, True) / "logs"
+    runs = [p for p in logs.glob("*/*") if p.is_dir() and (process is None or p.parent.name == process)]
+    if not runs:
+        raise UserError(f"{layout.id}: job {job} has no logs")
+    newest = max(runs, key=lambda p: (p.stat().st_mtime, int(p.name) if p.name.isdigit() else 0))
+    _print_file(newest / stream, lines, False, lambda: False)
+
+
+def _run_live(layout: Layout, job: int, process: str, number: int) -> bool:
+    from corral.supervisor.session import replay
+
+    sup, _ = replay(layout)
+    rt = sup.jobs.get(job)
+    if rt is None:
+        return False
+    for r in rt.processes[process].runs:
+        if r.run == number:
+            return r.live
+    return False
+
+
+def _print_file(path: Path, lines: int, follow: bool, live: Any) -> None:
+    out = sys.stdout.buffer
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        if not follow:
+            return
+        while not path.exists():
+            time.sleep(0.1)
+        f = open(path, "rb")
+    with f:
+        data = f.read()
+        if lines > 0:
+            data = b"".join(data.splitlines(keepends=True)[-lines:])
+        out.write(data)
+        out.flush()
+        if not follow:
+            return
+        checked = time.time()
+        alive = True
+        while True:
+            chunk = f.read(65536)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            if not alive:
+                return
+            if time.time() - checked > 0.5:
+                alive = live()
+                checked = time.time()
+                continue  # one last read after the run ended
+            time.sleep(0.1)
+
+
+class Reporter:
+    """Progress while `corral run` supervises: run events for a task, a bar for an ensemble."""
+
+    def __init__(self, engine: Any, quiet: bool = False) -> None:
+        self.engine = engine
+        self.quiet = quiet
+        self.ensemble = engine.ensemble
+        self.tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        self.last = 0.0
+        self.started = time.time()
+        self.done_at_start = 0
+        self.progress: Any = None
+        self.bar: Any = None
+        if self.ensemble and not quiet and self.tty:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self.progress.start()
+            self.bar = self.progress.add_task(engine.layout.id, total=engine.sup.total, detail="")
+
+    def record(self, rec: Record) -> None:
+        if self.quiet or self.ensemble:
+            return
+        if isinstance(rec, RunUpdate | Transition | Signal):
+            text = describe(rec)
+            if isinstance(rec, RunUpdate | Signal):
+                text = text.removeprefix("job 0 ")
+            elif isinstance(rec, Transition):
+                text = "task" + text.removeprefix("job 0")
+            click.echo(f"{_short(rec.at)[11:]}  {text}", err=True)
+
+    def turn(self, sup: Supervision) -> None:
+        if self.quiet or not self.ensemble:
+            return
+        now = time.time()
+        interval = 0.1 if self.tty else 5.0
+        if now - self.last < interval and not sup.terminal:
+            return
+        self.last = now
+        c = job_counts(sup)
+        finished = c["succeeded"] + c["failed"] + c["killed"] + c["lost"]
+        elapsed = max(1e-6, now - self.started)
+        rate = finished / elapsed
+        detail = f"run {c['running']} fail {c['failed'] + c['lost']} pend {c['pending']} {rate:.0f}/s"
+        if self.progress is not None:
+            self.progress.update(self.bar, completed=finished, total=sup.total, detail=detail)
+        else:
+            eta = (sup.total - finished) / rate if rate > 0 else float("inf")
+            eta_text = f"{eta:.0f}s" if eta != float("inf") else "?"
+            click.echo(f"{sup.id}: {finished}/{sup.total} done ({detail}), eta {eta_text}", err=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.turn(self.engine.sup)
+            self.progress.stop()
+        elif self.ensemble and not self.quiet:
+            self.last = 0.0
+            self.turn(self.engine.sup)
+
+
+__all__ = ["TASK_TERMINAL", "Reporter", "print_history", "print_raw", "print_status", "tail", "view"]

@@ -1,0 +1,131 @@
+"""Running a task or ensemble from start to end: preparation, supervision, detaching."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from corral.core.states import TaskState
+from corral.spec import Ensemble, ParamSpace, Task, TemplateContext, render_task, validate_ensemble
+from corral.supervisor import proc
+from corral.supervisor.engine import Engine
+from corral.supervisor.layout import Layout
+from corral.supervisor.session import Jobs, create
+
+EXIT_STATUS = {TaskState.SUCCESS: 0, TaskState.FAILED: 1, TaskState.KILLED: 3, TaskState.LOST: 3}
+
+
+class AssignmentError(ValueError):
+    pass
+
+
+def exit_status(state: TaskState) -> int:
+    return EXIT_STATUS.get(state, 3)
+
+
+def parse_assignments(items: Iterable[str], flag: str) -> list[tuple[str, str]]:
+    from corral.cli.main import UserError
+
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UserError(f"{flag} {item}: expected NAME=VALUE")
+        out.append((name, value))
+    return out
+
+
+def render_for_run(
+    subject: Task | Ensemble, layout: Layout, ports: dict[str, int], params: dict[str, Any], file: str | None
+) -> Task | Ensemble:
+    """Fill templates now, so an unbound name is an error before anything runs."""
+    if isinstance(subject, Task):
+        ctx = TemplateContext(
+            task_id=layout.id,
+            task_name=subject.name,
+            task_dir=str(layout.dir),
+            ports=ports,
+            params=params,
+            job=None,
+        )
+        return render_task(subject, ctx, file=file)
+    validate_ensemble(subject, file=file)
+    # render the first job as a probe: unbound names in the template fail here, not at job 1000
+    from corral.spec import job_task
+
+    base = str(Path(file).absolute().parent) if file else None
+    space = ParamSpace.from_ensemble(subject, base_dir=base)
+    if len(space):
+        Jobs(layout, subject, job_task(subject.job, subject.name), space, file=file).task_for(0)
+    if subject.params_file and base and not os.path.isabs(subject.params_file):
+        import msgspec
+
+        subject = msgspec.structs.replace(subject, params_file=str(Path(base) / subject.params_file))
+    return subject
+
+
+def new_engine(layout: Layout, prepared: Task | Ensemble, context: dict[str, Any], file: str | None) -> Engine:
+    return create(layout, prepared, context=context, file=file)
+
+
+def supervise(engine: Engine, reporter: Any = None) -> TaskState:
+    proc.become_subreaper()
+    if reporter is not None:
+        engine.on_turn = reporter.turn
+        engine.on_record = reporter.record
+    try:
+        return engine.run()
+    finally:
+        engine.writer.close()
+
+
+def detach(layout: Layout, make_engine: Callable[[], Engine]) -> int:
+    """Start supervising in a daemon process; return its pid once the journal is open.
+
+    Double fork and setsid, so the supervisor survives the shell that started it. Errors that
+    happen while opening the journal come back through a pipe and are raised here.
+    """
+    from corral.cli.main import UserError
+
+    read_fd, write_fd = os.pipe()
+    first = os.fork()
+    if first == 0:
+        os.close(read_fd)
+        os.setsid()
+        if os.fork() > 0:
+            os._exit(0)
+        code = 0
+        try:
+            engine = make_engine()
+            layout.dir.mkdir(parents=True, exist_ok=True)
+            log = os.open(layout.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.write(write_fd, f"ok {os.getpid()}\n".encode())
+            os.close(write_fd)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            supervise(engine)
+        except BaseException as exc:  # report to the parent, then leave
+            with contextlib.suppress(OSError):
+                os.write(write_fd, f"error {exc}\n".encode())
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    os.close(write_fd)
+    data = b""
+    while chunk := os.read(read_fd, 4096):
+        data += chunk
+    os.close(read_fd)
+    os.waitpid(first, 0)
+    text = data.decode(errors="replace").strip()
+    if text.startswith("ok "):
+        return int(text.split()[1])
+    raise UserError(text.removeprefix("error ") or "the supervisor did not start")

@@ -1,0 +1,311 @@
+"""Opening a journal for supervision: a new task or ensemble, or the recovery of one.
+
+`create()` writes the Opened record for a new task or ensemble; `take_over()` replays an
+existing journal, re-attaches to the runs still alive, recovers the exit status of those that
+ended meanwhile and marks LOST only what cannot be known. Both return an Engine ready to run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from corral.core.records import Attached, Note, Opened, Record, RunUpdate, decode, encode
+from corral.core.states import RunState
+from corral.core.supervision import Policy, Supervision
+from corral.core.task import SIGKILL, exit_outcome
+from corral.journal import JournalLocked, lock_holder, open_for_append, read_journal
+from corral.spec import (
+    Ensemble,
+    JobContext,
+    ParamSpace,
+    SpecError,
+    Task,
+    TemplateContext,
+    job_task,
+    render_task,
+)
+from corral.supervisor import proc
+from corral.supervisor.engine import Engine
+from corral.supervisor.layout import Layout
+from corral.supervisor.spawn import read_status
+
+
+class SessionError(Exception):
+    """A user-facing problem opening a task (exists already, not found, ...): one line."""
+
+
+@dataclass
+class Jobs:
+    """The tasks of an ensemble's jobs, rendered on demand from the template and params."""
+
+    layout: Layout
+    ensemble: Ensemble
+    template: Task
+    space: ParamSpace
+    file: str | None = None
+    _cache: dict[int, Task] | None = None
+
+    def task_for(self, job: int) -> Task:
+        cache = self._cache if self._cache is not None else {}
+        self._cache = cache
+        task = cache.get(job)
+        if task is None:
+            if len(cache) > 256:
+                cache.clear()
+            ctx = TemplateContext(
+                task_id=self.layout.id,
+                task_name=self.ensemble.name,
+                task_dir=str(self.layout.dir),
+                ports={},
+                params=dict(self.space[job]),
+                job=JobContext(index=job, dir=str(self.layout.job_dir(job, True)), attempt=0),
+            )
+            task = render_task(self.template, ctx, file=self.file)
+            cache[job] = task
+        return task
+
+
+def _policy(ens: Ensemble) -> Policy:
+    limit = ens.job_limit or (os.cpu_count() or 1)
+    mem = 0
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    return Policy(
+        job_limit=limit,
+        retries=ens.retries,
+        retry_backoff=ens.retry_backoff,
+        halt=ens.halt,
+        heartbeat=ens.job.heartbeat,
+        cpus=float(os.cpu_count() or 1),
+        memory=mem,
+    )
+
+
+def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tuple[Supervision, Jobs | None]:
+    """The empty fold for a journal, from its Opened record."""
+    if opened.kind == "task":
+        task = msgspec.convert(opened.spec, Task)
+        return Supervision("task", opened.id, lambda _job: task, 1, keep_finished=keep_finished), None
+    ens = msgspec.convert(opened.spec, Ensemble)
+    params_copy = opened.context.get("params_file")
+    if params_copy:
+        ens = msgspec.structs.replace(ens, params_file=str(params_copy))
+    space = ParamSpace.from_ensemble(ens, base_dir=str(layout.dir))
+    jobs = Jobs(layout, ens, job_task(ens.job, ens.name), space)
+    sup = Supervision(
+        "ensemble", opened.id, jobs.task_for, len(space), _policy(ens), keep_finished=keep_finished
+    )
+    return sup, jobs
+
+
+def replay(layout: Layout, keep_finished: bool | None = None) -> tuple[Supervision, list[Record]]:
+    """Fold a journal without taking its lock (readers: status, read, wait).
+
+    Finished jobs keep their process detail for tasks; ensembles keep only counts and
+    summaries unless asked (a 100,000-job ensemble would not fit otherwise).
+    """
+    contents = read_journal(layout.journal)
+    records = [decode(p) for p in contents.payloads]
+    if not records or not isinstance(records[0], Opened):
+        raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
+    keep = records[0].kind == "task" if keep_finished is None else keep_finished
+    sup, jobs = supervision_for(records[0], layout, keep)
+    for rec in records:
+        _apply(sup, jobs, rec)
+    return sup, records
+
+
+def _apply(sup: Supervision, jobs: Jobs | None, rec: Record) -> None:
+    from corral.core.records import JobsAdded
+
+    if isinstance(rec, JobsAdded) and jobs is not None:
+        jobs.space.add(rec.params)
+    sup.apply(rec)
+
+
+def _attached(recovered: bool) -> Attached:
+    return Attached(
+        os.getpid(), proc.start_ticks(os.getpid()) or 0, time.time(), socket.gethostname(), proc.boot_id(), recovered
+    )
+
+
+def create(
+    layout: Layout,
+    subject: Task | Ensemble,
+    *,
+    context: dict[str, Any],
+    file: str | None = None,
+) -> Engine:
+    """Start the journal of a new task (already rendered) or ensemble."""
+    if layout.journal.exists():
+        raise SessionError(_exists_message(layout))
+    layout.dir.mkdir(parents=True, exist_ok=True)
+    kind = "task" if isinstance(subject, Task) else "ensemble"
+    context = dict(context)
+    if isinstance(subject, Ensemble) and subject.params_file:
+        source = Path(subject.params_file)
+        if not source.is_absolute() and file is not None:
+            source = Path(file).resolve().parent / source
+        copy = layout.dir / ("params" + source.suffix)
+        shutil.copyfile(source, copy)
+        context["params_file"] = str(copy)
+    writer, _ = open_for_append(layout.journal, create=True)
+    opened = Opened(
+        kind, layout.id, msgspec.to_builtins(subject), time.time(), socket.gethostname(), proc.boot_id(), context=context
+    )
+    sup, jobs = supervision_for(opened, layout, keep_finished=kind == "task")
+    engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
+    if jobs is not None:
+        engine.check_params = _param_checker(jobs)  # type: ignore[attr-defined]
+    engine.record(opened)
+    engine.record(_attached(False))
+    writer.commit()
+    return engine
+
+
+def _param_checker(jobs: Jobs) -> Callable[[list[dict[str, Any]]], str | None]:
+    def check(params: list[dict[str, Any]]) -> str | None:
+        # render a probe job so a bad submission is refused before it is recorded
+        probe = ParamSpace.single(params[0]) if params else None
+        if probe is None:
+            return "submit needs at least one job"
+        try:
+            ctx = TemplateContext(jobs.layout.id, jobs.ensemble.name, str(jobs.layout.dir), {}, dict(params[0]),
+                                  JobContext(index=-1, dir="", attempt=0))
+            render_task(jobs.template, ctx)
+        except SpecError as exc:
+            return str(exc)
+        return None
+
+    return check
+
+
+def _exists_message(layout: Layout) -> str:
+    try:
+        sup, _ = replay(layout)
+        state = sup.state.value
+    except Exception:  # an unreadable journal still exists: say so, do not touch it
+        state = "unreadable"
+    if state in ("SUCCESS", "FAILED", "KILLED", "LOST"):
+        return f"{layout.id}: a task with this id already ended ({state}); choose another --id"
+    return f"{layout.id}: a task with this id exists and is {state}; use 'corral recover {layout.id}'"
+
+
+def stop_holder(layout: Layout, timeout: float = 10.0) -> int | None:
+    """--force: SIGKILL the supervisor holding the lock (never ourselves), wait for the lock.
+
+    SIGKILL, not TERM: a supervisor treats TERM as "kill my task gracefully", and a stuck one
+    may not act at all. Its runs live in their own sessions and survive; we re-attach to them.
+    """
+    pid = lock_holder(layout.journal)
+    if pid is None or pid == os.getpid():
+        return None
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.start_ticks(pid) is not None and not proc.is_zombie(pid):
+        time.sleep(0.02)
+    return pid
+
+
+def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str, int]]:
+    """Recover: lock, replay, reconcile every live run with reality, return the engine."""
+    if not layout.journal.exists():
+        raise SessionError(f"{layout.id}: no such task under {layout.root}")
+    try:
+        writer, payloads = open_for_append(layout.journal, create=False)
+    except JournalLocked:
+        if not force:
+            raise
+        stop_holder(layout)
+        writer, payloads = open_for_append(layout.journal, create=False)
+    try:
+        records = [decode(p) for p in payloads]
+        if not records or not isinstance(records[0], Opened):
+            raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
+        sup, jobs = supervision_for(records[0], layout, keep_finished=records[0].kind == "task")
+        for rec in records:
+            _apply(sup, jobs, rec)
+    except BaseException:
+        writer.close()
+        raise
+    engine = Engine(layout, sup, writer, ensemble=sup.kind == "ensemble")
+    if jobs is not None:
+        engine.check_params = _param_checker(jobs)  # type: ignore[attr-defined]
+    if writer.repaired is not None:
+        r = writer.repaired
+        engine.record(Note(f"journal repaired: dropped {r.dropped} torn bytes at offset {r.offset}", time.time()))
+    engine.record(_attached(True))
+    counts = reconcile(engine, records[-1] if records else None)
+    engine.record(
+        Note(
+            "recovered: {attached} re-attached, {recovered} exit codes recovered, {lost} lost".format(**counts),
+            time.time(),
+        )
+    )
+    writer.commit()
+    return engine, counts
+
+
+def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
+    """Match every run the journal believes live against the machine."""
+    sup, layout = engine.sup, engine.layout
+    same_boot = not sup.supervisors or sup.supervisors[0].boot_id == proc.boot_id()
+    same_boot = same_boot and (sup.opened is None or sup.opened.boot_id == proc.boot_id())
+    counts = {"attached": 0, "recovered": 0, "lost": 0}
+    now = time.time()
+    for job in sorted(sup.live):
+        rt = sup.jobs[job]
+        for run in rt.live_runs():
+            key = (job, run.process, run.run)
+            pid, ticks = run.pid, run.start_ticks
+            if same_boot and pid == 0:
+                # launched, but the pid never reached the journal: find the wrapper by its marks
+                found = proc.find_marked(engine._needles(*key))
+                leaders = [p for p in found if _is_leader(p)]
+                if leaders:
+                    pid = leaders[0]
+                    ticks = proc.start_ticks(pid) or 0
+                    engine.record(RunUpdate(*key, RunState.RUNNING.value, now, pid=pid, start_ticks=ticks,
+                                            reason="re-attached"))
+            if same_boot and pid and proc.alive(pid, ticks) and engine.adopt(key, pid, ticks):
+                counts["attached"] += 1
+                continue
+            status = read_status(str(layout.run_dir(job, engine.ensemble, run.process, run.run) / "exit"))
+            if status is not None:
+                state, reason = exit_outcome(run, status, None)
+                engine.record(RunUpdate(*key, state.value, now, exit_code=status,
+                                        reason=reason or "exit recovered"))
+                counts["recovered"] += 1
+            elif run.signal_sent == SIGKILL:
+                state, reason = exit_outcome(run, None, SIGKILL)
+                engine.record(RunUpdate(*key, state.value, now, exit_code=-SIGKILL, reason=reason))
+                counts["recovered"] += 1
+            else:
+                engine.record(RunUpdate(*key, RunState.LOST.value, now, reason="gone without an exit status"))
+                counts["lost"] += 1
+    return counts
+
+
+def _is_leader(pid: int) -> bool:
+    try:
+        return os.getsid(pid) == pid
+    except OSError:
+        return False
+
+
+def encode_all(records: list[Record]) -> list[bytes]:
+    return [encode(r) for r in records]

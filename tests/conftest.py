@@ -1,0 +1,92 @@
+"""Shared fixtures: a root directory per test, the real CLI, and no process left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _marked(root: Path) -> list[int]:
+    needle = f"\0CORRAL_ROOT={root}\0".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in b"\0" + f.read():
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+class Corral:
+    """Runs the real `corral` command against one root directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = dict(os.environ, CORRAL_ROOT=str(root), PYTHONUNBUFFERED="1")
+        self.env.pop("CORRAL_TASK_ID", None)
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "corral.cli.main", "--root", str(self.root), *args]
+
+    def __call__(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, env=self.env)
+        if check and result.returncode != 0:
+            raise AssertionError(f"corral {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start a command in the background (e.g. a supervisor to SIGKILL later)."""
+        return subprocess.Popen(
+            self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**self.env, **(env or {})}, start_new_session=True,
+        )
+
+    def status(self, task_id: str) -> dict:
+        import json
+
+        out = self("status", task_id, "--json", check=True)
+        views = [v for v in json.loads(out.stdout) if v["id"] == task_id]
+        assert views, out.stdout
+        return views[0]
+
+    def wait_for(self, predicate, timeout: float = 30, interval: float = 0.1):  # type: ignore[no-untyped-def]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def corral(tmp_path: Path) -> Iterator[Corral]:
+    root = tmp_path / "root"
+    root.mkdir()
+    yield Corral(root)
+    for pid in _marked(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def write(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write

@@ -1,0 +1,228 @@
+"""Ensembles through the real CLI: expansion, job limit, retries, halt, resume, submission."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import time
+
+
+def raw_records(corral, task_id: str) -> list[dict]:
+    out = corral("read", task_id, "--raw", "--json", check=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def max_live_jobs(records: list[dict]) -> int:
+    live: set[int] = set()
+    peak = 0
+    for r in records:
+        if r["type"] == "Transition" and r["job"] >= 0:
+            if r["state"] in ("ACTIVE", "CLEANING", "FINALIZING", "SUBMITTED"):
+                live.add(r["job"])
+            else:
+                live.discard(r["job"])
+            peak = max(peak, len(live))
+    return peak
+
+
+def test_matrix_expansion_and_job_limit(corral, spec_file):
+    spec = spec_file("""
+name: grid
+job:
+  cmd: echo "{{params.a}} {{params.b}}" > {{job.dir}}/out; sleep 0.1
+params:
+  a: [x, y, z]
+  b: {range: [0, 4]}
+job_limit: 3
+""")
+    result = corral("run", str(spec), "--id", "grid1")
+    assert result.returncode == 0, result.stderr
+    outs = sorted((corral.root / "grid1" / "jobs" / str(j) / "out").read_text().strip() for j in range(12))
+    assert outs == sorted(f"{a} {b}" for a in "xyz" for b in range(4))
+    records = raw_records(corral, "grid1")
+    assert max_live_jobs(records) == 3
+    view = corral.status("grid1")
+    assert view["jobs"]["succeeded"] == 12 and view["state"] == "SUCCESS"
+
+
+def test_csv_params_file(corral, spec_file, tmp_path):
+    (tmp_path / "runs.csv").write_text("name,value\nalpha,1\nbeta,2\ngamma,3\n")
+    spec = spec_file("""
+name: csv
+job:
+  cmd: echo "{{params.name}}={{params.value}}"
+params_file: runs.csv
+job_limit: 2
+""")
+    assert corral("run", str(spec), "--id", "csv1").returncode == 0
+    outs = sorted(corral("tail", "csv1", str(j)).stdout.strip() for j in range(3))
+    assert outs == ["alpha=1", "beta=2", "gamma=3"]
+
+
+def test_jsonl_params_file(corral, spec_file, tmp_path):
+    (tmp_path / "runs.jsonl").write_text('{"n": 1}\n{"n": 2}\n')
+    spec = spec_file("""
+name: jl
+job:
+  cmd: echo "n={{params.n}}"
+params_file: runs.jsonl
+""")
+    assert corral("run", str(spec), "--id", "jl1").returncode == 0
+    assert corral("tail", "jl1", "1").stdout.strip() == "n=2"
+
+
+def test_retries_then_success(corral, spec_file, tmp_path):
+    spec = spec_file(f"""
+name: retry
+job:
+  cmd: 'if [ -e {tmp_path}/m{{{{params.i}}}} ]; then exit 0; else touch {tmp_path}/m{{{{params.i}}}}; exit 9; fi'
+params:
+  i: [0, 1, 2]
+retries: 2
+retry_backoff: 0.1
+""")
+    result = corral("run", str(spec), "--id", "rt1")
+    assert result.returncode == 0, result.stderr
+    view = corral("status", "rt1", "--jobs", "--json", check=True)
+    jobs = json.loads(view.stdout)[0]["job_list"]
+    assert [j["state"] for j in jobs] == ["SUCCESS"] * 3
+    assert [j["attempts"] for j in jobs] == [2, 2, 2]
+
+
+def test_halt_policy_stops_launching(corral, spec_file):
+    spec = spec_file("""
+name: halt
+job:
+  cmd: exit 1
+params:
+  i: {range: [0, 20]}
+job_limit: 1
+halt: {failures: 3}
+""")
+    result = corral("run", str(spec), "--id", "ha1")
+    assert result.returncode == 1
+    view = corral.status("ha1")
+    assert view["jobs"]["failed"] == 3
+    assert view["jobs"]["pending"] == 17
+    assert view["halted"]
+    failed = json.loads(corral("status", "ha1", "--jobs", "--state", "failed", "--json").stdout)[0]["job_list"]
+    assert [j["job"] for j in failed] == [0, 1, 2]
+    assert failed[0]["params"] == {"i": 0} and failed[0]["exit_code"] == 1
+
+
+def test_resume_after_launcher_sigkill(corral, spec_file, tmp_path):
+    ledger = tmp_path / "ledger"
+    spec = spec_file(f"""
+name: resume
+job:
+  cmd: 'echo "start {{{{job.index}}}}" >> {ledger}; sleep 0.4; echo "end {{{{job.index}}}}" >> {ledger}'
+params:
+  i: {{range: [0, 24]}}
+job_limit: 4
+""")
+    launcher = corral.start("run", str(spec), "--id", "res1")
+    corral.wait_for(lambda: ledger.exists() and ledger.read_text().count("end") >= 5)
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    running_at_kill = corral.status("res1")["jobs"]["running"]
+    assert running_at_kill > 0
+    result = corral("recover", "res1")
+    assert result.returncode == 0, result.stderr
+    starts = collections.Counter(line.split()[1] for line in ledger.read_text().splitlines() if line.startswith("start"))
+    assert sorted(int(j) for j in starts) == list(range(24))
+    assert set(starts.values()) == {1}, "no job that had started was run again"
+    assert corral.status("res1")["jobs"]["succeeded"] == 24
+
+
+def test_dynamic_submission_from_inside_a_job(corral, spec_file, tmp_path):
+    spec = spec_file("""
+name: dyn
+job:
+  cmd: |
+    if [ "{{params.role}}" = server ]; then
+      jobs=$(corral submit --set role=client --set n=1 && corral submit --set role=client --set n=2)
+      corral wait $jobs
+    else
+      echo "client {{params.n}}"
+    fi
+params:
+  role: [server]
+  n: [0]
+job_limit: 3
+""")
+    result = corral("run", str(spec), "--id", "dyn1", timeout=120)
+    assert result.returncode == 0, result.stderr + corral("tail", "dyn1", "0", "--stderr").stdout
+    view = corral.status("dyn1")
+    assert view["jobs"]["total"] == 3 and view["jobs"]["succeeded"] == 3
+    assert corral("tail", "dyn1", "2").stdout.strip() == "client 2"
+
+
+def test_heartbeat_watchdog_kills_and_retries_silent_job(corral, spec_file, tmp_path):
+    spec = spec_file(f"""
+name: hb
+job:
+  cmd: |
+    if [ "{{{{params.kind}}}}" = silent ] && [ ! -e {tmp_path}/retried ]; then touch {tmp_path}/retried; sleep 300; fi
+    for i in 1 2 3 4; do corral heartbeat; sleep 0.5; done
+  heartbeat: 1.5
+params:
+  kind: [silent, beating]
+retries: 1
+retry_backoff: 0.1
+""")
+    result = corral("run", str(spec), "--id", "hb1", timeout=120)
+    assert result.returncode == 0, result.stderr
+    jobs = json.loads(corral("status", "hb1", "--jobs", "--json").stdout)[0]["job_list"]
+    assert jobs[0]["attempts"] == 2, jobs
+    assert jobs[1]["attempts"] == 1, jobs
+    history = corral("read", "hb1").stdout
+    assert "heartbeat" in history
+
+
+def test_ctrl_c_kills_running_jobs(corral, spec_file):
+    spec = spec_file("""
+name: cc
+job:
+  cmd: sleep 300
+params:
+  i: {range: [0, 10]}
+job_limit: 2
+""")
+    launcher = corral.start("run", str(spec), "--id", "cc1")
+    corral.wait_for(lambda: (corral.root / "cc1" / "journal").exists() and corral.status("cc1")["jobs"]["running"] == 2)
+    launcher.send_signal(signal.SIGINT)
+    assert launcher.wait(timeout=30) == 3
+    view = corral.status("cc1")
+    assert view["state"] == "KILLED"
+    assert view["jobs"]["killed"] == 2 and view["jobs"]["pending"] == 8
+
+
+def test_retry_failed_reruns_only_failed_jobs(corral, spec_file, tmp_path):
+    spec = spec_file(f"""
+name: rf
+job:
+  cmd: 'echo run >> {tmp_path}/j{{{{params.i}}}}; [ {{{{params.i}}}} != 1 ] || [ -e {tmp_path}/fixed ]'
+params:
+  i: [0, 1, 2]
+""")
+    assert corral("run", str(spec), "--id", "rf1").returncode == 1
+    (tmp_path / "fixed").touch()
+    result = corral("run", "--retry-failed", "rf1")
+    assert result.returncode == 0, result.stderr
+    assert [(tmp_path / f"j{i}").read_text().count("run") for i in range(3)] == [1, 2, 1]
+    assert corral.status("rf1")["state"] == "SUCCESS"
+
+
+def test_progress_lines_when_not_a_terminal(corral, spec_file):
+    spec = spec_file("""
+name: prog
+job:
+  cmd: "true"
+params:
+  i: {range: [0, 5]}
+""")
+    result = corral("run", str(spec), "--id", "pg1")
+    assert result.returncode == 0
+    assert "5/5 done" in result.stderr

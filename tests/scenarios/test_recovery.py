@@ -1,0 +1,316 @@
+"""Crash safety through the real CLI: recover, --force, dead-supervisor kill/lose, pause."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+
+from corral.supervisor import proc as procmod
+
+
+def runs_of(view: dict, name: str) -> list[dict]:
+    return next(p["runs"] for p in view["processes"] if p["name"] == name)
+
+
+def _running(corral, task_id: str, name: str) -> bool:
+    try:
+        runs = runs_of(corral.status(task_id), name)
+    except (AssertionError, StopIteration, KeyError):
+        return False
+    return bool(runs) and runs[-1]["state"] == "RUNNING"
+
+
+def _kill_supervisor(proc) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+LONG_SHORT = """
+name: ls
+processes:
+  - {name: long, cmd: "sleep 2; exit 5", max_failures: 1}
+  - {name: short, cmd: "echo hi"}
+  - {name: after, cmd: "echo after", after: [short]}
+max_failures: 0
+"""
+
+
+def test_recover_with_processes_still_running(corral, spec_file):
+    spec = spec_file("""
+name: rr
+processes:
+  - {name: long, cmd: "sleep 1.5; echo done"}
+  - {name: next, cmd: "echo next", after: [long]}
+""")
+    sup = corral.start("run", str(spec), "--id", "rr1")
+    corral.wait_for(lambda: _running(corral, "rr1", "long"))
+    pid = runs_of(corral.status("rr1"), "long")[-1]["pid"]
+    _kill_supervisor(sup)
+    assert psutil.pid_exists(pid), "the run must outlive its supervisor"
+    result = corral("recover", "rr1")
+    assert result.returncode == 0, result.stderr
+    assert "1 re-attached" in result.stderr
+    view = corral.status("rr1")
+    assert view["state"] == "SUCCESS"
+    long_runs = runs_of(view, "long")
+    assert len(long_runs) == 1 and long_runs[0]["pid"] == pid and long_runs[0]["exit_code"] == 0
+    assert runs_of(view, "next")[-1]["state"] == "SUCCESS"
+
+
+def test_recover_after_they_all_finished(corral, spec_file):
+    spec = spec_file("""
+name: fin
+processes:
+  - {name: a, cmd: "sleep 0.5; exit 0"}
+  - {name: b, cmd: "sleep 0.5; exit 4"}
+max_failures: 0
+""")
+    sup = corral.start("run", str(spec), "--id", "af1")
+    corral.wait_for(lambda: _running(corral, "af1", "a") and _running(corral, "af1", "b"))
+    _kill_supervisor(sup)
+    time.sleep(1.2)  # both end while nobody supervises them
+    result = corral("recover", "af1")
+    assert "2 exit codes recovered" in result.stderr, result.stderr
+    view = corral.status("af1")
+    assert runs_of(view, "a")[-1]["exit_code"] == 0
+    assert runs_of(view, "b")[-1]["exit_code"] == 4
+    assert runs_of(view, "b")[-1]["state"] == "FAILED"
+    assert len(runs_of(view, "b")) == 1, "a run that really ended is not started again"
+
+
+def test_recover_after_reboot_marks_lost_and_retries(corral, spec_file):
+    spec = spec_file("""
+name: reboot
+processes:
+  - {name: work, cmd: "sleep 300", max_failures: 2}
+""")
+    sup = corral.start("run", str(spec), "--id", "rb1")
+    corral.wait_for(lambda: _running(corral, "rb1", "work"))
+    run = runs_of(corral.status("rb1"), "work")[-1]
+    _kill_supervisor(sup)
+    # the machine-equivalent of a reboot: every process gone, no exit status anywhere
+    os.killpg(run["pid"], signal.SIGKILL)
+    time.sleep(0.2)
+    status_file = corral.root / "rb1" / "logs" / "work" / "0" / "exit"
+    assert not status_file.exists()
+    rec = corral.start("recover", "rb1")
+    corral.wait_for(lambda: len(runs_of(corral.status("rb1"), "work")) == 2
+                    and runs_of(corral.status("rb1"), "work")[-1]["state"] == "RUNNING")
+    runs = runs_of(corral.status("rb1"), "work")
+    assert runs[0]["state"] == "LOST"
+    assert corral("kill", "rb1", "--grace", "1").returncode == 0
+    rec.wait(timeout=30)
+
+
+def test_second_supervisor_refused_then_force_takeover(corral, spec_file):
+    spec = spec_file("""
+name: stuck
+processes:
+  - {name: work, cmd: "sleep 3"}
+""")
+    sup = corral.start("run", str(spec), "--id", "fo1")
+    corral.wait_for(lambda: _running(corral, "fo1", "work"))
+    pid = runs_of(corral.status("fo1"), "work")[-1]["pid"]
+    os.kill(sup.pid, signal.SIGSTOP)  # a live but stuck supervisor
+    try:
+        refused = corral("recover", "fo1")
+        assert refused.returncode == 2
+        assert f"pid {sup.pid}" in refused.stderr and "--force" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        forced = corral("recover", "fo1", "--force")
+        assert forced.returncode == 0, forced.stderr
+        assert sup.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if sup.poll() is None:
+            os.kill(sup.pid, signal.SIGKILL)
+    view = corral.status("fo1")
+    assert view["state"] == "SUCCESS"
+    assert runs_of(view, "work")[-1]["pid"] == pid
+
+
+def test_kill_with_dead_supervisor_runs_finalizers(corral, spec_file, tmp_path):
+    marker = tmp_path / "fin"
+    spec = spec_file(f"""
+name: dk
+processes:
+  - {{name: work, cmd: "sleep 300 & sleep 300; wait"}}
+  - {{name: fin, cmd: "echo ran > {marker}", final: true}}
+""")
+    sup = corral.start("run", str(spec), "--id", "dk1")
+    corral.wait_for(lambda: _running(corral, "dk1", "work"))
+    pid = runs_of(corral.status("dk1"), "work")[-1]["pid"]
+    _kill_supervisor(sup)
+    result = corral("kill", "dk1", "--grace", "1")
+    assert result.returncode == 0, result.stderr
+    view = corral.status("dk1")
+    assert view["state"] == "KILLED"
+    assert runs_of(view, "work")[-1]["state"] == "KILLED"
+    assert marker.read_text().strip() == "ran"
+    assert not procmod.alive(pid, procmod.start_ticks(pid) or -1)
+
+
+def test_lose_with_dead_supervisor(corral, spec_file, tmp_path):
+    marker = tmp_path / "fin"
+    spec = spec_file(f"""
+name: lo
+processes:
+  - {{name: work, cmd: "sleep 300"}}
+  - {{name: fin, cmd: "echo ran > {marker}", final: true}}
+""")
+    sup = corral.start("run", str(spec), "--id", "lo1")
+    corral.wait_for(lambda: _running(corral, "lo1", "work"))
+    pid = runs_of(corral.status("lo1"), "work")[-1]["pid"]
+    _kill_supervisor(sup)
+    result = corral("lose", "lo1")
+    assert result.returncode == 0, result.stderr
+    view = corral.status("lo1")
+    assert view["state"] == "LOST"
+    assert runs_of(view, "work")[-1]["state"] == "KILLED"
+    assert not marker.exists(), "lose runs no finalizers"
+    time.sleep(0.1)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_lose_when_nothing_alive_records_lost(corral, spec_file):
+    spec = spec_file("""
+name: lo2
+processes:
+  - {name: work, cmd: "sleep 300"}
+""")
+    sup = corral.start("run", str(spec), "--id", "lo2")
+    corral.wait_for(lambda: _running(corral, "lo2", "work"))
+    pid = runs_of(corral.status("lo2"), "work")[-1]["pid"]
+    _kill_supervisor(sup)
+    os.killpg(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert corral("lose", "lo2").returncode == 0
+    view = corral.status("lo2")
+    assert view["state"] == "LOST"
+    assert runs_of(view, "work")[-1]["state"] == "LOST"
+
+
+def _proc_state(pid: int) -> str:
+    return psutil.Process(pid).status()
+
+
+def test_pause_resume_and_across_a_crash(corral, spec_file, tmp_path):
+    spec = spec_file("""
+name: pz
+processes:
+  - {name: work, cmd: "sleep 1.5", timeout: 3}
+""")
+    sup = corral.start("run", str(spec), "--id", "pz1")
+    corral.wait_for(lambda: _running(corral, "pz1", "work"))
+    pid = runs_of(corral.status("pz1"), "work")[-1]["pid"]
+    assert corral("pause", "pz1").returncode == 0
+    corral.wait_for(lambda: runs_of(corral.status("pz1"), "work")[-1]["state"] == "PAUSED")
+    corral.wait_for(lambda: _proc_state(pid) == psutil.STATUS_STOPPED)
+    _kill_supervisor(sup)
+    time.sleep(3.5)  # longer than the timeout: paused time does not count
+    rec = corral.start("recover", "pz1")
+    time.sleep(1.0)
+    assert runs_of(corral.status("pz1"), "work")[-1]["state"] == "PAUSED", "stays paused after recovery"
+    assert _proc_state(pid) == psutil.STATUS_STOPPED
+    assert corral("resume", "pz1").returncode == 0
+    assert rec.wait(timeout=30) == 0
+    run = runs_of(corral.status("pz1"), "work")[-1]
+    assert run["state"] == "SUCCESS" and run["pid"] == pid
+
+
+def test_pause_with_dead_supervisor(corral, spec_file):
+    spec = spec_file("""
+name: pd
+processes:
+  - {name: work, cmd: "sleep 300"}
+""")
+    sup = corral.start("run", str(spec), "--id", "pd1")
+    corral.wait_for(lambda: _running(corral, "pd1", "work"))
+    pid = runs_of(corral.status("pd1"), "work")[-1]["pid"]
+    _kill_supervisor(sup)
+    assert corral("pause", "pd1").returncode == 0
+    assert _proc_state(pid) == psutil.STATUS_STOPPED
+    assert runs_of(corral.status("pd1"), "work")[-1]["state"] == "PAUSED"
+    assert corral("lose", "pd1").returncode == 0
+
+
+def test_escaped_daemonized_grandchild_is_killed(corral, spec_file, tmp_path):
+    pidfile = tmp_path / "daemon.pid"
+    spec = spec_file(f"""
+name: esc
+processes:
+  - name: spawner
+    argv: [python3, -c, "import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    if os.fork() == 0:\\n        open('{pidfile}', 'w').write(str(os.getpid()))\\n        time.sleep(300)\\n    os._exit(0)\\ntime.sleep(0.5)"]
+""")
+    result = corral("run", str(spec), "--id", "esc1")
+    assert result.returncode == 0, result.stderr
+    daemon = int(Path(pidfile).read_text())
+    time.sleep(0.2)
+    assert not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == psutil.STATUS_ZOMBIE
+
+
+def test_escaped_grandchild_killed_after_supervisor_crash(corral, spec_file, tmp_path):
+    pidfile = tmp_path / "daemon.pid"
+    spec = spec_file(f"""
+name: esc2
+processes:
+  - name: spawner
+    argv: [python3, -c, "import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    if os.fork() == 0:\\n        open('{pidfile}', 'w').write(str(os.getpid()))\\n        time.sleep(300)\\n    os._exit(0)\\ntime.sleep(300)"]
+""")
+    sup = corral.start("run", str(spec), "--id", "esc2")
+    corral.wait_for(lambda: pidfile.exists() and pidfile.read_text())
+    daemon = int(pidfile.read_text())
+    _kill_supervisor(sup)
+    assert corral("kill", "esc2", "--grace", "1").returncode == 0
+    time.sleep(0.2)
+    assert not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == psutil.STATUS_ZOMBIE
+
+
+def test_torn_journal_is_repaired_on_recovery(corral, spec_file):
+    spec = spec_file("""
+name: torn
+processes:
+  - {name: work, cmd: "sleep 1"}
+""")
+    sup = corral.start("run", str(spec), "--id", "tj1")
+    corral.wait_for(lambda: _running(corral, "tj1", "work"))
+    _kill_supervisor(sup)
+    journal = corral.root / "tj1" / "journal"
+    with open(journal, "ab") as f:
+        f.write(b"\x40\x00\x00\x00\x12\x34")  # half a frame, as a crash mid-write leaves it
+    result = corral("recover", "tj1")
+    assert result.returncode == 0, result.stderr
+    assert "journal repaired" in corral("read", "tj1").stdout
+    assert corral.status("tj1")["state"] == "SUCCESS"
+
+
+def test_sigterm_to_supervisor_is_a_graceful_kill(corral, spec_file, tmp_path):
+    marker = tmp_path / "fin"
+    spec = spec_file(f"""
+name: term
+processes:
+  - {{name: work, cmd: "sleep 300"}}
+  - {{name: fin, cmd: "echo ran > {marker}", final: true}}
+""")
+    sup = corral.start("run", str(spec), "--id", "te1")
+    corral.wait_for(lambda: _running(corral, "te1", "work"))
+    sup.send_signal(signal.SIGINT)
+    assert sup.wait(timeout=30) == 3
+    assert corral.status("te1")["state"] == "KILLED"
+    assert marker.exists()
+
+
+def test_sighup_does_not_stop_supervision(corral, spec_file):
+    spec = spec_file("""
+name: hup
+processes:
+  - {name: work, cmd: "sleep 1"}
+""")
+    sup = corral.start("run", str(spec), "--id", "hu1")
+    corral.wait_for(lambda: _running(corral, "hu1", "work"))
+    sup.send_signal(signal.SIGHUP)
+    assert sup.wait(timeout=30) == 0
+    assert corral.status("hu1")["state"] == "SUCCESS"
