@@ -37,7 +37,7 @@ class Corral:
         self.env.pop("CORRAL_TASK_ID", None)
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "corral.cli.main", "--root", str(self.root), *args]
+        return [sys.executable, "-m", "corral", "--root", str(self.root), *args]
 
     def __call__(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, env=self.env)

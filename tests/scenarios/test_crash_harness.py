@@ -15,7 +15,6 @@ before the spawn (CORRAL_CRASH=spawn), after a child was reaped but before its e
 from __future__ import annotations
 
 import collections
-import json
 import os
 import random
 import re

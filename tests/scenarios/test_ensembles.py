@@ -6,7 +6,6 @@ import collections
 import json
 import os
 import signal
-import time
 
 
 def raw_records(corral, task_id: str) -> list[dict]:

@@ -65,14 +65,14 @@ def test_recover_after_they_all_finished(corral, spec_file):
     spec = spec_file("""
 name: fin
 processes:
-  - {name: a, cmd: "sleep 0.5; exit 0"}
-  - {name: b, cmd: "sleep 0.5; exit 4"}
+  - {name: a, cmd: "sleep 2; exit 0"}
+  - {name: b, cmd: "sleep 2; exit 4"}
 max_failures: 0
 """)
     sup = corral.start("run", str(spec), "--id", "af1")
     corral.wait_for(lambda: _running(corral, "af1", "a") and _running(corral, "af1", "b"))
     _kill_supervisor(sup)
-    time.sleep(1.2)  # both end while nobody supervises them
+    time.sleep(2.5)  # both end while nobody supervises them
     result = corral("recover", "af1")
     assert "2 exit codes recovered" in result.stderr, result.stderr
     view = corral.status("af1")

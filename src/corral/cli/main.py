@@ -19,12 +19,15 @@ import click
 
 from corral.cli import output
 from corral.core.states import TaskState
+from corral.errors import UserError
 from corral.journal import JournalCorrupt, JournalError, JournalLocked, lock_holder
 from corral.spec import Ensemble, SpecError, Task, load_spec
 from corral.supervisor import control
 from corral.supervisor.layout import Layout, default_root, list_ids, valid_id
 from corral.supervisor.run import (
     detach as start_detached,
+)
+from corral.supervisor.run import (
     exit_status,
     new_engine,
     parse_assignments,
@@ -34,10 +37,6 @@ from corral.supervisor.run import (
 from corral.supervisor.session import SessionError, replay, take_over
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class UserError(Exception):
-    """A problem the user can fix: printed as one line, exit status 2."""
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -239,8 +238,8 @@ def inspect(spec: str, ports: tuple[str, ...], sets: tuple[str, ...], task_id: s
     prepared = render_for_run(subject, layout, port_map, params, file=spec)
     data = msgspec.to_builtins(prepared)
     if isinstance(prepared, Ensemble):
-        from corral.supervisor.session import supervision_for  # noqa: F401  (validates params)
         from corral.spec import ParamSpace
+        from corral.supervisor.session import supervision_for  # noqa: F401  (validates params)
 
         space = ParamSpace.from_ensemble(prepared, base_dir=str(Path(spec).absolute().parent))
         data = {"ensemble": data, "jobs": len(space), "first_job": msgspec.to_builtins(_first_job(prepared, layout, space))}
@@ -248,8 +247,8 @@ def inspect(spec: str, ports: tuple[str, ...], sets: tuple[str, ...], task_id: s
 
 
 def _first_job(ens: Ensemble, layout: Layout, space: Any) -> Task | None:
-    from corral.supervisor.session import Jobs
     from corral.spec import job_task
+    from corral.supervisor.session import Jobs
 
     if len(space) == 0:
         return None
@@ -528,6 +527,39 @@ def heartbeat(ensemble: str | None, job: int | None) -> None:
         job = int(env_job)
     if _ask(layout, {"op": "heartbeat", "job": job}) is None:
         raise UserError(f"{layout.id}: no live supervisor")
+
+
+@cli.command("slurm-job", hidden=True)
+@click.argument("task_id", metavar="ID")
+@click.argument("job", type=int)
+@user_errors
+def slurm_job(task_id: str, job: int) -> None:
+    """On a compute node: supervise job JOB of ID (started by the Slurm backend's sbatch)."""
+    import msgspec
+
+    from corral.backends.slurm import job_task_file, node_layout_root
+    from corral.supervisor.session import create
+
+    root = _root()
+    task = msgspec.json.decode(job_task_file(root, task_id, job).read_bytes(), type=Task)
+    task = msgspec.structs.replace(task, backend="local")  # on the node, the task runs here
+    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    ident = f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID", "local")
+    layout = Layout(node_layout_root(root, task_id, job), ident)
+    if layout.journal.exists():
+        engine, _ = take_over(layout, force=True)  # Slurm restarted this very job: carry on
+    else:
+        engine = create(layout, task, context={"ensemble": task_id, "job": job})
+    parent = Layout(root, task_id)
+    engine.public = {
+        "CORRAL_ROOT": str(root),
+        "CORRAL_TASK_ID": task_id,
+        "CORRAL_JOB": str(job),
+        "CORRAL_CONTROL": parent.control,
+    }
+    state = supervise(engine)
+    click.echo(f"{task_id} job {job} ({ident}): {state.value}", err=True)
+    sys.exit(exit_status(state))
 
 
 def main() -> None:

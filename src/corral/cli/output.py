@@ -16,6 +16,7 @@ from corral.core.records import Opened, Record, RunUpdate, Signal, Transition, d
 from corral.core.states import TASK_TERMINAL, TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
 from corral.core.task import TaskRuntime
+from corral.errors import UserError
 from corral.journal import iter_raw
 from corral.supervisor import proc
 from corral.supervisor.layout import Layout
@@ -163,7 +164,7 @@ def print_status(views: list[dict[str, Any]], verbose: int, show_jobs: bool) -> 
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     if not views:
         console.print("no tasks")
         return
@@ -260,8 +261,6 @@ def print_history(records: list[Record], as_json: bool) -> None:
 
 
 def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow: bool, lines: int) -> None:
-    from corral.cli.main import UserError
-
     ensemble = sup.kind == "ensemble"
     if ensemble:
         if not where:
@@ -293,8 +292,6 @@ def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow
 
 
 def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines: int) -> None:
-    from corral.cli.main import UserError
-
     logs = layout.job_dir(job, True) / "logs"
     runs = [p for p in logs.glob("*/*") if p.is_dir() and (process is None or p.parent.name == process)]
     if not runs:
@@ -365,7 +362,13 @@ class Reporter:
         self.progress: Any = None
         self.bar: Any = None
         if self.ensemble and not quiet and self.tty:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"),

@@ -66,6 +66,7 @@ class Supervision:
     total: int
     policy: Policy = Policy()
     keep_finished: bool = False  # keep per-process detail of finished jobs (readers of small runs)
+    remote: bool = False  # jobs run elsewhere (Slurm): admission submits, the backend reports
     state: TaskState = TaskState.PENDING
     reason: str = ""
     started_at: float | None = None
@@ -81,6 +82,9 @@ class Supervision:
     counts: dict[TaskState, int] = field(default_factory=dict)
     live: set[int] = field(default_factory=set)  # jobs holding a slot
     retry_at: list[tuple[float, int]] = field(default_factory=list)  # heap of PENDING retries
+    # job -> when its retry is due; a heap entry that disagrees is stale (lazy deletion): the
+    # fold cannot pop the heap, so a replay keeps entries of retries that have started since
+    retry_due: dict[int, float] = field(default_factory=dict)
     added: list[JobsAdded] = field(default_factory=list)
     submitted: dict[int, str] = field(default_factory=dict)  # job -> scheduler id
     halted: str = ""  # why no more jobs are launched ("" = not halted)
@@ -123,7 +127,7 @@ class Supervision:
 
     def retry_set(self) -> set[int]:
         """Jobs waiting for a retry."""
-        return {job for _, job in self.retry_at}
+        return set(self.retry_due)
 
     def summaries(self) -> Iterable[JobSummary]:
         return (self.summary(j) for j in range(self.total))
@@ -207,7 +211,10 @@ class Supervision:
             delay = 0.0 if rec.reason == "retry-failed" else self.policy.retry_backoff
             delay = min(60.0, delay * (2 ** max(0, rt.attempt - 1)))
             heapq.heappush(self.retry_at, (rec.at + delay, job))
+            self.retry_due[job] = rec.at + delay
             self.failed_jobs.discard(job)
+        elif before is TaskState.PENDING and after is not TaskState.PENDING:
+            self.retry_due.pop(job, None)
         if after in TASK_TERMINAL:
             self.beats.pop(job, None)
             retry = self._may_retry(rt)
@@ -238,6 +245,9 @@ class Supervision:
                 rt = self._runtime(job)
                 rt.kill_requested = True
                 rt.kill_grace = rec.grace
+                # a kill overrides a pause: finalizers must run (the shell CONTs TERMed runs)
+                rt.paused = False
+                rt.paused_processes.clear()
                 self.dirty.add(job)
         elif rec.action == "lose":
             self.lose_requested = True
@@ -263,6 +273,8 @@ class Supervision:
                 for job in targets:
                     rt = self._runtime(job)
                     rt.kill_requested = True
+                    rt.paused = False
+                    rt.paused_processes.clear()
                     self.dirty.add(job)
         elif rec.action == "retry-failed":
             self.halted = ""
@@ -288,8 +300,11 @@ class Supervision:
         out: list[Record] = []
         wake: float | None = None
         if self.state is TaskState.PENDING:
-            job = 0 if self.kind == "task" else ENSEMBLE
-            out.append(Transition(job, TaskState.ACTIVE.value, now))
+            if self.kind == "task":
+                start = TaskState.SUBMITTED if self.remote else TaskState.ACTIVE
+                out.append(Transition(0, start.value, now))
+            else:
+                out.append(Transition(ENSEMBLE, TaskState.ACTIVE.value, now))
             return Decision(out, None)
         if self.terminal:
             return Decision(out, None)
@@ -307,6 +322,8 @@ class Supervision:
                 elif self._may_retry(rt):
                     out.append(Transition(job, TaskState.PENDING.value, now, "retry", rt.attempt + 1))
                 continue
+            if self.remote and rt.state is not TaskState.PENDING:
+                continue  # the backend moves remote jobs along (SUBMITTED -> ACTIVE -> end)
             d = decide_task(rt, now)
             out.extend(d.records)
             if d.wake_at is not None:
@@ -377,6 +394,9 @@ class Supervision:
             job = -1
             if self.retry_at:
                 ready, candidate = self.retry_at[0]
+                if self.retry_due.get(candidate) != ready:
+                    heapq.heappop(self.retry_at)  # stale
+                    continue
                 if ready <= now:
                     heapq.heappop(self.retry_at)
                     job = candidate
@@ -391,23 +411,26 @@ class Supervision:
             if self.policy.cpus and self.live and cpus_used + need_cpu > self.policy.cpus:
                 if job != self.next_new:
                     heapq.heappush(self.retry_at, (now, job))
+                    self.retry_due[job] = now
                 break
             if self.policy.memory and self.live and memory_used + need_mem > self.policy.memory:
                 if job != self.next_new:
                     heapq.heappush(self.retry_at, (now, job))
+                    self.retry_due[job] = now
                 break
             cpus_used += need_cpu
             memory_used += need_mem
             if job == self.next_new:
                 self.next_new += 1
             attempt = self.attempts[job]
-            out.append(Transition(job, TaskState.ACTIVE.value, now, "", attempt))
+            start = TaskState.SUBMITTED if self.remote else TaskState.ACTIVE
+            out.append(Transition(job, start.value, now, "", attempt))
             free -= 1
         return wake
 
     def _ending(self) -> TaskState | None:
         """The ensemble's end state once nothing runs, or None while work remains."""
-        if self.retry_at and not self.halted:
+        if self.retry_due and not self.halted:
             return None
         if self.next_new < self.total and not self.halted:
             return None

@@ -149,6 +149,7 @@ class TaskRuntime:
             self._reset_processes()
             self.kill_requested = False
             self.kill_grace = None
+            self.retry_requested = False  # granted: a replay must not see it still asked for
             self.paused = False
             self.paused_processes = set()
             self.failed_reason = ""
@@ -226,7 +227,8 @@ class TaskRuntime:
         if rec.sig in (SIGTERM, SIGKILL):
             if rec.sig == SIGTERM and run.term_sent_at is None:
                 run.term_sent_at = rec.at
-            if rec.sig > run.signal_sent or run.signal_sent == 0:
+            # the strongest is KILL, whatever the numbers (SIGKILL 9 < SIGTERM 15)
+            if rec.sig == SIGKILL or run.signal_sent == 0:
                 run.signal_sent = rec.sig
             if not run.signal_reason:
                 run.signal_reason = rec.reason
@@ -316,13 +318,17 @@ def _timeouts(rt: TaskRuntime, now: float, out: list[Record]) -> float | None:
     for proc in rt.processes.values():
         run = proc.live_run
         timeout = proc.spec.timeout
-        if run is None or timeout is None or run.started_at is None:
+        if run is None or run.started_at is None:
             continue
         if run.signal_sent:
-            if run.signal_reason == "timeout":
-                w = _signals(rt, [run], now, "timeout", out)
+            # escalate TERM -> KILL for the runs ended by a deadline: a timeout, or the
+            # heartbeat watchdog of supervision.py (which only sends the TERM)
+            if run.signal_reason in ("timeout", "heartbeat"):
+                w = _signals(rt, [run], now, run.signal_reason, out)
                 if w is not None:
                     wake = _wake(wake, w)
+            continue
+        if timeout is None:
             continue
         if run.paused_at is not None:
             continue  # paused time does not count; resume re-arms the deadline

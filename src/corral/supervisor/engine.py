@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corral.core.records import JobsAdded, Note, Record, Request, RunUpdate, Signal, Transition, encode
+from corral.core.records import (
+    JobsAdded,
+    Note,
+    Record,
+    Request,
+    RunUpdate,
+    Signal,
+    Transition,
+    encode,
+)
 from corral.core.states import TASK_TERMINAL, RunState, TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
 from corral.core.task import SIGKILL, Run, exit_outcome
@@ -67,6 +76,8 @@ class Engine:
     _rotator: Rotator = field(default_factory=Rotator)
     _crash: tuple[str, int] | None = field(default_factory=lambda: _crash_point())
     _snapshot_at: float = 0.0
+    backend: Any = None  # a remote backend (SlurmBackend) when jobs run elsewhere
+    public: dict[str, str] = field(default_factory=dict)  # CORRAL_* seen by runs, if not ours
 
     def crashpoint(self, name: str) -> None:
         """Fault injection for the crash tests: CORRAL_CRASH=POINT:N dies at the Nth POINT."""
@@ -99,6 +110,13 @@ class Engine:
                 return Effect("cont", key)
         elif isinstance(rec, Signal):
             return Effect("signal", (rec.job, rec.process, rec.run), sig=rec.sig)
+        elif self.backend is not None:
+            if isinstance(rec, Transition) and rec.state == TaskState.SUBMITTED:
+                return Effect("submit", job=rec.job)
+            if isinstance(rec, Request) and (
+                rec.action == "kill" or (rec.action == "halt" and self.sup.policy.halt.mode == "kill")
+            ):
+                return Effect("cancel", job=-1 if rec.job is None else rec.job)
         elif isinstance(rec, Transition) and rec.job != ENSEMBLE and rec.state in TASK_TERMINAL:
             return Effect("sweep", job=rec.job)
         return None
@@ -162,6 +180,9 @@ class Engine:
                 rotate_at = self._rotator.due()
                 if rotate_at is not None:
                     wake = rotate_at if wake is None else min(wake, rotate_at)
+                poll_at = self.backend.due() if self.backend is not None else None
+                if poll_at is not None:
+                    wake = poll_at if wake is None else min(wake, poll_at)
                 if self.writer.pending or self.sup.dirty:
                     timeout: float | None = 0.0
                 else:
@@ -177,6 +198,8 @@ class Engine:
                     elif key.data == "pidfd":
                         self._adopted_exit(key.fd, selector)
                 self._rotator.check()
+                if self.backend is not None:
+                    self.backend.poll(self.clock())
         finally:
             signal.set_wakeup_fd(old_fd)
             for s, h in old.items():
@@ -220,8 +243,13 @@ class Engine:
 
     def _carry_out(self, selector: selectors.BaseSelector) -> None:
         effects, self._effects = self._effects, []
+        submits = [e.job for e in effects if e.kind == "submit"]
+        if submits:
+            self.backend.submit(sorted(submits))
         for effect in effects:
-            if effect.kind == "spawn":
+            if effect.kind == "cancel":
+                self.backend.cancel(sorted(self.sup.live) if effect.job < 0 else [effect.job])
+            elif effect.kind == "spawn":
                 assert effect.key is not None
                 self.crashpoint("spawn")
                 self._spawn(effect.key)
@@ -266,6 +294,10 @@ class Engine:
         env["CORRAL_PROCESS"] = process
         env["CORRAL_RUN"] = str(run)
         env["CORRAL_CONTROL"] = self.layout.control
+        env.update(self.public)
+        # the marks by which a run's escaped descendants are found, even after a crash
+        env["CORRAL_MARK"] = str(self.layout.dir)
+        env["CORRAL_MARK_JOB"] = str(job)
         return env
 
     def _spawn(self, key: RunKey) -> None:
@@ -284,8 +316,11 @@ class Engine:
                 out = err = os.devnull
             elif dest == "console":
                 out = err = None
+            argv = command_argv(spec.cmd, spec.argv)
+            if rt.spec.backend == "slurm-steps":
+                argv = self._srun(argv, rt.spec, process)
             pid = spawn(
-                command_argv(spec.cmd, spec.argv),
+                argv,
                 cwd=cwd,
                 env=self.run_env(job, process, number, rt.spec, spec.env),
                 stdout=out,
@@ -301,8 +336,20 @@ class Engine:
             self._rotator.watch(key, rdir, spec.logger.rotate.size, spec.logger.rotate.backups)
         self.record(RunUpdate(job, process, number, RunState.RUNNING.value, now, pid=pid, start_ticks=ticks))
 
+    def _srun(self, argv: list[str], task: Task, process: str) -> list[str]:
+        """Inside an allocation, each run is an exclusive srun step (slurm-steps backend)."""
+        import math
+
+        from corral.backends.slurm_client import SlurmClient
+
+        res = task.resources
+        cpus = max(1, math.ceil(res.cpus)) if res.cpus else 1
+        return SlurmClient().srun_step_argv(
+            argv, cpus=cpus, memory_bytes=res.memory or None, name=f"{self.layout.id}.{process}"
+        )
+
     def _needles(self, job: int, process: str | None = None, run: int | None = None) -> list[bytes]:
-        needles = [proc.marker("CORRAL_TASK_ID", self.layout.id), proc.marker("CORRAL_JOB", str(job))]
+        needles = [proc.marker("CORRAL_MARK", str(self.layout.dir)), proc.marker("CORRAL_MARK_JOB", str(job))]
         if process is not None:
             needles.append(proc.marker("CORRAL_PROCESS", process))
         if run is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.core.states import TaskState
+from corral.errors import UserError
 from corral.spec import Ensemble, ParamSpace, Task, TemplateContext, render_task, validate_ensemble
 from corral.supervisor import proc
 from corral.supervisor.engine import Engine
@@ -29,8 +30,6 @@ def exit_status(state: TaskState) -> int:
 
 
 def parse_assignments(items: Iterable[str], flag: str) -> list[tuple[str, str]]:
-    from corral.cli.main import UserError
-
     out = []
     for item in items:
         name, sep, value = item.partition("=")
@@ -90,8 +89,6 @@ def detach(layout: Layout, make_engine: Callable[[], Engine]) -> int:
     Double fork and setsid, so the supervisor survives the shell that started it. Errors that
     happen while opening the journal come back through a pipe and are raised here.
     """
-    from corral.cli.main import UserError
-
     read_fd, write_fd = os.pipe()
     first = os.fork()
     if first == 0:

@@ -77,6 +77,10 @@ class Jobs:
 
 
 def _policy(ens: Ensemble) -> Policy:
+    if ens.backend == "slurm":
+        # Slurm admits by resources itself; 0 = no limit of ours
+        return Policy(job_limit=ens.job_limit, retries=ens.retries, retry_backoff=ens.retry_backoff,
+                      halt=ens.halt, heartbeat=ens.job.heartbeat)
     limit = ens.job_limit or (os.cpu_count() or 1)
     mem = 0
     with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
@@ -98,7 +102,9 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
     """The empty fold for a journal, from its Opened record."""
     if opened.kind == "task":
         task = msgspec.convert(opened.spec, Task)
-        return Supervision("task", opened.id, lambda _job: task, 1, keep_finished=keep_finished), None
+        sup = Supervision("task", opened.id, lambda _job: task, 1, keep_finished=keep_finished,
+                          remote=task.backend == "slurm")
+        return sup, None
     ens = msgspec.convert(opened.spec, Ensemble)
     params_copy = opened.context.get("params_file")
     if params_copy:
@@ -106,9 +112,26 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
     space = ParamSpace.from_ensemble(ens, base_dir=str(layout.dir))
     jobs = Jobs(layout, ens, job_task(ens.job, ens.name), space)
     sup = Supervision(
-        "ensemble", opened.id, jobs.task_for, len(space), _policy(ens), keep_finished=keep_finished
+        "ensemble", opened.id, jobs.task_for, len(space), _policy(ens), keep_finished=keep_finished,
+        remote=ens.backend == "slurm",
     )
     return sup, jobs
+
+
+def _slurm_options(opened: Opened) -> Any:
+    from corral.spec.model import Slurm
+
+    return msgspec.convert(opened.spec.get("slurm") or {}, Slurm)
+
+
+def _attach_backend(engine: Engine, opened: Opened) -> None:
+    if engine.sup.remote:
+        from corral.backends.slurm import SlurmBackend
+
+        backend = SlurmBackend(engine.layout.root, engine.layout.id, _slurm_options(opened),
+                               job_limit=engine.sup.policy.job_limit)
+        backend.engine = engine
+        engine.backend = backend
 
 
 def replay(layout: Layout, keep_finished: bool | None = None) -> tuple[Supervision, list[Record]]:
@@ -152,9 +175,9 @@ def create(
     """Start the journal of a new task (already rendered) or ensemble."""
     if layout.journal.exists():
         raise SessionError(_exists_message(layout))
-    layout.dir.mkdir(parents=True, exist_ok=True)
     kind = "task" if isinstance(subject, Task) else "ensemble"
     context = dict(context)
+    layout.dir.mkdir(parents=True, exist_ok=True)
     if isinstance(subject, Ensemble) and subject.params_file:
         source = Path(subject.params_file)
         if not source.is_absolute() and file is not None:
@@ -162,12 +185,18 @@ def create(
         copy = layout.dir / ("params" + source.suffix)
         shutil.copyfile(source, copy)
         context["params_file"] = str(copy)
-    writer, _ = open_for_append(layout.journal, create=True)
     opened = Opened(
         kind, layout.id, msgspec.to_builtins(subject), time.time(), socket.gethostname(), proc.boot_id(), context=context
     )
     sup, jobs = supervision_for(opened, layout, keep_finished=kind == "task")
+    if sup.remote and sup.total:
+        from corral.backends.slurm import SlurmBackend
+
+        # before anything is recorded: Slurm must be there and accept this job
+        SlurmBackend(layout.root, layout.id, _slurm_options(opened), sup.policy.job_limit).check(sup.task_for(0))
+    writer, _ = open_for_append(layout.journal, create=True)
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
+    _attach_backend(engine, opened)
     if jobs is not None:
         engine.check_params = _param_checker(jobs)  # type: ignore[attr-defined]
     engine.record(opened)
@@ -243,6 +272,8 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
         writer.close()
         raise
     engine = Engine(layout, sup, writer, ensemble=sup.kind == "ensemble")
+    assert sup.opened is not None
+    _attach_backend(engine, sup.opened)
     if jobs is not None:
         engine.check_params = _param_checker(jobs)  # type: ignore[attr-defined]
     if writer.repaired is not None:
