@@ -78,6 +78,8 @@ class Engine:
     _snapshot_at: float = 0.0
     backend: Any = None  # a remote backend (SlurmBackend) when jobs run elsewhere
     public: dict[str, str] = field(default_factory=dict)  # CORRAL_* seen by runs, if not ours
+    params_added: Callable[[list[dict[str, Any]]], Any] | None = None  # grows the param space
+    check_params: Callable[[list[dict[str, Any]]], str | None] | None = None
 
     def crashpoint(self, name: str) -> None:
         """Fault injection for the crash tests: CORRAL_CRASH=POINT:N dies at the Nth POINT."""
@@ -92,6 +94,8 @@ class Engine:
     def record(self, rec: Record) -> None:
         """Fold a record in, buffer it for the next commit, and note the effect it asks for."""
         effect = self._effect_of(rec)
+        if isinstance(rec, JobsAdded) and self.params_added is not None:
+            self.params_added(rec.params)
         self.sup.apply(rec)
         self.writer.append(encode(rec))
         if effect is not None:
@@ -477,9 +481,8 @@ class Engine:
                 if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
                     reply(conn, {"ok": False, "error": "submit needs 'params': a list of objects"})
                     return
-                check = getattr(self, "check_params", None)
-                if check is not None:
-                    problem = check(params)
+                if self.check_params is not None:
+                    problem = self.check_params(params)
                     if problem:
                         reply(conn, {"ok": False, "error": problem})
                         return

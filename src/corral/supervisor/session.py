@@ -198,7 +198,8 @@ def create(
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
     _attach_backend(engine, opened)
     if jobs is not None:
-        engine.check_params = _param_checker(jobs)  # type: ignore[attr-defined]
+        engine.check_params = _param_checker(jobs)
+        engine.params_added = jobs.space.add
     engine.record(opened)
     engine.record(_attached(False))
     writer.commit()
@@ -275,7 +276,8 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
     assert sup.opened is not None
     _attach_backend(engine, sup.opened)
     if jobs is not None:
-        engine.check_params = _param_checker(jobs)  # type: ignore[attr-defined]
+        engine.check_params = _param_checker(jobs)
+        engine.params_added = jobs.space.add
     if writer.repaired is not None:
         r = writer.repaired
         engine.record(Note(f"journal repaired: dropped {r.dropped} torn bytes at offset {r.offset}", time.time()))
