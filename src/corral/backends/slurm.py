@@ -149,6 +149,9 @@ class SlurmBackend:
             if rt is None or rt.state is not TaskState.SUBMITTED:
                 continue
             task = rt.spec
+            if task.sandbox is None and engine.ensemble:
+                # the node runs the job where a local run would: ROOT/ID/jobs/JOB ({{job.dir}})
+                task = msgspec.structs.replace(task, sandbox=str(engine.layout.job_dir(job, True)))
             tasks[job] = task
             path = job_task_file(self.root, self.task_id, job)
             path.parent.mkdir(parents=True, exist_ok=True)

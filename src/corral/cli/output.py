@@ -292,8 +292,10 @@ def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow
 
 
 def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines: int) -> None:
-    logs = layout.job_dir(job, True) / "logs"
-    runs = [p for p in logs.glob("*/*") if p.is_dir() and (process is None or p.parent.name == process)]
+    # local jobs log under jobs/JOB/logs; Slurm jobs under slurm/JOB/SLURM_ID/logs
+    patterns = [layout.job_dir(job, True) / "logs", *(layout.dir / "slurm" / str(job)).glob("*/logs")]
+    runs = [p for logs in patterns for p in logs.glob("*/*")
+            if p.is_dir() and (process is None or p.parent.name == process)]
     if not runs:
         raise UserError(f"{layout.id}: job {job} has no logs")
     newest = max(runs, key=lambda p: (p.stat().st_mtime, int(p.name) if p.name.isdigit() else 0))
