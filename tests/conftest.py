@@ -39,17 +39,27 @@ class Corral:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "corral", "--root", str(self.root), *args]
 
-    def __call__(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, env=self.env)
+    def __call__(
+        self, *args: str, timeout: float = 120, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            self.argv(*args), capture_output=True, text=True, timeout=timeout, env=self.env
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"corral {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"corral {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """Start a command in the background (e.g. a supervisor to SIGKILL later)."""
         return subprocess.Popen(
-            self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**self.env, **(env or {})}, start_new_session=True,
+            self.argv(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**self.env, **(env or {})},
+            start_new_session=True,
         )
 
     def status(self, task_id: str) -> dict:

@@ -1,0 +1,61 @@
+"""corral: run tasks and ensembles of OS processes, and never lose track of them.
+
+The public surface is small on purpose:
+
+    import corral
+    task = corral.Task(name="hello", processes=[corral.Process(name="say", cmd="echo hi")])
+    state = corral.run(task, root="/tmp/corral")   # -> corral.TaskState.SUCCESS
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from corral.core.states import RunState, TaskState
+from corral.spec import Ensemble, JobTemplate, Process, SpecError, Task
+from corral.spec.model import Halt, Logger, Resources, Rotate, Slurm
+
+__all__ = [
+    "Ensemble",
+    "Halt",
+    "JobTemplate",
+    "Logger",
+    "Process",
+    "Resources",
+    "Rotate",
+    "RunState",
+    "Slurm",
+    "SpecError",
+    "Task",
+    "TaskState",
+    "run",
+]
+
+
+def run(
+    spec: Task | Ensemble | dict[str, Any],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    id: str | None = None,
+    ports: dict[str, int] | None = None,
+    params: dict[str, Any] | None = None,
+) -> TaskState:
+    """Run a task or an ensemble to its end under `root` and return its final state.
+
+    The same journal, logs and guarantees as `corral run`: `corral status/read/tail` see it.
+    Bad specs raise SpecError (one line, naming the field).
+    """
+    from corral.spec import spec_from_python
+    from corral.supervisor.layout import Layout, default_root
+    from corral.supervisor.run import new_engine, render_for_run, supervise
+
+    subject = spec_from_python(spec)
+    base = Path(root) if root is not None else default_root()
+    task_id = id or f"{subject.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000}"
+    layout = Layout(base.absolute(), task_id)
+    prepared = render_for_run(subject, layout, dict(ports or {}), dict(params or {}), file=None)
+    engine = new_engine(layout, prepared, {"ports": dict(ports or {}), "params": dict(params or {})}, None)
+    return supervise(engine)

@@ -99,11 +99,14 @@ processes:
 
 
 def test_bad_spec_leaves_existing_task_untouched(corral, spec_file):
-    good = spec_file("""
+    good = spec_file(
+        """
 name: ok
 processes:
   - {name: a, cmd: "true"}
-""", name="good.yaml")
+""",
+        name="good.yaml",
+    )
     assert corral("run", str(good), "--id", "keep").returncode == 0
     journal = corral.root / "keep" / "journal"
     before = journal.read_bytes()

@@ -96,8 +96,15 @@ def test_crash_injection_harness(corral, spec_file, tmp_path, capsys):
                 _, err = proc.communicate()
                 m = re.search(r"(\d+) re-attached, (\d+) exit codes recovered, (\d+) lost", err)
                 if m:
-                    counts.update({"re-attached": int(m[1]), "exit codes recovered": int(m[2]), "LOST": int(m[3])})
-                if proc.returncode in (0, 1, 3) and corral.status(task_id)["state"] in ("SUCCESS", "FAILED", "KILLED", "LOST"):
+                    counts.update(
+                        {"re-attached": int(m[1]), "exit codes recovered": int(m[2]), "LOST": int(m[3])}
+                    )
+                if proc.returncode in (0, 1, 3) and corral.status(task_id)["state"] in (
+                    "SUCCESS",
+                    "FAILED",
+                    "KILLED",
+                    "LOST",
+                ):
                     break
                 # an injected crash point fired: that was a kill too
                 assert proc.returncode == -signal.SIGKILL, (proc.returncode, err)
@@ -108,7 +115,9 @@ def test_crash_injection_harness(corral, spec_file, tmp_path, capsys):
                 kills += 1
                 m = re.search(r"(\d+) re-attached, (\d+) exit codes recovered, (\d+) lost", err)
                 if m:
-                    counts.update({"re-attached": int(m[1]), "exit codes recovered": int(m[2]), "LOST": int(m[3])})
+                    counts.update(
+                        {"re-attached": int(m[1]), "exit codes recovered": int(m[2]), "LOST": int(m[3])}
+                    )
             point = rng.choice(POINTS)
             env = {"CORRAL_CRASH": point} if point else {}
             if point:

@@ -106,7 +106,9 @@ halt: {failures: 3}
     assert view["jobs"]["failed"] == 3
     assert view["jobs"]["pending"] == 17
     assert view["halted"]
-    failed = json.loads(corral("status", "ha1", "--jobs", "--state", "failed", "--json").stdout)[0]["job_list"]
+    failed = json.loads(corral("status", "ha1", "--jobs", "--state", "failed", "--json").stdout)[0][
+        "job_list"
+    ]
     assert [j["job"] for j in failed] == [0, 1, 2]
     assert failed[0]["params"] == {"i": 0} and failed[0]["exit_code"] == 1
 
@@ -129,7 +131,9 @@ job_limit: 4
     assert running_at_kill > 0
     result = corral("recover", "res1")
     assert result.returncode == 0, result.stderr
-    starts = collections.Counter(line.split()[1] for line in ledger.read_text().splitlines() if line.startswith("start"))
+    starts = collections.Counter(
+        line.split()[1] for line in ledger.read_text().splitlines() if line.startswith("start")
+    )
     assert sorted(int(j) for j in starts) == list(range(24))
     assert set(starts.values()) == {1}, "no job that had started was run again"
     assert corral.status("res1")["jobs"]["succeeded"] == 24
@@ -190,7 +194,9 @@ params:
 job_limit: 2
 """)
     launcher = corral.start("run", str(spec), "--id", "cc1")
-    corral.wait_for(lambda: (corral.root / "cc1" / "journal").exists() and corral.status("cc1")["jobs"]["running"] == 2)
+    corral.wait_for(
+        lambda: (corral.root / "cc1" / "journal").exists() and corral.status("cc1")["jobs"]["running"] == 2
+    )
     launcher.send_signal(signal.SIGINT)
     assert launcher.wait(timeout=30) == 3
     view = corral.status("cc1")

@@ -98,8 +98,12 @@ processes:
     status_file = corral.root / "rb1" / "logs" / "work" / "0" / "exit"
     assert not status_file.exists()
     rec = corral.start("recover", "rb1")
-    corral.wait_for(lambda: len(runs_of(corral.status("rb1"), "work")) == 2
-                    and runs_of(corral.status("rb1"), "work")[-1]["state"] == "RUNNING")
+    corral.wait_for(
+        lambda: (
+            len(runs_of(corral.status("rb1"), "work")) == 2
+            and runs_of(corral.status("rb1"), "work")[-1]["state"] == "RUNNING"
+        )
+    )
     runs = runs_of(corral.status("rb1"), "work")
     assert runs[0]["state"] == "LOST"
     assert corral("kill", "rb1", "--grace", "1").returncode == 0

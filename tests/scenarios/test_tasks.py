@@ -40,7 +40,9 @@ processes:
         assert pos[earlier] < pos[later]
     view = corral.status("g1")
     assert view["state"] == "SUCCESS"
-    assert all(p["runs"][-1]["state"] == "SUCCESS" and p["runs"][-1]["exit_code"] == 0 for p in view["processes"])
+    assert all(
+        p["runs"][-1]["state"] == "SUCCESS" and p["runs"][-1]["exit_code"] == 0 for p in view["processes"]
+    )
 
 
 def test_process_fails_twice_then_succeeds_under_max_failures_3(corral, spec_file, tmp_path):
@@ -115,8 +117,13 @@ processes:
   - {{name: fin, cmd: "echo finalized > {marker}", final: true}}
 """)
     proc = corral.start("run", str(spec), "--id", "k1")
-    corral.wait_for(lambda: corral("status", "k1", "--json").returncode == 0
-                    and runs_of(corral.status("k1"), "main") and runs_of(corral.status("k1"), "main")[-1]["state"] == "RUNNING")
+    corral.wait_for(
+        lambda: (
+            corral("status", "k1", "--json").returncode == 0
+            and runs_of(corral.status("k1"), "main")
+            and runs_of(corral.status("k1"), "main")[-1]["state"] == "RUNNING"
+        )
+    )
     killed = corral("kill", "k1", "--grace", "2")
     assert killed.returncode == 0, killed.stderr
     assert proc.wait(timeout=30) == 3
@@ -178,7 +185,10 @@ def _descendant_pids(corral, task_id: str) -> list[int]:
     found = []
     for p in psutil.process_iter():
         try:
-            if needle in b"\0" + open(f"/proc/{p.pid}/environ", "rb").read() and p.status() != psutil.STATUS_ZOMBIE:
+            if (
+                needle in b"\0" + open(f"/proc/{p.pid}/environ", "rb").read()
+                and p.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(p.pid)
         except (OSError, psutil.Error):
             pass

@@ -124,7 +124,9 @@ def _ask(layout: Layout, message: dict[str, Any]) -> dict[str, Any] | None:
 # -- run ---------------------------------------------------------------------------------------
 
 
-port_option = click.option("-P", "--port", "ports", multiple=True, metavar="NAME=PORT", help="Bind {{ports.NAME}}.")
+port_option = click.option(
+    "-P", "--port", "ports", multiple=True, metavar="NAME=PORT", help="Bind {{ports.NAME}}."
+)
 set_option = click.option("--set", "sets", multiple=True, metavar="X=V", help="Bind {{params.X}}.")
 
 
@@ -134,7 +136,13 @@ set_option = click.option("--set", "sets", multiple=True, metavar="X=V", help="B
 @port_option
 @set_option
 @click.option("--detach", is_flag=True, help="Return at once; the supervisor runs in the background.")
-@click.option("--retry-failed", "retry_failed", metavar="ID", default=None, help="Rerun only the failed jobs of ensemble ID.")
+@click.option(
+    "--retry-failed",
+    "retry_failed",
+    metavar="ID",
+    default=None,
+    help="Rerun only the failed jobs of ensemble ID.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final state.")
 @user_errors
 def run(
@@ -150,7 +158,9 @@ def run(
     if retry_failed is not None:
         layout = _layout(retry_failed)
         if _supervisor_alive(layout):
-            raise UserError(f"{layout.id}: still supervised by pid {lock_holder(layout.journal)}; wait for it to end")
+            raise UserError(
+                f"{layout.id}: still supervised by pid {lock_holder(layout.journal)}; wait for it to end"
+            )
         engine, _ = take_over(layout)
         from corral.core.records import Request
 
@@ -242,7 +252,11 @@ def inspect(spec: str, ports: tuple[str, ...], sets: tuple[str, ...], task_id: s
         from corral.supervisor.session import supervision_for  # noqa: F401  (validates params)
 
         space = ParamSpace.from_ensemble(prepared, base_dir=str(Path(spec).absolute().parent))
-        data = {"ensemble": data, "jobs": len(space), "first_job": msgspec.to_builtins(_first_job(prepared, layout, space))}
+        data = {
+            "ensemble": data,
+            "jobs": len(space),
+            "first_job": msgspec.to_builtins(_first_job(prepared, layout, space)),
+        }
     click.echo(json.dumps(data, indent=2))
 
 
@@ -263,7 +277,9 @@ def _first_job(ens: Ensemble, layout: Layout, space: Any) -> Task | None:
 @click.option("-v", "--verbose", count=True, help="-v sandbox and ports, -vv processes, -vvv every run.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
 @click.option("--jobs", "show_jobs", is_flag=True, help="List the jobs of an ensemble.")
-@click.option("--state", "job_state", default=None, help="With --jobs: only jobs in this state (e.g. failed).")
+@click.option(
+    "--state", "job_state", default=None, help="With --jobs: only jobs in this state (e.g. failed)."
+)
 @user_errors
 def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, job_state: str | None) -> None:
     """Tasks and ensembles under the root, with their state."""
@@ -328,7 +344,12 @@ def tail(task_id: str, where: tuple[str, ...], stderr: bool, follow: bool, lines
 
 @cli.command()
 @click.argument("task_id", metavar="ID")
-@click.option("--grace", type=float, default=None, help="Seconds between TERM and KILL (default: the spec's kill_grace).")
+@click.option(
+    "--grace",
+    type=float,
+    default=None,
+    help="Seconds between TERM and KILL (default: the spec's kill_grace).",
+)
 @click.option("--job", type=int, default=None, help="Only this job of an ensemble.")
 @user_errors
 def kill(task_id: str, grace: float | None, job: int | None) -> None:
@@ -454,14 +475,18 @@ def recover(task_id: str, force: bool, detach: bool, quiet: bool) -> None:
 def _ensemble_id(ensemble: str | None) -> str:
     value = ensemble or os.environ.get("CORRAL_TASK_ID")
     if not value:
-        raise UserError("name the ensemble with --ensemble ID (or run inside a job, where CORRAL_TASK_ID is set)")
+        raise UserError(
+            "name the ensemble with --ensemble ID (or run inside a job, where CORRAL_TASK_ID is set)"
+        )
     return value
 
 
 @cli.command()
 @click.option("--ensemble", default=None, help="Ensemble id (default: $CORRAL_TASK_ID).")
 @set_option
-@click.option("--jsonl", type=click.File("r"), default=None, help="One job per line: a JSON object of params.")
+@click.option(
+    "--jsonl", type=click.File("r"), default=None, help="One job per line: a JSON object of params."
+)
 @user_errors
 def submit(ensemble: str | None, sets: tuple[str, ...], jsonl: Any) -> None:
     """Add jobs to a live ensemble; prints their job numbers."""
@@ -501,8 +526,11 @@ def wait(jobs: tuple[int, ...], ensemble: str | None, timeout: float | None) -> 
         states = {j: (sup.job_state(j) if j < sup.total else None) for j in jobs}
         if any(s is None for s in states.values()):
             raise UserError(f"{layout.id}: no job {min(j for j, s in states.items() if s is None)}")
-        done = all(s in (TaskState.SUCCESS, TaskState.FAILED, TaskState.KILLED, TaskState.LOST)
-                   and j not in sup.retry_set() for j, s in states.items())
+        done = all(
+            s in (TaskState.SUCCESS, TaskState.FAILED, TaskState.KILLED, TaskState.LOST)
+            and j not in sup.retry_set()
+            for j, s in states.items()
+        )
         if done or sup.terminal:
             failed = [j for j, s in states.items() if s is not TaskState.SUCCESS]
             for j, s in states.items():

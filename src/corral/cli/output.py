@@ -60,7 +60,10 @@ def _processes(rt: TaskRuntime) -> list[dict[str, Any]]:
 
 def job_counts(sup: Supervision) -> dict[str, int]:
     counts = {s.value.lower(): n for s, n in sup.counts.items()}
-    running = sum(sup.counts[s] for s in (TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING, TaskState.SUBMITTED))
+    running = sum(
+        sup.counts[s]
+        for s in (TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING, TaskState.SUBMITTED)
+    )
     return {
         "total": sup.total,
         "pending": counts["pending"],
@@ -72,7 +75,9 @@ def job_counts(sup: Supervision) -> dict[str, int]:
     }
 
 
-def view(sup: Supervision, layout: Layout, supervised: bool, jobs: bool = False, job_state: str | None = None) -> dict[str, Any]:
+def view(
+    sup: Supervision, layout: Layout, supervised: bool, jobs: bool = False, job_state: str | None = None
+) -> dict[str, Any]:
     opened = sup.opened
     data: dict[str, Any] = {
         "id": sup.id,
@@ -177,15 +182,26 @@ def print_status(views: list[dict[str, Any]], verbose: int, show_jobs: bool) -> 
             j = v["jobs"]
             detail = f"{j['succeeded']}/{j['total']} done, {j['running']} running, {j['failed']} failed, {j['pending']} pending"
         elif v.get("processes"):
-            detail = " ".join(f"{p['name']}:{p['runs'][-1]['state'] if p['runs'] else 'WAITING'}" for p in v["processes"])
+            detail = " ".join(
+                f"{p['name']}:{p['runs'][-1]['state'] if p['runs'] else 'WAITING'}" for p in v["processes"]
+            )
         if v.get("error"):
             detail = v["error"]
-        table.add_row(v["id"], v.get("kind", "?"), v["state"], _short_iso(v.get("started_at")), _short_iso(v.get("finished_at")), detail)
+        table.add_row(
+            v["id"],
+            v.get("kind", "?"),
+            v["state"],
+            _short_iso(v.get("started_at")),
+            _short_iso(v.get("finished_at")),
+            detail,
+        )
     console.print(table)
     for v in views:
         if verbose >= 1:
-            console.print(f"\n[bold]{v['id']}[/bold]  dir {v.get('dir')}  sandbox {v.get('sandbox')}  "
-                          f"ports {v.get('ports') or '-'}  supervisor {'pid ' + str(v.get('supervisor_pid')) if v.get('supervised') else 'none'}")
+            console.print(
+                f"\n[bold]{v['id']}[/bold]  dir {v.get('dir')}  sandbox {v.get('sandbox')}  "
+                f"ports {v.get('ports') or '-'}  supervisor {'pid ' + str(v.get('supervisor_pid')) if v.get('supervised') else 'none'}"
+            )
         if verbose >= 2 and v.get("processes"):
             pt = Table(box=None, pad_edge=False)
             for col in ("PROCESS", "RUN", "STATE", "PID", "EXIT", "START", "STOP", "REASON"):
@@ -195,16 +211,29 @@ def print_status(views: list[dict[str, Any]], verbose: int, show_jobs: bool) -> 
                 if not runs:
                     pt.add_row(p["name"], "-", "WAITING", "", "", "", "", "")
                 for r in runs:
-                    pt.add_row(p["name"], str(r["run"]), r["state"], str(r["pid"] or ""), "" if r["exit_code"] is None else str(r["exit_code"]),
-                               _short_iso(r["started_at"]), _short_iso(r["finished_at"]), r["reason"] or "")
+                    pt.add_row(
+                        p["name"],
+                        str(r["run"]),
+                        r["state"],
+                        str(r["pid"] or ""),
+                        "" if r["exit_code"] is None else str(r["exit_code"]),
+                        _short_iso(r["started_at"]),
+                        _short_iso(r["finished_at"]),
+                        r["reason"] or "",
+                    )
             console.print(pt)
         if show_jobs and v.get("job_list") is not None:
             jt = Table(box=None, pad_edge=False)
             for col in ("JOB", "STATE", "ATTEMPTS", "EXIT", "PARAMS"):
                 jt.add_column(col)
             for row in v["job_list"]:
-                jt.add_row(str(row["job"]), row["state"], str(row["attempts"]), "" if row["exit_code"] is None else str(row["exit_code"]),
-                           " ".join(f"{k}={val}" for k, val in row["params"].items()))
+                jt.add_row(
+                    str(row["job"]),
+                    row["state"],
+                    str(row["attempts"]),
+                    "" if row["exit_code"] is None else str(row["exit_code"]),
+                    " ".join(f"{k}={val}" for k, val in row["params"].items()),
+                )
             console.print(jt)
 
 
@@ -242,7 +271,9 @@ def describe(rec: Record) -> str | None:
             extra.append(f"exit {rec.exit_code}")
         if rec.reason:
             extra.append(rec.reason)
-        return f"job {rec.job} {rec.process}[{rec.run}] -> {rec.state}" + (f" ({', '.join(extra)})" if extra else "")
+        return f"job {rec.job} {rec.process}[{rec.run}] -> {rec.state}" + (
+            f" ({', '.join(extra)})" if extra else ""
+        )
     if isinstance(rec, Signal):
         return f"job {rec.job} {rec.process}[{rec.run}] <- {proc.SIGNAL_NAMES.get(rec.sig, rec.sig)} ({rec.reason})"
     name = type(rec).__name__
@@ -280,8 +311,12 @@ def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow
             # finished jobs are not kept in memory: find the newest run on disk
             return _tail_disk(layout, job, where[0] if where else None, stream, lines)
         raise UserError(f"{layout.id}: no job {job}")
-    candidates = [(r.launched_at, name, r.run) for name, p in rt.processes.items() for r in p.runs
-                  if not where or name == where[0]]
+    candidates = [
+        (r.launched_at, name, r.run)
+        for name, p in rt.processes.items()
+        for r in p.runs
+        if not where or name == where[0]
+    ]
     if where and where[0] not in rt.processes:
         raise UserError(f"{layout.id}: no process named {where[0]!r}")
     if not candidates:
@@ -294,8 +329,12 @@ def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow
 def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines: int) -> None:
     # local jobs log under jobs/JOB/logs; Slurm jobs under slurm/JOB/SLURM_ID/logs
     patterns = [layout.job_dir(job, True) / "logs", *(layout.dir / "slurm" / str(job)).glob("*/logs")]
-    runs = [p for logs in patterns for p in logs.glob("*/*")
-            if p.is_dir() and (process is None or p.parent.name == process)]
+    runs = [
+        p
+        for logs in patterns
+        for p in logs.glob("*/*")
+        if p.is_dir() and (process is None or p.parent.name == process)
+    ]
     if not runs:
         raise UserError(f"{layout.id}: job {job} has no logs")
     newest = max(runs, key=lambda p: (p.stat().st_mtime, int(p.name) if p.name.isdigit() else 0))

@@ -68,7 +68,9 @@ def render_for_run(
     return subject
 
 
-def new_engine(layout: Layout, prepared: Task | Ensemble, context: dict[str, Any], file: str | None) -> Engine:
+def new_engine(
+    layout: Layout, prepared: Task | Ensemble, context: dict[str, Any], file: str | None
+) -> Engine:
     return create(layout, prepared, context=context, file=file)
 
 

@@ -79,8 +79,13 @@ class Jobs:
 def _policy(ens: Ensemble) -> Policy:
     if ens.backend == "slurm":
         # Slurm admits by resources itself; 0 = no limit of ours
-        return Policy(job_limit=ens.job_limit, retries=ens.retries, retry_backoff=ens.retry_backoff,
-                      halt=ens.halt, heartbeat=ens.job.heartbeat)
+        return Policy(
+            job_limit=ens.job_limit,
+            retries=ens.retries,
+            retry_backoff=ens.retry_backoff,
+            halt=ens.halt,
+            heartbeat=ens.job.heartbeat,
+        )
     limit = ens.job_limit or (os.cpu_count() or 1)
     mem = 0
     with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
@@ -102,8 +107,14 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
     """The empty fold for a journal, from its Opened record."""
     if opened.kind == "task":
         task = msgspec.convert(opened.spec, Task)
-        sup = Supervision("task", opened.id, lambda _job: task, 1, keep_finished=keep_finished,
-                          remote=task.backend == "slurm")
+        sup = Supervision(
+            "task",
+            opened.id,
+            lambda _job: task,
+            1,
+            keep_finished=keep_finished,
+            remote=task.backend == "slurm",
+        )
         return sup, None
     ens = msgspec.convert(opened.spec, Ensemble)
     params_copy = opened.context.get("params_file")
@@ -112,7 +123,12 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
     space = ParamSpace.from_ensemble(ens, base_dir=str(layout.dir))
     jobs = Jobs(layout, ens, job_task(ens.job, ens.name), space)
     sup = Supervision(
-        "ensemble", opened.id, jobs.task_for, len(space), _policy(ens), keep_finished=keep_finished,
+        "ensemble",
+        opened.id,
+        jobs.task_for,
+        len(space),
+        _policy(ens),
+        keep_finished=keep_finished,
         remote=ens.backend == "slurm",
     )
     return sup, jobs
@@ -128,8 +144,12 @@ def _attach_backend(engine: Engine, opened: Opened) -> None:
     if engine.sup.remote:
         from corral.backends.slurm import SlurmBackend
 
-        backend = SlurmBackend(engine.layout.root, engine.layout.id, _slurm_options(opened),
-                               job_limit=engine.sup.policy.job_limit)
+        backend = SlurmBackend(
+            engine.layout.root,
+            engine.layout.id,
+            _slurm_options(opened),
+            job_limit=engine.sup.policy.job_limit,
+        )
         backend.engine = engine
         engine.backend = backend
 
@@ -161,7 +181,12 @@ def _apply(sup: Supervision, jobs: Jobs | None, rec: Record) -> None:
 
 def _attached(recovered: bool) -> Attached:
     return Attached(
-        os.getpid(), proc.start_ticks(os.getpid()) or 0, time.time(), socket.gethostname(), proc.boot_id(), recovered
+        os.getpid(),
+        proc.start_ticks(os.getpid()) or 0,
+        time.time(),
+        socket.gethostname(),
+        proc.boot_id(),
+        recovered,
     )
 
 
@@ -186,14 +211,22 @@ def create(
         shutil.copyfile(source, copy)
         context["params_file"] = str(copy)
     opened = Opened(
-        kind, layout.id, msgspec.to_builtins(subject), time.time(), socket.gethostname(), proc.boot_id(), context=context
+        kind,
+        layout.id,
+        msgspec.to_builtins(subject),
+        time.time(),
+        socket.gethostname(),
+        proc.boot_id(),
+        context=context,
     )
     sup, jobs = supervision_for(opened, layout, keep_finished=kind == "task")
     if sup.remote and sup.total:
         from corral.backends.slurm import SlurmBackend
 
         # before anything is recorded: Slurm must be there and accept this job
-        SlurmBackend(layout.root, layout.id, _slurm_options(opened), sup.policy.job_limit).check(sup.task_for(0))
+        SlurmBackend(layout.root, layout.id, _slurm_options(opened), sup.policy.job_limit).check(
+            sup.task_for(0)
+        )
     writer, _ = open_for_append(layout.journal, create=True)
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
     _attach_backend(engine, opened)
@@ -213,8 +246,14 @@ def _param_checker(jobs: Jobs) -> Callable[[list[dict[str, Any]]], str | None]:
         if probe is None:
             return "submit needs at least one job"
         try:
-            ctx = TemplateContext(jobs.layout.id, jobs.ensemble.name, str(jobs.layout.dir), {}, dict(params[0]),
-                                  JobContext(index=-1, dir="", attempt=0))
+            ctx = TemplateContext(
+                jobs.layout.id,
+                jobs.ensemble.name,
+                str(jobs.layout.dir),
+                {},
+                dict(params[0]),
+                JobContext(index=-1, dir="", attempt=0),
+            )
             render_task(jobs.template, ctx)
         except SpecError as exc:
             return str(exc)
@@ -280,12 +319,16 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
         engine.params_added = jobs.space.add
     if writer.repaired is not None:
         r = writer.repaired
-        engine.record(Note(f"journal repaired: dropped {r.dropped} torn bytes at offset {r.offset}", time.time()))
+        engine.record(
+            Note(f"journal repaired: dropped {r.dropped} torn bytes at offset {r.offset}", time.time())
+        )
     engine.record(_attached(True))
     counts = reconcile(engine, records[-1] if records else None)
     engine.record(
         Note(
-            "recovered: {attached} re-attached, {recovered} exit codes recovered, {lost} lost".format(**counts),
+            "recovered: {attached} re-attached, {recovered} exit codes recovered, {lost} lost".format(
+                **counts
+            ),
             time.time(),
         )
     )
@@ -312,16 +355,25 @@ def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
                 if leaders:
                     pid = leaders[0]
                     ticks = proc.start_ticks(pid) or 0
-                    engine.record(RunUpdate(*key, RunState.RUNNING.value, now, pid=pid, start_ticks=ticks,
-                                            reason="re-attached"))
+                    engine.record(
+                        RunUpdate(
+                            *key,
+                            RunState.RUNNING.value,
+                            now,
+                            pid=pid,
+                            start_ticks=ticks,
+                            reason="re-attached",
+                        )
+                    )
             if same_boot and pid and proc.alive(pid, ticks) and engine.adopt(key, pid, ticks):
                 counts["attached"] += 1
                 continue
             status = read_status(str(layout.run_dir(job, engine.ensemble, run.process, run.run) / "exit"))
             if status is not None:
                 state, reason = exit_outcome(run, status, None)
-                engine.record(RunUpdate(*key, state.value, now, exit_code=status,
-                                        reason=reason or "exit recovered"))
+                engine.record(
+                    RunUpdate(*key, state.value, now, exit_code=status, reason=reason or "exit recovered")
+                )
                 counts["recovered"] += 1
             elif run.signal_sent == SIGKILL:
                 state, reason = exit_outcome(run, None, SIGKILL)
