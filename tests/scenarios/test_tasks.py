@@ -321,3 +321,46 @@ processes:
     run_dir = Path(corral.root / "rot1" / "logs" / "chatty" / "0")
     assert (run_dir / "stdout.1").exists()
     assert not (run_dir / "stdout.3").exists()
+
+
+def test_detach_returns_at_once_and_supervises_in_background(corral, spec_file):
+    spec = spec_file("""
+name: bg
+processes:
+  - {name: work, cmd: "sleep 1; echo finished"}
+""")
+    started = time.time()
+    result = corral("run", str(spec), "--id", "bg1", "--detach")
+    assert result.returncode == 0, result.stderr
+    assert "supervised by pid" in result.stdout
+    assert time.time() - started < 5
+    assert corral.status("bg1")["supervised"] is True
+    corral.wait_for(lambda: corral.status("bg1")["state"] == "SUCCESS", timeout=30)
+    assert corral("tail", "bg1", "work").stdout == "finished\n"
+
+
+def test_tail_follow_prints_while_the_run_is_alive(corral, spec_file):
+    spec = spec_file("""
+name: follow
+processes:
+  - {name: talk, cmd: "for i in 1 2 3; do echo line$i; sleep 0.4; done"}
+""")
+    corral("run", str(spec), "--id", "fo1", "--detach", check=True)
+    corral.wait_for(lambda: (corral.root / "fo1" / "logs" / "talk" / "0" / "stdout").exists())
+    followed = corral("tail", "fo1", "talk", "-f", timeout=30)
+    assert followed.stdout.split() == ["line1", "line2", "line3"]
+
+
+def test_status_verbose_levels(corral, spec_file):
+    spec = spec_file("""
+name: verbose
+processes:
+  - {name: flaky, cmd: "[ -e marker ] || { touch marker; exit 2; }", max_failures: 2}
+""")
+    corral("run", str(spec), "--id", "v1", "-P", "http=8080", check=True)
+    v1 = corral("status", "v1", "-v").stdout
+    assert "sandbox" in v1 and "8080" in v1
+    vv = corral("status", "v1", "-vv").stdout
+    assert "PROCESS" in vv and vv.count("flaky") >= 2
+    vvv = corral("status", "v1", "-vvv").stdout
+    assert "FAILED" in vvv and "SUCCESS" in vvv

@@ -28,9 +28,11 @@ from corral.backends.slurm_client import (
     SlurmError,
     SlurmJobInfo,
     SlurmState,
+    SlurmTimeout,
 )
-from corral.core.records import Submitted, Transition
+from corral.core.records import Note, Submitted, Transition
 from corral.core.states import TASK_TERMINAL, TaskState
+from corral.errors import UserError
 from corral.spec.model import Slurm, Task
 
 if TYPE_CHECKING:
@@ -89,6 +91,7 @@ def node_script(root: Path, task_id: str) -> str:
     return (
         "#!/bin/sh\n"
         "# corral: supervise one job's task on this node (job = array task index)\n"
+        "unset CORRAL_CRASH  # fault injection aims at the launcher, not at its jobs\n"
         f'exec "{python}" -m corral --root "{root}" slurm-job "{task_id}" "$SLURM_ARRAY_TASK_ID"\n'
     )
 
@@ -105,18 +108,29 @@ class SlurmBackend:
     cancelled: set[int] = field(default_factory=set)
     submitted_at: dict[int, float] = field(default_factory=dict)
     batches: int = 0
+    resolved: bool = False  # jobs without a recorded Slurm id were looked for (after recovery)
+    unresolved: bool = False  # an sbatch timed out: its jobs must be looked for
 
     def job_name(self) -> str:
         return f"corral-{self.task_id}"
 
-    def check(self, task: Task) -> None:
-        """Before anything is recorded: is Slurm there, and would it accept this job?"""
+    def check(self, task: Task, where: str | None = None) -> None:
+        """Before anything is recorded: is Slurm there, and would it accept this job?
+
+        A problem is a UserError of one line (`FILE: slurm: ...`) with Slurm's own words.
+        """
+        prefix = f"{where}: slurm" if where else "slurm"
         req = self._request(task, "0", Path(os.devnull))
-        self.client.command_path("sbatch")
-        self.client.command_path("squeue")
-        proc = self.client._run("sbatch", ["--test-only", *self.client.sbatch_argv(req)], input=req.script)
+        try:
+            self.client.command_path("sbatch")
+            self.client.command_path("squeue")
+            argv = ["--test-only", *self.client.sbatch_argv(req)]
+            proc = self.client._run("sbatch", argv, input=req.script)
+        except SlurmError as exc:
+            raise UserError(f"{prefix}: {_one_line(str(exc))}") from None
         if proc.returncode != 0:
-            raise SlurmError(f"sbatch refused the job: {(proc.stderr or proc.stdout).strip()}")
+            text = _one_line(proc.stderr or proc.stdout or f"exit status {proc.returncode}")
+            raise UserError(f"{prefix}: sbatch refused the job: {text}")
 
     def _request(self, task: Task, array: str, out_dir: Path) -> SbatchRequest:
         opts = sbatch_options(task, self.slurm)
@@ -149,9 +163,11 @@ class SlurmBackend:
             if rt is None or rt.state is not TaskState.SUBMITTED:
                 continue
             task = rt.spec
-            if task.sandbox is None and engine.ensemble:
+            if task.sandbox is None:
                 # the node runs the job where a local run would: ROOT/ID/jobs/JOB ({{job.dir}})
-                task = msgspec.structs.replace(task, sandbox=str(engine.layout.job_dir(job, True)))
+                # for a job of an ensemble, ROOT/ID/sandbox for a task
+                where = engine.layout.job_dir(job, True) if engine.ensemble else engine.layout.sandbox
+                task = msgspec.structs.replace(task, sandbox=str(where))
             tasks[job] = task
             path = job_task_file(self.root, self.task_id, job)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +181,11 @@ class SlurmBackend:
             now = time.time()
             try:
                 slurm_id = self.client.sbatch(self._request(tasks[group[0]], array, out_dir))
+            except SlurmTimeout:
+                # the controller may have taken it: the next poll looks for it by name and
+                # submits again only what Slurm does not know
+                self.unresolved = True
+                continue
             except SlurmError as exc:
                 for job in group:
                     engine.record(Transition(job, TaskState.FAILED.value, now, f"sbatch: {exc}",
@@ -179,11 +200,16 @@ class SlurmBackend:
             self.next_poll = time.time() + self.slurm.poll_interval
 
     def cancel(self, jobs: list[int]) -> None:
-        sup = self._engine().sup
+        """One scancel for all of `jobs` (already ended ones are no error)."""
+        engine = self._engine()
+        sup = engine.sup
         ids = [sup.submitted[j] for j in jobs if j in sup.submitted]
         self.cancelled.update(jobs)
         if ids:
-            self.client.scancel(ids)
+            try:
+                self.client.scancel(ids)
+            except SlurmError as exc:  # the next polls show what is still running
+                engine.record(Note(f"scancel: {_one_line(str(exc))}", time.time()))
         self.next_poll = time.time()
 
     # -- polling ---------------------------------------------------------------------------
@@ -201,6 +227,11 @@ class SlurmBackend:
         sup = self._engine().sup
         live = sorted(sup.live)
         ids = {j: sup.submitted[j] for j in live if j in sup.submitted}
+        if len(ids) < len(live) and (self.unresolved or not self.resolved):
+            # submitted jobs without a recorded Slurm id (a crash between sbatch and its
+            # record, or an sbatch that timed out): this poll's one squeue looks for them
+            self._resolve([j for j in live if j not in ids], now)
+            return
         if not ids:
             return
         bases = {i.split("_")[0] for i in ids.values()}
@@ -225,27 +256,32 @@ class SlurmBackend:
             return
         if info is not None and not info.terminal:
             return  # PENDING, CONFIGURING, REQUEUED...: still waiting
-        if info is None and job not in self.cancelled and now - self.submitted_at.get(job, 0.0) < VANISHED_GRACE:
-            node = self._node_state(job)
-            if node is None or node not in TASK_TERMINAL:
-                return
-        node_state = self._node_state(job)
+        node_state, exit_code = self._node_end(job)
+        cancelled = job in self.cancelled or rt.kill_requested  # rt: durable, survives recovery
+        recent = now - self.submitted_at.get(job, 0.0) < VANISHED_GRACE
+        if info is None and not cancelled and recent and node_state not in TASK_TERMINAL:
+            return
         slurm_state = info.state if info is not None else None
-        if slurm_state in REQUEUE_STATES or node_state not in TASK_TERMINAL:
+        if cancelled and node_state is not TaskState.SUCCESS and slurm_state is SlurmState.CANCELLED:
+            # scancel signals every process of the job: the run may have died of it before the
+            # node's supervisor recorded the kill (its journal then says FAILED, exit 143)
+            state, reason = TaskState.KILLED, "cancelled"
+        elif slurm_state in REQUEUE_STATES or node_state not in TASK_TERMINAL:
             # the node could not finish its journal: Slurm's word decides
             if slurm_state is None:
                 state, reason = (
-                    (TaskState.KILLED, "cancelled") if job in self.cancelled
+                    (TaskState.KILLED, "cancelled") if cancelled
                     else (TaskState.LOST, "gone from Slurm without an end in its journal")
                 )
             else:
                 state, reason = SLURM_END.get(slurm_state, (TaskState.LOST, f"slurm {slurm_state.value}"))
-                if job in self.cancelled and state is not TaskState.FAILED:
+                if cancelled and state is not TaskState.FAILED:
                     state, reason = TaskState.KILLED, "cancelled"
         else:
             assert node_state is not None
             state, reason = node_state, f"slurm {slurm_state.value}" if slurm_state else ""
-        engine.record(Transition(job, state.value, now, reason, rt.attempt))
+        code = exit_code if node_state in TASK_TERMINAL else None
+        engine.record(Transition(job, state.value, now, reason, rt.attempt, code))
         if (
             self.slurm.requeue
             and slurm_state in REQUEUE_STATES
@@ -254,22 +290,73 @@ class SlurmBackend:
         ):
             engine.record(Transition(job, TaskState.PENDING.value, now, "requeue", rt.attempt + 1))
 
-    def _node_state(self, job: int) -> TaskState | None:
-        """The end the job's own journal reached on the node (None: no journal yet)."""
+    def _resolve(self, jobs: list[int], now: float) -> None:
+        """Find `jobs` (SUBMITTED, no Slurm id in the journal) by job name: record the ids of
+        those Slurm knows (or that left a journal on disk), submit only the others."""
+        engine = self._engine()
+        sup = engine.sup
+        try:
+            infos = self.client.squeue_named(self.job_name())
+        except SlurmError:
+            return  # try again next interval
+        self.resolved, self.unresolved = True, False
+        known = {ident.split("_")[0] for ident in sup.submitted.values()}
+        found: dict[int, str] = {}
+        for info in infos.values():
+            base, index = info.array_job_id, info.array_task_id
+            if base is None or index is None or base in known or index not in jobs:
+                continue
+            if index not in found or int(base) > int(found[index].split("_")[0]):
+                found[index] = f"{base}_{index}"
+        for job in jobs:
+            if job in found:
+                continue
+            # gone from squeue already (MinJobAge): its node journal says it ran
+            ran = [d.name for d in node_layout_root(self.root, self.task_id, job).glob("*_*")
+                   if d.name.split("_")[0].isdigit() and d.name.split("_")[0] not in known]
+            if ran:
+                found[job] = max(ran, key=lambda n: int(n.split("_")[0]))
+        by_array: dict[str, list[int]] = defaultdict(list)
+        for job, ident in found.items():
+            by_array[ident.split("_")[0]].append(job)
+        for base, group in sorted(by_array.items()):
+            group.sort()
+            engine.record(Submitted(group, base, now, [found[j] for j in group]))
+        engine.record(Note(f"slurm: {len(found)} submitted jobs found by name, "
+                           f"{len(jobs) - len(found)} never submitted", now))
+        missing = [j for j in jobs if j not in found]
+        if sup.kill_requested:
+            self.cancel(sorted(found))
+            for job in missing:
+                engine.record(Transition(job, TaskState.KILLED.value, now, "cancelled before submission",
+                                         sup.jobs[job].attempt))
+        elif missing:
+            self.submit(missing)
+
+    def _node_end(self, job: int) -> tuple[TaskState | None, int | None]:
+        """The state the job's own journal reached on the node and its last exit code
+        ((None, None): no journal yet, or unreadable)."""
         from corral.supervisor.layout import Layout
         from corral.supervisor.session import replay
 
         ident = self._engine().sup.submitted.get(job)
         if ident is None:
-            return None
+            return None, None
         layout = Layout(node_layout_root(self.root, self.task_id, job), ident)
         if not layout.journal.exists():
-            return None
+            return None, None
         try:
             sub, _ = replay(layout)
         except Exception:  # an unreadable node journal: Slurm's view decides
-            return None
-        return sub.state
+            return None, None
+        return sub.state, sub.summary(0).exit_code
+
+
+def _one_line(text: str) -> str:
+    """Slurm's multi-line message as one line, without the repeated 'sbatch: error: '."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    lines = [line.removeprefix("sbatch: error: ").removeprefix("sbatch: ") for line in lines]
+    return "; ".join(lines)
 
 
 def _array_spec(jobs: list[int]) -> str:

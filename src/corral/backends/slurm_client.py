@@ -734,6 +734,18 @@ class SlurmClient:
             result = _filter(result, set(wanted))
         return result
 
+    def squeue_named(self, name: str) -> dict[str, SlurmJobInfo]:
+        """Every job slurmctld knows by this job name (any state), in one squeue call.
+
+        How a launcher finds the jobs it submitted but could not record (a crash right after
+        sbatch, or an sbatch that timed out).
+        """
+        args = ["--noheader", "--states=all", f"--name={name}", f"--Format={SQUEUE_FORMAT}"]
+        proc = self._run("squeue", args)
+        if proc.returncode != 0:
+            raise self._error("squeue", proc)
+        return parse_squeue(proc.stdout)
+
     # ------------------------------------------------------------------ scontrol / sacct
 
     def scontrol_show_job(self, job_id: str) -> dict[str, SlurmJobInfo]:

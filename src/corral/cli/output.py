@@ -260,7 +260,9 @@ def describe(rec: Record) -> str | None:
         return f"opened {rec.kind} {rec.id} on {rec.host}"
     if isinstance(rec, Transition):
         who = "ensemble" if rec.job == ENSEMBLE else f"job {rec.job}"
-        reason = f" ({rec.reason})" if rec.reason else ""
+        extra = [f"exit {rec.exit_code}"] if rec.exit_code is not None else []
+        extra += [rec.reason] if rec.reason else []
+        reason = f" ({', '.join(extra)})" if extra else ""
         attempt = f" attempt {rec.attempt + 1}" if rec.attempt else ""
         return f"{who}{attempt} -> {rec.state}{reason}"
     if isinstance(rec, RunUpdate):
@@ -305,6 +307,9 @@ def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow
         job = 0
     if len(where) > 1:
         raise UserError("tail takes at most one PROCESS")
+    if sup.remote and 0 <= job < sup.total:
+        # a Slurm job's runs are in its node journal; its logs are on the shared disk
+        return _tail_disk(layout, job, where[0] if where else None, stream, lines)
     rt = sup.jobs.get(job)
     if rt is None:
         if ensemble and 0 <= job < sup.total:
@@ -400,6 +405,7 @@ class Reporter:
         self.last = 0.0
         self.started = time.time()
         self.done_at_start = 0
+        self.shown: tuple[Any, ...] = ()
         self.progress: Any = None
         self.bar: Any = None
         if self.ensemble and not quiet and self.tty:
@@ -441,9 +447,13 @@ class Reporter:
         interval = 0.1 if self.tty else 5.0
         if now - self.last < interval and not sup.terminal:
             return
-        self.last = now
         c = job_counts(sup)
         finished = c["succeeded"] + c["failed"] + c["killed"] + c["lost"]
+        shown = (finished, c["running"], sup.state)
+        if shown == self.shown:
+            return
+        self.shown = shown
+        self.last = now
         elapsed = max(1e-6, now - self.started)
         rate = finished / elapsed
         detail = f"run {c['running']} fail {c['failed'] + c['lost']} pend {c['pending']} {rate:.0f}/s"

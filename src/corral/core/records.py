@@ -49,6 +49,7 @@ class Transition(msgspec.Struct, tag="task", array_like=True, frozen=True):
     at: float
     reason: str = ""
     attempt: int = 0
+    exit_code: int | None = None  # a remote job's exit code (its own journal is elsewhere)
 
 
 class RunUpdate(msgspec.Struct, tag="run", array_like=True, frozen=True):

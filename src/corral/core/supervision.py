@@ -194,6 +194,8 @@ class Supervision:
         rt.apply(rec)
         after = rt.state
         job = rec.job
+        if rec.exit_code is not None:
+            self.exit_codes[job] = rec.exit_code
         if job >= self.next_new:
             self.next_new = job + 1
         self.states[job] = _CODE[after]

@@ -225,7 +225,7 @@ def create(
 
         # before anything is recorded: Slurm must be there and accept this job
         SlurmBackend(layout.root, layout.id, _slurm_options(opened), sup.policy.job_limit).check(
-            sup.task_for(0)
+            sup.task_for(0), file
         )
     writer, _ = open_for_append(layout.journal, create=True)
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
