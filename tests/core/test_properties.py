@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sim import Behaviour, Sim
 
@@ -16,7 +16,7 @@ from corral.core.supervision import ENSEMBLE, Policy, Supervision
 from corral.core.task import SIGKILL
 from corral.spec.model import Halt, Process, Task
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], phases=[Phase.explicit, Phase.reuse, Phase.generate])
 DURATIONS = st.sampled_from([0.5, 1.0, 2.0, 3.0, 5.0, 10.0])
 
 
@@ -30,14 +30,17 @@ def tasks(draw: st.DrawFn) -> tuple[Task, dict[str, Behaviour]]:
     n_final = draw(st.integers(0, 2))
     processes: list[Process] = []
     behaviours: dict[str, Behaviour] = {}
+    daemons: dict[str, bool] = {}
     names = [f"p{i}" for i in range(n_regular)] + [f"f{i}" for i in range(n_final)]
     for i, name in enumerate(names):
         final = name.startswith("f")
-        earlier = [m for m in names[:i] if m.startswith("f") == final]
+        # never after a daemon: it never succeeds, so its dependents would wait forever (Thermos)
+        earlier = [m for m in names[:i] if m.startswith("f") == final and not daemons.get(m)]
         after = tuple(draw(st.lists(st.sampled_from(earlier), unique=True, max_size=2))) if earlier else ()
         max_failures = draw(st.integers(0, 3))
         ephemeral = not final and draw(st.booleans()) and draw(st.booleans())
         daemon = ephemeral and draw(st.booleans())
+        daemons[name] = daemon
         exits = tuple(draw(st.lists(st.sampled_from([0, 0, 1, 2]), min_size=1, max_size=4)))
         if max_failures == 0 and not ephemeral:
             exits = (*exits[:-1], 0)  # retried forever: it must succeed at last

@@ -346,8 +346,7 @@ def test_shape_errors(tmp_path: Path, text: str, expected: str) -> None:
         ),
         (
             "name: x\nprocesses: [{name: a, cmd: t, logger: {destination: nope}}]\n",
-            ": processes[0].logger.destination: invalid value 'nope' "
-            "(one of: file, console, both, none)",
+            ": processes[0].logger.destination: invalid value 'nope' (one of: file, console, both, none)",
         ),
         (
             "name: x\nprocesses: [{name: a, cmd: t, env: {A: [1]}}]\n",
@@ -383,9 +382,7 @@ def test_python_structs_are_checked_and_normalised() -> None:
 
 
 def test_python_dicts_are_loaded_like_documents() -> None:
-    task = task_from_python(
-        {"name": "t", "processes": [{"name": "a", "cmd": "t", "timeout": "1m"}]}
-    )
+    task = task_from_python({"name": "t", "processes": [{"name": "a", "cmd": "t", "timeout": "1m"}]})
     assert task.processes[0].timeout == 60.0
 
 

@@ -17,9 +17,7 @@ JOB = JobTemplate(cmd="t")
 
 
 def expected_product(matrix: dict[str, list[object]]) -> list[dict[str, object]]:
-    return [
-        dict(zip(matrix, values, strict=True)) for values in itertools.product(*matrix.values())
-    ]
+    return [dict(zip(matrix, values, strict=True)) for values in itertools.product(*matrix.values())]
 
 
 # -- matrix -----------------------------------------------------------------------------------
@@ -119,9 +117,7 @@ def test_from_rows() -> None:
 
 
 def test_csv_values_numbers_when_faithful() -> None:
-    table = parse_csv(
-        "name,value,id,ratio,big\nalpha,1,007,0.10,1e3\n\nbeta,-2,8,2.5,12345678901234567890\n"
-    )
+    table = parse_csv("name,value,id,ratio,big\nalpha,1,007,0.10,1e3\n\nbeta,-2,8,2.5,12345678901234567890\n")
     space = ParamSpace(table=table)
     assert space[0] == {"name": "alpha", "value": 1, "id": "007", "ratio": "0.10", "big": "1e3"}
     assert space[1] == {
@@ -231,9 +227,7 @@ def test_params_file_errors(tmp_path: Path) -> None:
         ParamSpace.from_ensemble(clash, base_dir=str(tmp_path))
     (tmp_path / "bad.csv").write_text("a,b\n1\n")
     with pytest.raises(SpecError, match=r"^bad.csv:2: 1 fields, the header has 2$"):
-        ParamSpace.from_ensemble(
-            Ensemble(name="e", job=JOB, params_file="bad.csv"), base_dir=str(tmp_path)
-        )
+        ParamSpace.from_ensemble(Ensemble(name="e", job=JOB, params_file="bad.csv"), base_dir=str(tmp_path))
 
 
 # -- memory -----------------------------------------------------------------------------------

@@ -103,9 +103,7 @@ def test_shell_injection_is_impossible(tmp_path: object) -> None:
     for value in payloads:
         ctx = TemplateContext("i", "n", "/d", {}, {"v": value})
         rendered = cmd_of("printf '%s' {{params.v}}", ctx)
-        out = subprocess.run(
-            ["/bin/sh", "-c", rendered], capture_output=True, text=True, check=True
-        )
+        out = subprocess.run(["/bin/sh", "-c", rendered], capture_output=True, text=True, check=True)
         assert out.stdout == value, (value, rendered)
 
 
@@ -119,9 +117,7 @@ def test_raw_filter_leaves_value_unquoted() -> None:
 def test_argv_env_and_sandbox_are_not_quoted() -> None:
     task = Task(
         name="t",
-        processes=(
-            Process(name="p", argv=("echo", "{{params.evil}}"), env={"E": "{{params.evil}}"}),
-        ),
+        processes=(Process(name="p", argv=("echo", "{{params.evil}}"), env={"E": "{{params.evil}}"}),),
         env={"T": "{{task.id}} {{params.flags}}"},
         sandbox="{{task.dir}}/box {{params.alpha}}",
     )
@@ -138,19 +134,13 @@ def test_rendering_keeps_every_other_field() -> None:
         max_failures=4,
         kill_grace=1.0,
         processes=(
-            Process(
-                name="p", cmd="run {{task.id}}", after=(), max_failures=0, daemon=True, timeout=3.0
-            ),
+            Process(name="p", cmd="run {{task.id}}", after=(), max_failures=0, daemon=True, timeout=3.0),
         ),
     )
     out = render_task(task, CTX)
     assert out.processes[0].cmd == "run web-1"
     assert out.max_failures == 4 and out.kill_grace == 1.0
-    assert (
-        out.processes[0].max_failures == 0
-        and out.processes[0].daemon
-        and out.processes[0].timeout == 3.0
-    )
+    assert out.processes[0].max_failures == 0 and out.processes[0].daemon and out.processes[0].timeout == 3.0
 
 
 # -- unbound names ----------------------------------------------------------------------------
@@ -192,8 +182,7 @@ def test_job_outside_an_ensemble() -> None:
 
 def test_unknown_root_name() -> None:
     assert error_of(one("echo {{prams.x}}")) == (
-        "web.yaml: processes[0].cmd: unbound template name 'prams.x' "
-        "(names are task, ports, params, job)"
+        "web.yaml: processes[0].cmd: unbound template name 'prams.x' (names are task, ports, params, job)"
     )
 
 
@@ -222,18 +211,12 @@ def test_each_template_string_is_compiled_once(monkeypatch: pytest.MonkeyPatch) 
 
 def test_render_cost_per_job() -> None:
     """One job of an ensemble: context + render of a one-process job. Budget: tens of us."""
-    tmpl = job_task(
-        JobTemplate(cmd='echo "a={{params.alpha}} s={{params.seed}}" > {{job.dir}}/out'), "sweep"
-    )
+    tmpl = job_task(JobTemplate(cmd='echo "a={{params.alpha}} s={{params.seed}}" > {{job.dir}}/out'), "sweep")
     n = 20_000
-    render_task(
-        tmpl, TemplateContext("e", "e", "/r", {}, {"alpha": 0, "seed": 0}, JobContext(0, "/r/0"))
-    )
+    render_task(tmpl, TemplateContext("e", "e", "/r", {}, {"alpha": 0, "seed": 0}, JobContext(0, "/r/0")))
     start = time.perf_counter()
     for i in range(n):
-        ctx = TemplateContext(
-            "e", "sweep", "/r", {}, {"alpha": 0.1, "seed": i}, JobContext(i, "/r/jobs", 0)
-        )
+        ctx = TemplateContext("e", "sweep", "/r", {}, {"alpha": 0.1, "seed": i}, JobContext(i, "/r/jobs", 0))
         render_task(tmpl, ctx)
     per_job = (time.perf_counter() - start) / n
     print(f"render_task per job: {per_job * 1e6:.1f} us")
@@ -268,9 +251,7 @@ def test_job_task_single_command() -> None:
 
 
 def test_job_task_argv_and_processes() -> None:
-    assert job_task(JobTemplate(argv=("a", "b")), "e").processes == (
-        Process(name="main", argv=("a", "b")),
-    )
+    assert job_task(JobTemplate(argv=("a", "b")), "e").processes == (Process(name="main", argv=("a", "b")),)
     procs = (
         Process(name="server", cmd="s"),
         Process(name="client", cmd="c", after=("server",), timeout=1.0),

@@ -86,15 +86,9 @@ def test_self_dependency(tmp_path: Path) -> None:
 
 
 def test_final_only_after_final(tmp_path: Path) -> None:
-    got = one_line(
-        tmp_path, task_yaml("{name: a, cmd: t}", "{name: z, cmd: t, final: true, after: [a]}")
-    )
-    assert got.startswith(
-        "processes[1].after: final process 'z' cannot be after regular process 'a'"
-    )
-    got = one_line(
-        tmp_path, task_yaml("{name: z, cmd: t, final: true}", "{name: a, cmd: t, after: [z]}")
-    )
+    got = one_line(tmp_path, task_yaml("{name: a, cmd: t}", "{name: z, cmd: t, final: true, after: [a]}"))
+    assert got.startswith("processes[1].after: final process 'z' cannot be after regular process 'a'")
+    got = one_line(tmp_path, task_yaml("{name: z, cmd: t, final: true}", "{name: a, cmd: t, after: [z]}"))
     assert got == "processes[1].after: regular process 'a' cannot be after final process 'z'"
 
 
@@ -112,9 +106,7 @@ def test_final_after_final_is_fine() -> None:
 
 
 def test_at_least_one_process(tmp_path: Path) -> None:
-    assert one_line(tmp_path, "name: t\nprocesses: []\n") == (
-        "processes: a task needs at least one process"
-    )
+    assert one_line(tmp_path, "name: t\nprocesses: []\n") == ("processes: a task needs at least one process")
 
 
 def test_find_cycle_handles_deep_chains_without_recursion() -> None:
@@ -235,6 +227,12 @@ def test_unknown_task_attribute_at_load(tmp_path: Path) -> None:
     assert got == "processes[0].cmd: unbound template name 'task.ide' (did you mean 'id'?)"
 
 
+def test_loop_variables_and_globals_are_not_unbound() -> None:
+    cmd = "{% for i in range(params.n) %}run {{i}} {{task.id}}; {% endfor %}{% set x = 1 %}{{x}}"
+    validate_task(Task(name="t", processes=(Process(name="a", cmd=cmd),)))
+    validate_ensemble(Ensemble(name="e", job=JobTemplate(cmd=cmd), params={"n": (2,)}))
+
+
 def test_job_names_only_in_ensembles(tmp_path: Path) -> None:
     got = one_line(tmp_path, task_yaml("{name: a, argv: [echo, '{{job.index}}']}"))
     assert got == (
@@ -271,13 +269,11 @@ def ens_yaml(job: str = "{cmd: 'echo {{params.a}}'}", rest: str = "params: {a: [
         (ens_yaml("{cmd: t}", "halt: {failures: 0}"), "halt.failures: must be >= 1, got 0"),
         (
             ens_yaml("{cmd: t}", "params: {a: {range: [1, 2, 3, 4]}}"),
-            "params.a.range: needs 1 to 3 integers, got 4 "
-            "([stop], [start, stop] or [start, stop, step])",
+            "params.a.range: needs 1 to 3 integers, got 4 ([stop], [start, stop] or [start, stop, step])",
         ),
         (
             ens_yaml("{cmd: t}", "params: {a: {range: []}}"),
-            "params.a.range: needs 1 to 3 integers, got 0 "
-            "([stop], [start, stop] or [start, stop, step])",
+            "params.a.range: needs 1 to 3 integers, got 0 ([stop], [start, stop] or [start, stop, step])",
         ),
         (
             ens_yaml("{cmd: t}", "params: {a: {range: [0, 10, 0]}}"),
@@ -333,9 +329,7 @@ def test_ensemble_without_params_is_one_job() -> None:
 
 def test_ensemble_with_params_file_defers_param_names() -> None:
     # the file's header is known only once ParamSpace reads it
-    validate_ensemble(
-        Ensemble(name="e", job=JobTemplate(cmd="echo {{params.x}}"), params_file="p.csv")
-    )
+    validate_ensemble(Ensemble(name="e", job=JobTemplate(cmd="echo {{params.x}}"), params_file="p.csv"))
 
 
 def test_valid_ensemble_passes() -> None:

@@ -156,6 +156,7 @@ class SlurmBackend:
     def submit(self, jobs: list[int]) -> None:
         """Submit freshly admitted jobs: one array per group of identical sbatch options."""
         engine = self._engine()
+        engine.crashpoint("submit")  # tests: die with jobs SUBMITTED in the journal, not in Slurm
         groups: dict[str, list[int]] = defaultdict(list)
         tasks: dict[int, Task] = {}
         for job in jobs:
@@ -245,6 +246,13 @@ class SlurmBackend:
             if rt is None or rt.terminal:
                 continue
             self._update(job, info, now)
+        if not sup.live:
+            self.note_counts(now)
+
+    def note_counts(self, now: float) -> None:
+        """Record how many Slurm commands this supervisor issued (benchmarks read it)."""
+        counts = " ".join(f"{k}={v}" for k, v in sorted(self.client.counts.items()))
+        self._engine().record(Note(f"slurm commands: {counts}", now))
 
     def _update(self, job: int, info: SlurmJobInfo | None, now: float) -> None:
         engine = self._engine()

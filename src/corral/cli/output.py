@@ -255,7 +255,7 @@ def print_raw(layout: Layout, as_json: bool) -> None:
             click.echo(f"{frame.offset:>10}  {rec!r}")
 
 
-def describe(rec: Record) -> str | None:
+def describe(rec: Record) -> str:
     if isinstance(rec, Opened):
         return f"opened {rec.kind} {rec.id} on {rec.host}"
     if isinstance(rec, Transition):

@@ -122,7 +122,8 @@ def encode(record: Record) -> bytes:
 
 
 def decode(payload: bytes) -> Record:
-    return _decoder.decode(payload)
+    record: Record = _decoder.decode(payload)
+    return record
 
 
 def to_json(record: Record) -> dict[str, Any]:

@@ -116,7 +116,8 @@ class Supervision:
         return self.state in TASK_TERMINAL
 
     def job_state(self, job: int) -> TaskState:
-        return _CODES[self.states[job]]
+        code: int = self.states[job]
+        return _CODES[code]
 
     def job(self, job: int) -> TaskRuntime | None:
         return self.jobs.get(job)

@@ -290,16 +290,18 @@ def _schedule(
     wake: float | None = None
     live = sum(1 for p in procs if p.live_run is not None)
     limit = rt.spec.max_concurrency
-    hopeful = live > 0
+    # hope comes from waited processes only: an ephemeral one (a daemon sidecar) running forever
+    # must not hide a deadlock of the others
+    hopeful = any(p.live_run is not None and not p.spec.ephemeral for p in procs)
     done = {p.spec.name for p in rt.processes.values() if p.succeeded}
     for proc in procs:
         if proc.live_run is not None or proc.failed or proc.succeeded:
             continue
         if any(dep not in done for dep in proc.spec.after):
-            blocked = any(rt.processes[dep].failed for dep in proc.spec.after)
-            hopeful = hopeful or not blocked
+            blocked = any(_doomed(rt, dep, {}) for dep in proc.spec.after)
+            hopeful = hopeful or not (blocked or proc.spec.ephemeral)
             continue
-        hopeful = True
+        hopeful = hopeful or not proc.spec.ephemeral
         last = proc.last
         if last is not None and proc.spec.min_duration > 0:
             ready = last.launched_at + proc.spec.min_duration
@@ -311,6 +313,18 @@ def _schedule(
         out.append(_launch(rt, proc, now))
         live += 1
     return hopeful, wake
+
+
+def _doomed(rt: TaskRuntime, name: str, memo: dict[str, bool]) -> bool:
+    """Will never succeed in this attempt: failed, or after a doomed process (transitively,
+    so a chain behind a failure is a deadlock, not a wait forever)."""
+    if name not in memo:
+        memo[name] = False  # a cycle (refused by validation) must not recurse forever
+        proc = rt.processes[name]
+        memo[name] = not proc.succeeded and (
+            proc.failed or any(_doomed(rt, dep, memo) for dep in proc.spec.after)
+        )
+    return memo[name]
 
 
 def _timeouts(rt: TaskRuntime, now: float, out: list[Record]) -> float | None:

@@ -53,9 +53,7 @@ class SpecError(Exception):
         return self
 
 
-def _rebuild(
-    message: str, file: str | None, path: str, hint: str | None, line: int | None
-) -> SpecError:
+def _rebuild(message: str, file: str | None, path: str, hint: str | None, line: int | None) -> SpecError:
     return SpecError(message, file=file, path=path, hint=hint, line=line)
 
 

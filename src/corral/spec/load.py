@@ -60,9 +60,7 @@ def spec_from_builtins(data: object, file: str | None = None) -> Task | Ensemble
             file=file,
         )
     if "job" in data and "processes" in data:
-        raise SpecError(
-            "a spec has 'processes' (a task) or 'job' (an ensemble), not both", file=file
-        )
+        raise SpecError("a spec has 'processes' (a task) or 'job' (an ensemble), not both", file=file)
     if "job" in data:
         ens = _convert(normalise_ensemble(data, file), Ensemble, file)
         validate_ensemble(ens, file=file)
@@ -164,9 +162,7 @@ def parse_text(text: str, fmt: str, file: str | None = None) -> object:
     """Parse `text` to builtins; syntax errors become SpecErrors with the line when known."""
     if fmt == "yaml":
         try:
-            return yaml.load(
-                text, Loader=_StrictLoader
-            )  # a SafeLoader subclass: no arbitrary objects
+            return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc)
@@ -245,11 +241,7 @@ def _env(d: dict[str, Any], path: str, file: str | None) -> None:
     for key, value in env.items():
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             got = "null" if value is None else type(value).__name__
-            hint = (
-                "quote it: YAML reads true/false/yes/no as booleans"
-                if isinstance(value, bool)
-                else None
-            )
+            hint = "quote it: YAML reads true/false/yes/no as booleans" if isinstance(value, bool) else None
             raise SpecError(
                 f"expected a string, got {got}",
                 file=file,
@@ -385,9 +377,7 @@ def translate_validation_error(
         want = " | ".join(w for w in expected.group(1).split(" | ") if w != "null") or "null"
         got = expected.group(2)
         value = _value_at(data, segments)
-        shown = (
-            f" {value!r}" if isinstance(value, str | int | float) and len(repr(value)) < 60 else ""
-        )
+        shown = f" {value!r}" if isinstance(value, str | int | float) and len(repr(value)) < 60 else ""
         message = f"expected {want.replace('`', '')}, got {got}{shown}"
         if got == "bool" and "str" in want:
             hint = "quote it: YAML reads true/false/yes/no as booleans"

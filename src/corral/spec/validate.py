@@ -133,9 +133,7 @@ class _Checker:
         if cycle:
             raise self.fail("processes", "cycle " + " -> ".join(cycle))
 
-    def templates(
-        self, fields: Iterable[tuple[str, str]], bound: dict[str, set[str] | None]
-    ) -> None:
+    def templates(self, fields: Iterable[tuple[str, str]], bound: dict[str, set[str] | None]) -> None:
         """Names every template may use. `bound[root]` lists allowed attributes (None: any)."""
         for path, text in fields:
             full = _join(self.prefix, path)
@@ -153,9 +151,7 @@ class _Checker:
                     hint = did_you_mean(attr, allowed)
                     if hint is None and root == "params":
                         hint = "parameters: " + (", ".join(sorted(allowed)) or "none")
-                    raise self.fail(
-                        path, f"unbound template name '{name}'", hint or unbound_hint(name)
-                    )
+                    raise self.fail(path, f"unbound template name '{name}'", hint or unbound_hint(name))
 
 
 def find_cycle(after: Mapping[str, Sequence[str]]) -> list[str] | None:
@@ -222,8 +218,7 @@ def _job(check: _Checker, job: JobTemplate) -> list[tuple[str, str]]:
     if len(given) != 1:
         raise check.fail(
             "job",
-            "needs exactly one of cmd, argv or processes"
-            + (f", got {' and '.join(given)}" if given else ""),
+            "needs exactly one of cmd, argv or processes" + (f", got {' and '.join(given)}" if given else ""),
         )
     fields: list[tuple[str, str]] = []
     if job.cmd is not None:
@@ -238,8 +233,7 @@ def _job(check: _Checker, job: JobTemplate) -> list[tuple[str, str]]:
         inner = _Checker(check.file, "job")
         inner.graph(job.processes)
         fields.extend(
-            ("job." + path, text)
-            for path, text in _task_fields(Task(name="job", processes=job.processes))
+            ("job." + path, text) for path, text in _task_fields(Task(name="job", processes=job.processes))
         )
     check.env("job.env", job.env)
     fields.extend((f"job.env.{k}", v) for k, v in job.env.items())

@@ -121,7 +121,10 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
     if params_copy:
         ens = msgspec.structs.replace(ens, params_file=str(params_copy))
     space = ParamSpace.from_ensemble(ens, base_dir=str(layout.dir))
-    jobs = Jobs(layout, ens, job_task(ens.job, ens.name), space)
+    template = job_task(ens.job, ens.name)
+    if ens.backend == "slurm-steps":  # every run of every job starts as a step of the allocation
+        template = msgspec.structs.replace(template, backend=ens.backend)
+    jobs = Jobs(layout, ens, template, space)
     sup = Supervision(
         "ensemble",
         opened.id,
