@@ -22,7 +22,9 @@ python3 -m ruff check src tests bench
 python3 -m mypy
 
 if [ "$(id -u)" = 0 ] && [ -x scripts/slurm-up.sh ]; then
-  bash scripts/slurm-up.sh || echo "test.sh: the local Slurm did not start; Slurm tests will skip (or fail with CORRAL_REQUIRE_SLURM=1)"
+  # 16 advertised CPUs (oversubscribed): many tiny jobs start at once, which keeps the Slurm
+  # tests fast; CORRAL_SLURM_CPUS overrides it
+  CORRAL_SLURM_CPUS="${CORRAL_SLURM_CPUS:-16}" bash scripts/slurm-up.sh || echo "test.sh: the local Slurm did not start; Slurm tests will skip (or fail with CORRAL_REQUIRE_SLURM=1)"
 fi
 
 set +e

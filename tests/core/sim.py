@@ -100,9 +100,9 @@ class Sim:
         if isinstance(rec, RunUpdate | Signal):
             self._effects.append(rec)
 
-    def _run(self, key: RunKey) -> Run:
-        rt = self.sup.jobs[key[0]]
-        return next(r for r in rt.processes[key[1]].runs if r.run == key[2])
+    def _run(self, key: RunKey) -> Run | None:
+        rt = self.sup.jobs.get(key[0])  # None once a finished job is forgotten
+        return None if rt is None else next(r for r in rt.processes[key[1]].runs if r.run == key[2])
 
     def _push(self, at: float, kind: str, payload: object) -> None:
         heapq.heappush(self._events, (at, next(self._seq), kind, payload))
@@ -167,7 +167,7 @@ class Sim:
     def _end(self, proc: _Live, exit_code: int | None, by_signal: int | None) -> None:
         del self.live[proc.key]
         run = self._run(proc.key)
-        if not run.live:
+        if run is None or not run.live:
             return
         job, process, _ = proc.key
         b = self.behaviour(job, process)
@@ -175,7 +175,9 @@ class Sim:
         if by_signal is None and b.dies_by is not None:
             by_signal, exit_code = b.dies_by, None
         if by_signal is None and index < b.lost:
-            self.record(RunUpdate(*proc.key, RunState.LOST.value, self.now, reason="ended without an exit status"))
+            self.record(
+                RunUpdate(*proc.key, RunState.LOST.value, self.now, reason="ended without an exit status")
+            )
             return
         state, reason = exit_outcome(run, exit_code, by_signal)
         code = exit_code if exit_code is not None else -by_signal if by_signal else None
@@ -299,7 +301,9 @@ def simulate_ensemble(
 # -- helpers for assertions ---------------------------------------------------------------------
 
 
-def run_updates(records: Iterable[Record], process: str | None = None, state: str | None = None) -> list[RunUpdate]:
+def run_updates(
+    records: Iterable[Record], process: str | None = None, state: str | None = None
+) -> list[RunUpdate]:
     return [
         r
         for r in records

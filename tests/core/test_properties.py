@@ -3,10 +3,11 @@ to valid states, replay equals live, recovery mid-way equals live, and records r
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim import Behaviour, Sim
 
@@ -16,7 +17,13 @@ from corral.core.supervision import ENSEMBLE, Policy, Supervision
 from corral.core.task import SIGKILL
 from corral.spec.model import Halt, Process, Task
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], phases=[Phase.explicit, Phase.reuse, Phase.generate])
+# CORE_EXAMPLES=2000 for a deeper search (minutes); the default keeps the suite fast
+SETTINGS = settings(
+    max_examples=int(os.environ.get("CORE_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+LIMIT = 1000.0  # simulated seconds: every generated scenario ends long before
 DURATIONS = st.sampled_from([0.5, 1.0, 2.0, 3.0, 5.0, 10.0])
 
 
@@ -42,9 +49,9 @@ def tasks(draw: st.DrawFn) -> tuple[Task, dict[str, Behaviour]]:
         daemon = ephemeral and draw(st.booleans())
         daemons[name] = daemon
         exits = tuple(draw(st.lists(st.sampled_from([0, 0, 1, 2]), min_size=1, max_size=4)))
-        if max_failures == 0 and not ephemeral:
+        if max_failures == 0:
             exits = (*exits[:-1], 0)  # retried forever: it must succeed at last
-        timeout = None if max_failures == 0 and not ephemeral else draw(st.none() | st.sampled_from([2.0, 4.0, 8.0]))
+        timeout = None if max_failures == 0 else draw(st.none() | st.sampled_from([2.0, 4.0, 8.0]))
         processes.append(
             Process(
                 name,
@@ -91,7 +98,7 @@ def task_sim(task: Task, behaviours: dict[str, Behaviour], reqs: list[Request]) 
     def fresh() -> Supervision:
         return Supervision("task", "t", lambda _j: task, 1, keep_finished=True)
 
-    return Sim(fresh(), lambda _j, p: behaviours[p], requests=list(reqs), fresh=fresh)
+    return Sim(fresh(), lambda _j, p: behaviours[p], requests=list(reqs), fresh=fresh, limit=LIMIT)
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -127,23 +134,60 @@ def dump(sup: Supervision) -> dict[str, Any]:
     jobs = {}
     for job, rt in sorted(sup.jobs.items()):
         jobs[job] = (
-            rt.state, rt.attempt, rt.reason, rt.failed_reason, rt.kill_requested, rt.paused,
-            sorted(rt.paused_processes), rt.retry_requested, dict(rt.next_run), rt.started_at, rt.finished_at,
+            rt.state,
+            rt.attempt,
+            rt.reason,
+            rt.failed_reason,
+            rt.kill_requested,
+            rt.paused,
+            sorted(rt.paused_processes),
+            rt.retry_requested,
+            dict(rt.next_run),
+            rt.started_at,
+            rt.finished_at,
             {
-                name: (p.failures, p.lost, p.succeeded, [
-                    (r.run, r.state, r.exit_code, r.reason, r.pid, r.launched_at, r.started_at, r.finished_at,
-                     r.signal_sent, r.signal_reason, r.term_sent_at, r.paused_at, r.paused_total)
-                    for r in p.runs
-                ])
+                name: (
+                    p.failures,
+                    p.lost,
+                    p.succeeded,
+                    [
+                        (
+                            r.run,
+                            r.state,
+                            r.exit_code,
+                            r.reason,
+                            r.pid,
+                            r.launched_at,
+                            r.started_at,
+                            r.finished_at,
+                            r.signal_sent,
+                            r.signal_reason,
+                            r.term_sent_at,
+                            r.paused_at,
+                            r.paused_total,
+                        )
+                        for r in p.runs
+                    ],
+                )
                 for name, p in rt.processes.items()
             },
         )
     return {
-        "state": sup.state, "reason": sup.reason, "total": sup.total,
-        "counts": dict(sup.counts), "states": list(sup.states), "attempts": list(sup.attempts),
-        "exit_codes": list(sup.exit_codes), "live": sorted(sup.live), "next_new": sup.next_new,
-        "halted": sup.halted, "failed": sorted(sup.failed_jobs), "retry": sorted(sup.retry_set()),
-        "kill": sup.kill_requested, "paused": sup.paused, "jobs": jobs,
+        "state": sup.state,
+        "reason": sup.reason,
+        "total": sup.total,
+        "counts": dict(sup.counts),
+        "states": list(sup.states),
+        "attempts": list(sup.attempts),
+        "exit_codes": list(sup.exit_codes),
+        "live": sorted(sup.live),
+        "next_new": sup.next_new,
+        "halted": sup.halted,
+        "failed": sorted(sup.failed_jobs),
+        "retry": sorted(sup.retry_set()),
+        "kill": sup.kill_requested,
+        "paused": sup.paused,
+        "jobs": jobs,
         "finished_at": sup.finished_at,
     }
 
@@ -167,7 +211,9 @@ def check_valid_end(sim: Sim) -> None:
 
 @SETTINGS
 @given(tasks(), requests())
-def test_simulated_task_records_fold_to_valid_state(spec: tuple[Task, dict[str, Behaviour]], reqs: list[Request]) -> None:
+def test_simulated_task_records_fold_to_valid_state(
+    spec: tuple[Task, dict[str, Behaviour]], reqs: list[Request]
+) -> None:
     task, behaviours = spec
     sim = task_sim(task, behaviours, reqs)
     sim.run()
@@ -205,7 +251,9 @@ def test_replay_and_recovery_equal_live(
 
 @SETTINGS
 @given(tasks(), requests())
-def test_records_round_trip_and_fold_the_same(spec: tuple[Task, dict[str, Behaviour]], reqs: list[Request]) -> None:
+def test_records_round_trip_and_fold_the_same(
+    spec: tuple[Task, dict[str, Behaviour]], reqs: list[Request]
+) -> None:
     task, behaviours = spec
     sim = task_sim(task, behaviours, reqs)
     sim.run()
@@ -275,15 +323,18 @@ def test_ensemble_job_limit_and_replay(scenario: tuple[Any, ...], cut: float) ->
         return Supervision("ensemble", "e", lambda _j: task, total, policy)
 
     def check(sup: Supervision, _rec: Record) -> None:
-        live = sum(1 for j in range(sup.total) if sup.job_state(j) in (TaskState.ACTIVE, TaskState.CLEANING,
-                                                                        TaskState.FINALIZING))
+        live = sum(
+            1
+            for j in range(sup.total)
+            if sup.job_state(j) in (TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING)
+        )
         assert live == len(sup.live)
         if policy.job_limit:
             assert live <= policy.job_limit
         assert sum(sup.counts.values()) == sup.total
         assert all(v >= 0 for v in sup.counts.values())
 
-    sim = Sim(fresh(), behaviour, requests=list(reqs), check=check, fresh=fresh)
+    sim = Sim(fresh(), behaviour, requests=list(reqs), check=check, fresh=fresh, limit=LIMIT)
     sim.run()
     check_transitions(sim.records)
     check_valid_end(sim)
@@ -297,6 +348,8 @@ def test_ensemble_job_limit_and_replay(scenario: tuple[Any, ...], cut: float) ->
         replayed.apply(decode(encode(rec)))
     assert dump(replayed) == dump(sim.sup)
 
-    recovered = Sim(fresh(), behaviour, requests=list(reqs), check=check, fresh=fresh, recover_at=cut)
+    recovered = Sim(
+        fresh(), behaviour, requests=list(reqs), check=check, fresh=fresh, recover_at=cut, limit=LIMIT
+    )
     recovered.run()
     assert recovered.records == sim.records

@@ -15,17 +15,23 @@ from corral.spec.model import Halt, Process, Task
 ONE = Task("job", (Process("main", cmd="work"),))
 
 
-def per_job(fail: set[int] = frozenset(), duration: float = 1.0, **kw: object) -> Callable[[int, str], Behaviour]:  # type: ignore[assignment]
+def per_job(
+    fail: frozenset[int] | set[int] = frozenset(), duration: float = 1.0
+) -> Callable[[int, str], Behaviour]:
     def behaviour(job: int, _process: str) -> Behaviour:
-        return Behaviour(exits=(1,) if job in fail else (0,), duration=duration, **kw)  # type: ignore[arg-type]
+        return Behaviour(exits=(1,) if job in fail else (0,), duration=duration)
 
     return behaviour
 
 
 def limit_checker(limit: int, peaks: list[int]) -> Callable[[Supervision, Record], None]:
     def check(sup: Supervision, _rec: Record) -> None:
-        live = sum(1 for j in range(sup.total) if sup.job_state(j) in (TaskState.ACTIVE, TaskState.CLEANING,
-                                                                        TaskState.FINALIZING, TaskState.SUBMITTED))
+        live = sum(
+            1
+            for j in range(sup.total)
+            if sup.job_state(j)
+            in (TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING, TaskState.SUBMITTED)
+        )
         assert live == len(sup.live)
         assert live <= limit
         peaks.append(live)
@@ -86,14 +92,26 @@ def test_retries_with_backoff() -> None:
     sim = simulate_ensemble(ONE, 2, Policy(job_limit=2, retries=3, retry_backoff=2.0), behaviour)
     trs = job_transitions(sim.records, 1)
     assert [(t.state, t.attempt, t.at) for t in trs] == [
-        ("ACTIVE", 0, 0.0), ("FAILED", 0, 1.0),
-        ("PENDING", 1, 1.0), ("ACTIVE", 1, 3.0), ("FAILED", 1, 4.0),   # backoff 2
-        ("PENDING", 2, 4.0), ("ACTIVE", 2, 8.0), ("FAILED", 2, 9.0),   # backoff 4
-        ("PENDING", 3, 9.0), ("ACTIVE", 3, 17.0), ("SUCCESS", 3, 18.0),  # backoff 8
+        ("ACTIVE", 0, 0.0),
+        ("FAILED", 0, 1.0),
+        ("PENDING", 1, 1.0),
+        ("ACTIVE", 1, 3.0),
+        ("FAILED", 1, 4.0),  # backoff 2
+        ("PENDING", 2, 4.0),
+        ("ACTIVE", 2, 8.0),
+        ("FAILED", 2, 9.0),  # backoff 4
+        ("PENDING", 3, 9.0),
+        ("ACTIVE", 3, 17.0),
+        ("SUCCESS", 3, 18.0),  # backoff 8
     ]
     # run numbers go on across attempts
-    assert [r.run for r in sim.records if isinstance(r, RunUpdate) and r.job == 1 and r.state == "LAUNCHING"] == [
-        0, 1, 2, 3,
+    assert [
+        r.run for r in sim.records if isinstance(r, RunUpdate) and r.job == 1 and r.state == "LAUNCHING"
+    ] == [
+        0,
+        1,
+        2,
+        3,
     ]
     assert sim.sup.summary(1).attempt == 3
     assert sim.sup.state is TaskState.SUCCESS
@@ -110,7 +128,10 @@ def test_retries_exhausted_fail_the_ensemble() -> None:
 def test_retry_waits_for_a_free_slot() -> None:
     peaks: list[int] = []
     sim = simulate_ensemble(
-        ONE, 6, Policy(job_limit=2, retries=1, retry_backoff=0.0), per_job(fail={0}),
+        ONE,
+        6,
+        Policy(job_limit=2, retries=1, retry_backoff=0.0),
+        per_job(fail={0}),
         check=limit_checker(2, peaks),
     )
     assert max(peaks) == 2
@@ -143,7 +164,8 @@ def test_halt_by_count_kill_mode_kills_running_jobs() -> None:
 
     sim = simulate_ensemble(ONE, 20, Policy(job_limit=4, halt=Halt(failures=2, mode="kill")), behaviour)
     assert [(s.job, s.sig, s.at) for s in sim.records if isinstance(s, Signal)] == [
-        (2, SIGTERM, 1.0), (3, SIGTERM, 1.0),
+        (2, SIGTERM, 1.0),
+        (3, SIGTERM, 1.0),
     ]
     assert sim.sup.summary(2).state is TaskState.KILLED
     assert sim.sup.summary(3).state is TaskState.KILLED
@@ -179,7 +201,9 @@ def test_halt_rate_not_reached() -> None:
 
 
 def test_ensemble_kill_request() -> None:
-    sim = simulate_ensemble(ONE, 10, Policy(job_limit=3), per_job(duration=5.0), requests=[Request("kill", 7.0)])
+    sim = simulate_ensemble(
+        ONE, 10, Policy(job_limit=3), per_job(duration=5.0), requests=[Request("kill", 7.0)]
+    )
     assert ensemble_end(sim.records).state == "KILLED"
     assert sim.sup.counts[TaskState.SUCCESS] == 3
     assert sim.sup.counts[TaskState.KILLED] == 3
@@ -187,7 +211,9 @@ def test_ensemble_kill_request() -> None:
 
 
 def test_kill_one_job() -> None:
-    sim = simulate_ensemble(ONE, 4, Policy(job_limit=4), per_job(duration=5.0), requests=[Request("kill", 1.0, job=2)])
+    sim = simulate_ensemble(
+        ONE, 4, Policy(job_limit=4), per_job(duration=5.0), requests=[Request("kill", 1.0, job=2)]
+    )
     assert sim.sup.summary(2).state is TaskState.KILLED
     assert sim.sup.counts[TaskState.SUCCESS] == 3
     assert ensemble_end(sim.records).state == "FAILED"
@@ -199,8 +225,12 @@ def test_kill_one_job() -> None:
 def test_jobs_added_grow_the_ensemble() -> None:
     peaks: list[int] = []
     sim = simulate_ensemble(
-        ONE, 2, Policy(job_limit=2), per_job(duration=1.0),
-        requests=[JobsAdded(-1, [{"x": 1}, {"x": 2}, {"x": 3}], 0.5)], check=limit_checker(2, peaks),
+        ONE,
+        2,
+        Policy(job_limit=2),
+        per_job(duration=1.0),
+        requests=[JobsAdded(-1, [{"x": 1}, {"x": 2}, {"x": 3}], 0.5)],
+        check=limit_checker(2, peaks),
     )
     assert sim.sup.total == 5
     assert [r.first for r in sim.sup.added] == [2]
@@ -253,7 +283,10 @@ def test_retry_failed_reruns_only_failed_jobs() -> None:
 def test_finished_jobs_forgotten_but_counted() -> None:
     sizes: list[int] = []
     sim = simulate_ensemble(
-        ONE, 200, Policy(job_limit=8), per_job(fail=set(range(0, 200, 7))),
+        ONE,
+        200,
+        Policy(job_limit=8),
+        per_job(fail=set(range(0, 200, 7))),
         check=lambda s, _r: sizes.append(len(s.jobs)),
     )
     assert max(sizes) <= 8 + 1  # the live jobs, plus one just ended in the same turn
@@ -275,8 +308,9 @@ def test_keep_finished_keeps_detail() -> None:
 
 
 def test_heartbeat_silence_kills_the_job() -> None:
-    sim = simulate_ensemble(ONE, 2, Policy(job_limit=2, heartbeat=5.0), per_job(duration=100.0),
-                            beat_every={1: 2.0})
+    sim = simulate_ensemble(
+        ONE, 2, Policy(job_limit=2, heartbeat=5.0), per_job(duration=100.0), beat_every={1: 2.0}
+    )
     sig = [s for s in sim.records if isinstance(s, Signal)]
     assert [(s.job, s.sig, s.at, s.reason) for s in sig] == [(0, SIGTERM, 5.0, "heartbeat")]
     assert sim.sup.summary(0).state is TaskState.FAILED
@@ -299,15 +333,55 @@ def test_heartbeat_silence_escalates_to_kill() -> None:
 
 
 def test_heartbeat_retry_gets_a_fresh_watchdog() -> None:
-    sim = simulate_ensemble(ONE, 1, Policy(job_limit=1, retries=1, retry_backoff=1.0, heartbeat=5.0),
-                            per_job(duration=100.0))
+    sim = simulate_ensemble(
+        ONE, 1, Policy(job_limit=1, retries=1, retry_backoff=1.0, heartbeat=5.0), per_job(duration=100.0)
+    )
     sig = [(s.job, s.at) for s in sim.records if isinstance(s, Signal)]
     assert sig == [(0, 5.0), (0, 11.0)]  # attempt 1 starts at 6 after a 1 s backoff
 
 
 def test_fold_of_records_equals_live() -> None:
     sim = simulate_ensemble(ONE, 12, Policy(job_limit=3, retries=1, retry_backoff=0.5), per_job(fail={2, 5}))
-    replay = fold(sim.records, Supervision("ensemble", "e", lambda _j: ONE, 12, Policy(job_limit=3, retries=1)))
+    replay = fold(
+        sim.records, Supervision("ensemble", "e", lambda _j: ONE, 12, Policy(job_limit=3, retries=1))
+    )
     assert list(replay.states) == list(sim.sup.states)
     assert replay.counts == sim.sup.counts
     assert replay.state is sim.sup.state
+
+
+# -- recovery: a fold of the journal carries on exactly like the live supervisor -----------------
+
+
+def test_recovery_after_a_retry_does_not_restart_the_job() -> None:
+    def behaviour(job: int, _p: str) -> Behaviour:
+        return Behaviour(exits=(1, 0) if job == 0 else (0,), duration=1.0 if job == 0 else 10.0)
+
+    policy = Policy(job_limit=2, retries=2, retry_backoff=1.0)
+
+    def fresh() -> Supervision:
+        return Supervision("ensemble", "e", lambda _j: ONE, 2, policy)
+
+    live = Sim(fresh(), behaviour)
+    live.run()
+    # job 0 failed at 1, was retried at 2 and succeeded at 3; job 1 runs until 10
+    recovered = Sim(fresh(), behaviour, fresh=fresh, recover_at=5.0)
+    recovered.run()
+    assert recovered.records == live.records
+    assert recovered.sup.retry_set() == set()
+
+
+def test_replayed_retry_request_is_not_granted_twice() -> None:
+    sup = Supervision("ensemble", "e", lambda _j: ONE, 1, Policy(job_limit=1, retries=3), keep_finished=True)
+    records: list[Record] = [
+        Transition(ENSEMBLE, "ACTIVE", 0.0),
+        Transition(0, "ACTIVE", 0.0),
+        Transition(0, "KILLED", 1.0, "killed"),
+        Transition(ENSEMBLE, "FAILED", 1.0),
+        Request("retry-failed", 2.0),
+        Transition(0, "PENDING", 2.0, "retry-failed", 1),
+    ]
+    fold(records, sup)
+    rt = sup.job(0)
+    assert rt is not None and not rt.retry_requested
+    assert sup.retry_set() == {0}

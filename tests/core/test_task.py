@@ -24,7 +24,9 @@ def transitions(records: list[Record]) -> list[str]:
 
 
 def ends(records: list[Record], process: str) -> list[str]:
-    return [r.state for r in run_updates(records, process) if r.state in ("SUCCESS", "FAILED", "KILLED", "LOST")]
+    return [
+        r.state for r in run_updates(records, process) if r.state in ("SUCCESS", "FAILED", "KILLED", "LOST")
+    ]
 
 
 def first_at(records: list[Record], process: str, state: str) -> float:
@@ -63,7 +65,9 @@ def test_ordering_graph_respects_after() -> None:
         idx_launch = next(i for i, r in enumerate(recs) if isinstance(r, RunUpdate) and r.process == name)
         for dep in deps:
             idx_dep = next(
-                i for i, r in enumerate(recs) if isinstance(r, RunUpdate) and r.process == dep and r.state == "SUCCESS"
+                i
+                for i, r in enumerate(recs)
+                if isinstance(r, RunUpdate) and r.process == dep and r.state == "SUCCESS"
             )
             assert idx_dep < idx_launch
     assert first_at(recs, "f", "SUCCESS") == 8.0  # e (7 s) gates f
@@ -89,7 +93,14 @@ def test_process_max_failures_zero_retries_forever() -> None:
 
 
 def test_permanent_failure_stops_dependents_and_fails_task() -> None:
-    t = task(proc("a"), proc("b", after=("a",)), proc("side", ), max_failures=1)
+    t = task(
+        proc("a"),
+        proc("b", after=("a",)),
+        proc(
+            "side",
+        ),
+        max_failures=1,
+    )
     sim = simulate(t, script(a=Behaviour(exits=(3,)), side=Behaviour(duration=10.0)))
     assert sim.sup.state is TaskState.FAILED
     assert not run_updates(sim.records, "b")  # never launched
@@ -173,7 +184,10 @@ def test_final_processes_killed_at_finalization_wait() -> None:
     sim = simulate(t, script(f1=Behaviour(duration=100.0, ignores_term=True)))
     # main ends at 1, FINALIZING until 31: TERM then, KILL at 33
     sig = signals(sim.records, "f1")
-    assert [(s.sig, s.at, s.reason) for s in sig] == [(SIGTERM, 31.0, "finalization"), (SIGKILL, 33.0, "finalization")]
+    assert [(s.sig, s.at, s.reason) for s in sig] == [
+        (SIGTERM, 31.0, "finalization"),
+        (SIGKILL, 33.0, "finalization"),
+    ]
     assert ends(sim.records, "f1") == ["KILLED"]
     assert not run_updates(sim.records, "f2")
     assert sim.sup.state is TaskState.SUCCESS  # the regular processes succeeded
@@ -186,7 +200,9 @@ def test_final_processes_killed_at_finalization_wait() -> None:
 def test_max_concurrency_serialises_runs() -> None:
     counts: list[int] = []
     t = task(*(proc(n) for n in "abcde"), max_concurrency=1)
-    sim = simulate(t, script(Behaviour(duration=2.0)), check=lambda s, r: live_runs_after_each_record(s, r, counts))
+    sim = simulate(
+        t, script(Behaviour(duration=2.0)), check=lambda s, r: live_runs_after_each_record(s, r, counts)
+    )
     assert sim.sup.state is TaskState.SUCCESS
     assert max(counts) == 1
     assert sim.sup.finished_at == 10.0
@@ -195,7 +211,9 @@ def test_max_concurrency_serialises_runs() -> None:
 def test_max_concurrency_two() -> None:
     counts: list[int] = []
     t = task(*(proc(n) for n in "abcde"), max_concurrency=2)
-    sim = simulate(t, script(Behaviour(duration=2.0)), check=lambda s, r: live_runs_after_each_record(s, r, counts))
+    sim = simulate(
+        t, script(Behaviour(duration=2.0)), check=lambda s, r: live_runs_after_each_record(s, r, counts)
+    )
     assert max(counts) == 2
     assert sim.sup.finished_at == 6.0
 
@@ -363,3 +381,46 @@ def test_signal_to_launching_run_then_exit() -> None:
     sup.apply(RunUpdate(0, "a", 0, RunState.KILLED.value, 0.6, exit_code=-15))
     d = sup.decide(0.6)
     assert [r.state for r in d.records if isinstance(r, Transition)] == ["KILLED"]
+
+
+# -- regressions found by the property tests ---------------------------------------------------
+
+
+def test_kill_escalation_sends_one_kill() -> None:
+    """SIGKILL (9) is numerically below SIGTERM (15): the fold must still know KILL was sent."""
+    t = task(proc("stubborn"), kill_grace=1.0)
+    sim = simulate(t, script(Behaviour(duration=100.0, ignores_term=True)), [Request("kill", 1.0)])
+    assert [s.sig for s in signals(sim.records)] == [SIGTERM, SIGKILL]
+    assert sim.sup.jobs[0].processes["stubborn"].runs[0].signal_sent == SIGKILL
+
+
+def test_kill_while_paused_runs_finalizers() -> None:
+    t = task(proc("main"), proc("fin", final=True), finalization_wait=30.0)
+    sim = simulate(t, script(main=Behaviour(duration=100.0)), [Request("pause", 2.0), Request("kill", 5.0)])
+    assert first_at(sim.records, "fin", "LAUNCHING") == 5.0
+    assert ends(sim.records, "fin") == ["SUCCESS"]
+    assert sim.sup.state is TaskState.KILLED
+    assert sim.sup.finished_at == 6.0  # not at the finalization_wait deadline
+
+
+def test_deadlock_behind_a_chain_of_blocked_processes() -> None:
+    # c waits on b, which waits on a, which failed: c is blocked for good too
+    t = task(proc("a"), proc("b", after=("a",)), proc("c", after=("b",)), max_failures=0)
+    sim = simulate(t, script(a=Behaviour(exits=(1,))))
+    assert sim.sup.state is TaskState.FAILED
+    assert sim.sup.jobs[0].reason == "deadlock"
+
+
+def test_deadlock_not_hidden_by_a_running_ephemeral_process() -> None:
+    t = task(proc("a"), proc("b", after=("a",)), proc("side", ephemeral=True, daemon=True), max_failures=0)
+    sim = simulate(t, script(a=Behaviour(exits=(1,)), side=Behaviour(duration=3.0)))
+    assert sim.sup.state is TaskState.FAILED
+    assert sim.sup.jobs[0].reason == "deadlock"
+    assert ends(sim.records, "side")[-1] == "KILLED"
+
+
+def test_max_concurrency_daemon_does_not_starve_others() -> None:
+    t = task(proc("d", daemon=True, ephemeral=True), proc("work"), max_concurrency=1)
+    sim = simulate(t, script(d=Behaviour(duration=2.0), work=Behaviour(duration=1.0)))
+    assert first_at(sim.records, "work", "LAUNCHING") == 2.0
+    assert sim.sup.state is TaskState.SUCCESS

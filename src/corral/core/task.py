@@ -240,12 +240,15 @@ def exit_outcome(run: Run, exit_code: int | None, by_signal: int | None) -> tupl
     A run that ends after corral signalled it is KILLED (or FAILED for a timeout or a heartbeat
     miss); any other death by signal is a FAILED run, never a silent restart.
     """
-    if exit_code == 0 and by_signal is None:
-        return RunState.SUCCESS, ""
     if run.signal_sent:
+        # a deadline missed is a failure and a kill is a kill, even if the run exits 0 on TERM;
+        # a process stopped because the task is done (cleanup) may still end cleanly
         if run.signal_reason in ("timeout", "heartbeat"):
             return RunState.FAILED, run.signal_reason
-        return RunState.KILLED, run.signal_reason
+        if run.signal_reason in ("kill", "lose") or exit_code != 0 or by_signal is not None:
+            return RunState.KILLED, run.signal_reason
+    if exit_code == 0 and by_signal is None:
+        return RunState.SUCCESS, ""
     if by_signal is not None:
         return RunState.FAILED, f"signal {by_signal}"
     return RunState.FAILED, f"exit {exit_code}"
@@ -294,7 +297,9 @@ def _schedule(
     # must not hide a deadlock of the others
     hopeful = any(p.live_run is not None and not p.spec.ephemeral for p in procs)
     done = {p.spec.name for p in rt.processes.values() if p.succeeded}
-    for proc in procs:
+    # longest waiting first (never run, then oldest launch; spec order breaks ties): under
+    # max_concurrency a restarting daemon must not starve the processes behind it
+    for proc in sorted(procs, key=lambda p: p.last.launched_at if p.last is not None else float("-inf")):
         if proc.live_run is not None or proc.failed or proc.succeeded:
             continue
         if any(dep not in done for dep in proc.spec.after):
