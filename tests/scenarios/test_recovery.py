@@ -24,6 +24,13 @@ def _running(corral, task_id: str, name: str) -> bool:
     return bool(runs) and runs[-1]["state"] == "RUNNING"
 
 
+def _start_running(corral, spec, task_id: str, name: str):
+    """Start `corral run` in the background; return it and the pid of `name`'s first run."""
+    sup = corral.start("run", str(spec), "--id", task_id)
+    corral.wait_for(lambda: _running(corral, task_id, name))
+    return sup, runs_of(corral.status(task_id), name)[-1]["pid"]
+
+
 def _kill_supervisor(proc) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
@@ -46,9 +53,7 @@ processes:
   - {name: long, cmd: "sleep 1.5; echo done"}
   - {name: next, cmd: "echo next", after: [long]}
 """)
-    sup = corral.start("run", str(spec), "--id", "rr1")
-    corral.wait_for(lambda: _running(corral, "rr1", "long"))
-    pid = runs_of(corral.status("rr1"), "long")[-1]["pid"]
+    sup, pid = _start_running(corral, spec, "rr1", "long")
     _kill_supervisor(sup)
     assert psutil.pid_exists(pid), "the run must outlive its supervisor"
     result = corral("recover", "rr1")
@@ -116,9 +121,7 @@ name: stuck
 processes:
   - {name: work, cmd: "sleep 3"}
 """)
-    sup = corral.start("run", str(spec), "--id", "fo1")
-    corral.wait_for(lambda: _running(corral, "fo1", "work"))
-    pid = runs_of(corral.status("fo1"), "work")[-1]["pid"]
+    sup, pid = _start_running(corral, spec, "fo1", "work")
     os.kill(sup.pid, signal.SIGSTOP)  # a live but stuck supervisor
     try:
         refused = corral("recover", "fo1")
@@ -144,9 +147,7 @@ processes:
   - {{name: work, cmd: "sleep 300 & sleep 300; wait"}}
   - {{name: fin, cmd: "echo ran > {marker}", final: true}}
 """)
-    sup = corral.start("run", str(spec), "--id", "dk1")
-    corral.wait_for(lambda: _running(corral, "dk1", "work"))
-    pid = runs_of(corral.status("dk1"), "work")[-1]["pid"]
+    sup, pid = _start_running(corral, spec, "dk1", "work")
     _kill_supervisor(sup)
     result = corral("kill", "dk1", "--grace", "1")
     assert result.returncode == 0, result.stderr
@@ -165,9 +166,7 @@ processes:
   - {{name: work, cmd: "sleep 300"}}
   - {{name: fin, cmd: "echo ran > {marker}", final: true}}
 """)
-    sup = corral.start("run", str(spec), "--id", "lo1")
-    corral.wait_for(lambda: _running(corral, "lo1", "work"))
-    pid = runs_of(corral.status("lo1"), "work")[-1]["pid"]
+    sup, pid = _start_running(corral, spec, "lo1", "work")
     _kill_supervisor(sup)
     result = corral("lose", "lo1")
     assert result.returncode == 0, result.stderr
@@ -185,9 +184,7 @@ name: lo2
 processes:
   - {name: work, cmd: "sleep 300"}
 """)
-    sup = corral.start("run", str(spec), "--id", "lo2")
-    corral.wait_for(lambda: _running(corral, "lo2", "work"))
-    pid = runs_of(corral.status("lo2"), "work")[-1]["pid"]
+    sup, pid = _start_running(corral, spec, "lo2", "work")
     _kill_supervisor(sup)
     os.killpg(pid, signal.SIGKILL)
     time.sleep(0.2)
@@ -207,9 +204,7 @@ name: pz
 processes:
   - {name: work, cmd: "sleep 1.5", timeout: 3}
 """)
-    sup = corral.start("run", str(spec), "--id", "pz1")
-    corral.wait_for(lambda: _running(corral, "pz1", "work"))
-    pid = runs_of(corral.status("pz1"), "work")[-1]["pid"]
+    sup, pid = _start_running(corral, spec, "pz1", "work")
     assert corral("pause", "pz1").returncode == 0
     corral.wait_for(lambda: runs_of(corral.status("pz1"), "work")[-1]["state"] == "PAUSED")
     corral.wait_for(lambda: _proc_state(pid) == psutil.STATUS_STOPPED)
@@ -231,9 +226,7 @@ name: pd
 processes:
   - {name: work, cmd: "sleep 300"}
 """)
-    sup = corral.start("run", str(spec), "--id", "pd1")
-    corral.wait_for(lambda: _running(corral, "pd1", "work"))
-    pid = runs_of(corral.status("pd1"), "work")[-1]["pid"]
+    sup, pid = _start_running(corral, spec, "pd1", "work")
     _kill_supervisor(sup)
     assert corral("pause", "pd1").returncode == 0
     assert _proc_state(pid) == psutil.STATUS_STOPPED

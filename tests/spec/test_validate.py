@@ -341,3 +341,17 @@ def test_valid_ensemble_passes() -> None:
             halt=Halt(failures=3, failure_rate=0.5),
         )
     )
+
+
+def test_after_a_daemon_is_refused():
+    from corral.spec import Process, Task, validate_task
+
+    task = Task(
+        name="t",
+        processes=(
+            Process(name="d", cmd="true", daemon=True, ephemeral=True),
+            Process(name="x", cmd="true", after=("d",)),
+        ),
+    )
+    with pytest.raises(SpecError, match=r"processes\[1\]\.after: 'x' cannot run after daemon 'd'"):
+        validate_task(task, file="t.yaml")

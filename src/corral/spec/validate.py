@@ -129,6 +129,12 @@ class _Checker:
                     raise self.fail(
                         path, f"regular process '{proc.name}' cannot be after final process '{dep}'"
                     )
+                if other.daemon:
+                    raise self.fail(
+                        path,
+                        f"'{proc.name}' cannot run after daemon '{dep}': a daemon never finishes",
+                        "start both together, or make the dependency a regular process",
+                    )
         cycle = find_cycle({p.name: p.after for p in processes})
         if cycle:
             raise self.fail("processes", "cycle " + " -> ".join(cycle))
