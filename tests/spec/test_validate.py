@@ -355,3 +355,11 @@ def test_after_a_daemon_is_refused():
     )
     with pytest.raises(SpecError, match=r"processes\[1\]\.after: 'x' cannot run after daemon 'd'"):
         validate_task(task, file="t.yaml")
+
+
+def test_logger_destination_both_is_refused_clearly():
+    from corral.spec import Logger, Process, Task, validate_task
+
+    task = Task(name="t", processes=(Process(name="a", cmd="true", logger=Logger(destination="both")),))
+    with pytest.raises(SpecError, match=r"processes\[0\]\.logger\.destination: 'both' is not supported"):
+        validate_task(task, file="t.yaml")
