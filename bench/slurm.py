@@ -16,6 +16,12 @@ lets 16 one-second jobs run at once on a small machine). Both ways run `sleep 1`
   one `squeue --name` per poll interval (batched, the cheapest way to wait) until all ended.
   Timed from the first sbatch; every command counted.
 
+Python bytecode: corral's node-side supervisor is a Python process per job, so its start-up
+matters. Installed packages have their bytecode compiled; a checkout run with
+PYTHONDONTWRITEBYTECODE=1 (as in some sandboxes) recompiles corral at every start. By default
+the corral run gets a bytecode cache under the bench's temp dir (PYTHONPYCACHEPREFIX, warmed
+once, nothing written into the source tree); --no-bytecode-cache keeps the environment as it is.
+
 Goal (issue 5): corral >= 5 x faster to submit, and never more than one squeue per poll interval.
 """
 
@@ -74,7 +80,17 @@ def wait_idle(name_prefix: str, timeout: float = 600) -> None:
 # -- corral ------------------------------------------------------------------------------------
 
 
-def run_corral(root: Path, jobs: int, poll: float) -> Result:
+def corral_env(work: Path, bytecode_cache: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("CORRAL_TASK_ID", None)
+    if bytecode_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+        subprocess.run([sys.executable, "-c", "import corral.cli.main"], env=env, check=True)
+    return env
+
+
+def run_corral(root: Path, jobs: int, poll: float, env: dict[str, str]) -> Result:
     spec = root / "bench.yaml"
     spec.write_text(
         "name: bench\n"
@@ -88,7 +104,7 @@ def run_corral(root: Path, jobs: int, poll: float) -> Result:
     run_id = f"bench-{uuid.uuid4().hex[:6]}"
     cmd = [sys.executable, "-m", "corral", "--root", str(root), "run", str(spec), "--id", run_id, "-q"]
     start = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     finished = time.time() - start
     if proc.returncode != 0:
         raise SystemExit(f"corral run failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -163,10 +179,11 @@ def run_sbatch(jobs: int, poll: float) -> Result:
 # -- report ------------------------------------------------------------------------------------
 
 
-def table(results: list[Result], jobs: int, poll: float) -> str:
+def table(results: list[Result], jobs: int, poll: float, bytecode_cache: bool) -> str:
     lines = [
         f"Slurm: {jobs} one-second jobs (sleep 1), local single-node Slurm ({cluster()}), "
-        f"poll interval {poll:g} s, {os.cpu_count()} real CPUs",
+        f"poll interval {poll:g} s, {os.cpu_count()} real CPUs, "
+        f"bytecode {'cached' if bytecode_cache else 'as the environment has it'}",
         "",
         f"{'':<17}{'submit s':>10}{'finished s':>12}{'sbatch':>8}{'squeue':>8}{'other':>7}"
         f"{'commands':>10}{'ok':>7}{'squeue/poll':>13}",
@@ -195,6 +212,7 @@ def main() -> None:
     ap.add_argument("--poll", type=float, default=1.0, help="poll interval of both, seconds")
     ap.add_argument("--root", type=Path, default=None, help="corral root (default: a temp dir)")
     ap.add_argument("--only", choices=("corral", "sbatch"), default=None)
+    ap.add_argument("--no-bytecode-cache", dest="bytecode_cache", action="store_false")
     args = ap.parse_args()
     if shutil.which("sbatch") is None:
         raise SystemExit("no sbatch on PATH: start a local Slurm with scripts/slurm-up.sh")
@@ -204,7 +222,8 @@ def main() -> None:
     try:
         if args.only in (None, "corral"):
             wait_idle("benchwrap-")
-            results.append(run_corral(work, args.jobs, args.poll))
+            env = corral_env(work, args.bytecode_cache)
+            results.append(run_corral(work, args.jobs, args.poll, env))
             print(f"corral done in {results[-1].finished:.1f} s", file=sys.stderr)
         if args.only in (None, "sbatch"):
             wait_idle("corral-bench-")
@@ -213,7 +232,7 @@ def main() -> None:
     finally:
         if args.root is None:
             shutil.rmtree(work, ignore_errors=True)
-    print(table(results, args.jobs, args.poll))
+    print(table(results, args.jobs, args.poll, args.bytecode_cache))
 
 
 if __name__ == "__main__":

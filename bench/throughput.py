@@ -8,6 +8,14 @@ fdatasync'd to the journal; `parallel` writes a --joblog). The three run back to
 repetition, in a rotating order, so that load from elsewhere on the machine spreads over all of
 them; the figure per tool is the median of the repetitions, and the ratios are taken from the
 medians. Goal (issue 4): corral >= 0.7 x xargs and >= 3 x GNU parallel.
+
+corral makes 7 inodes per job (JOB/, logs/, PROCESS/, RUN/, stdout, stderr, exit), so its figure
+depends on the filesystem's inode allocation. On ext4 without a journal, an inode freed in the
+last few minutes is skipped, one by one, when a new one is allocated: a directory where many
+files were deleted recently (a busy /tmp, or the previous repetition's 35,000 inodes) can make
+each mkdir 3x dearer. Hence: runs go under ~/.cache/corral-bench by default (--root to change),
+nothing is deleted before the last repetition, and the output shows the mkdir and fdatasync cost
+measured in the same place just before.
 """
 
 from __future__ import annotations
@@ -26,6 +34,32 @@ from pathlib import Path
 TRUE = "/bin/true"
 
 
+def default_root() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "corral-bench"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def probe_fs(work: Path, count: int = 500) -> tuple[float, float]:
+    """Microseconds per mkdir and per 100-byte append + fdatasync, in `work`."""
+    probe = work / "probe"
+    probe.mkdir()
+    start = time.perf_counter()
+    for i in range(count):
+        os.mkdir(probe / str(i))
+    mkdir_us = (time.perf_counter() - start) / count * 1e6
+    fd = os.open(probe / "sync", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        start = time.perf_counter()
+        for _ in range(count):
+            os.write(fd, b"x" * 100)
+            os.fdatasync(fd)
+        sync_us = (time.perf_counter() - start) / count * 1e6
+    finally:
+        os.close(fd)
+    return mkdir_us, sync_us
+
+
 def corral_cmd(root: Path, spec: Path, run_id: str) -> list[str]:
     return [sys.executable, "-m", "corral", "--root", str(root), "run", str(spec), "--id", run_id, "-q"]
 
@@ -41,10 +75,10 @@ def write_spec(path: Path, jobs: int, limit: int) -> None:
     )
 
 
-def timed(cmd: str | list[str], *, shell: bool = False, stdin: bytes | None = None) -> float:
+def timed(cmd: str | list[str], *, shell: bool = False, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
     proc = subprocess.run(
-        cmd, shell=shell, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+        cmd, shell=shell, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
     )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
@@ -52,13 +86,16 @@ def timed(cmd: str | list[str], *, shell: bool = False, stdin: bytes | None = No
     return elapsed
 
 
-def run_corral(work: Path, spec: Path, jobs: int, rep: int) -> float:
-    root = work / f"corral-{rep}"
-    elapsed = timed(corral_cmd(root, spec, "tp"))
-    journal = root / "tp" / "journal"
-    if not journal.exists():
-        raise SystemExit(f"corral left no journal at {journal}")
-    shutil.rmtree(root, ignore_errors=True)  # 5,000 job directories: not in the next run's way
+def run_corral(work: Path, spec: Path, rep: int, label: str, src: str | None) -> float:
+    # the run's files stay until the end: deleting 35,000 inodes now would slow the next
+    # run's mkdirs (ext4 skips recently freed inodes, see the module docstring)
+    root = work / f"{label}-{rep}"
+    env = None
+    if src is not None:
+        env = dict(os.environ, PYTHONPATH=src)
+    elapsed = timed(corral_cmd(root, spec, "tp"), env=env)
+    if not (root / "tp" / "journal").exists():
+        raise SystemExit(f"{label} left no journal under {root}")
     return elapsed
 
 
@@ -81,24 +118,37 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=5000, help="jobs per run (default 5000)")
     ap.add_argument("--repeat", type=int, default=3, help="repetitions; the median is reported (default 3)")
     ap.add_argument("--limit", type=int, default=4, help="jobs at once (default 4)")
-    ap.add_argument("--root", help="where corral's runs go (default: a temporary dir under /tmp)")
+    ap.add_argument("--root", help="where the runs' files go (default: ~/.cache/corral-bench)")
     ap.add_argument("--skip", action="append", default=[], choices=["corral", "xargs", "parallel"])
+    ap.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="LABEL=SRC",
+        help="also run corral from another source tree (PYTHONPATH=SRC), e.g. before=/tmp/old/src",
+    )
     args = ap.parse_args()
     if shutil.which("parallel") is None and "parallel" not in args.skip:
         raise SystemExit("GNU parallel is not installed (or pass --skip parallel)")
 
-    work = Path(tempfile.mkdtemp(prefix="corral-bench-", dir=args.root))
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=args.root or default_root()))
     spec = work / "throughput.yaml"
     write_spec(spec, args.jobs, args.limit)
     tools = {
-        "corral": lambda rep: run_corral(work, spec, args.jobs, rep),
+        "corral": lambda rep: run_corral(work, spec, rep, "corral", None),
         "xargs": lambda rep: run_xargs(work, args.jobs, args.limit, rep),
         "parallel": lambda rep: run_parallel(work, args.jobs, args.limit, rep),
     }
+    for item in args.compare:
+        label, _, src = item.partition("=")
+        if not src:
+            raise SystemExit(f"--compare {item}: expected LABEL=SRC")
+        tools[label] = lambda rep, label=label, src=src: run_corral(work, spec, rep, label, src)
     order = [t for t in tools if t not in args.skip]
     times: dict[str, list[float]] = {t: [] for t in order}
     load_before = os.getloadavg()
     try:
+        mkdir_us, sync_us = probe_fs(work)
         for rep in range(args.repeat):
             rotated = order[rep % len(order) :] + order[: rep % len(order)]
             for tool in rotated:
@@ -113,6 +163,7 @@ def main() -> None:
     print(f"throughput: {args.jobs} jobs of {TRUE}, {args.limit} at a time, median of {args.repeat}")
     print(f"host: {platform.node()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
           f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print(f"filesystem at {work.parent}: mkdir {mkdir_us:.0f} us, 100-byte append + fdatasync {sync_us:.0f} us")
     print("  corral:   corral run SPEC -q (every state change fdatasync'd, group commit)")
     print(f"  xargs:    seq N | xargs -P {args.limit} -n 1 {TRUE}")
     print(f"  parallel: seq N | parallel -j {args.limit} --joblog FILE {TRUE} {{}}")

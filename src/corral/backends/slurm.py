@@ -39,8 +39,13 @@ if TYPE_CHECKING:
     from corral.supervisor.engine import Engine
 
 REQUEUE_STATES = {SlurmState.PREEMPTED, SlurmState.NODE_FAIL, SlurmState.BOOT_FAIL, SlurmState.TIMEOUT}
-RUNNING_STATES = {SlurmState.RUNNING, SlurmState.COMPLETING, SlurmState.SUSPENDED, SlurmState.SIGNALING,
-                  SlurmState.STAGE_OUT}
+RUNNING_STATES = {
+    SlurmState.RUNNING,
+    SlurmState.COMPLETING,
+    SlurmState.SUSPENDED,
+    SlurmState.SIGNALING,
+    SlurmState.STAGE_OUT,
+}
 # what Slurm's own end state means when the node's journal has no end to report
 SLURM_END = {
     SlurmState.COMPLETED: (TaskState.LOST, "slurm COMPLETED but the job's journal has no end"),
@@ -189,8 +194,10 @@ class SlurmBackend:
                 continue
             except SlurmError as exc:
                 for job in group:
-                    engine.record(Transition(job, TaskState.FAILED.value, now, f"sbatch: {exc}",
-                                             engine.sup.jobs[job].attempt))
+                    reason = f"sbatch: {_one_line(str(exc))}"
+                    engine.record(
+                        Transition(job, TaskState.FAILED.value, now, reason, engine.sup.jobs[job].attempt)
+                    )
                 continue
             self.batches += 1
             ids = [f"{slurm_id}_{job}" for job in group]
@@ -278,7 +285,8 @@ class SlurmBackend:
             # the node could not finish its journal: Slurm's word decides
             if slurm_state is None:
                 state, reason = (
-                    (TaskState.KILLED, "cancelled") if cancelled
+                    (TaskState.KILLED, "cancelled")
+                    if cancelled
                     else (TaskState.LOST, "gone from Slurm without an end in its journal")
                 )
             else:
@@ -309,10 +317,11 @@ class SlurmBackend:
             return  # try again next interval
         self.resolved, self.unresolved = True, False
         known = {ident.split("_")[0] for ident in sup.submitted.values()}
+        wanted = set(jobs)
         found: dict[int, str] = {}
         for info in infos.values():
             base, index = info.array_job_id, info.array_task_id
-            if base is None or index is None or base in known or index not in jobs:
+            if base is None or index is None or base in known or index not in wanted:
                 continue
             if index not in found or int(base) > int(found[index].split("_")[0]):
                 found[index] = f"{base}_{index}"
@@ -320,8 +329,11 @@ class SlurmBackend:
             if job in found:
                 continue
             # gone from squeue already (MinJobAge): its node journal says it ran
-            ran = [d.name for d in node_layout_root(self.root, self.task_id, job).glob("*_*")
-                   if d.name.split("_")[0].isdigit() and d.name.split("_")[0] not in known]
+            ran = [
+                d.name
+                for d in node_layout_root(self.root, self.task_id, job).glob("*_*")
+                if d.name.split("_")[0].isdigit() and d.name.split("_")[0] not in known
+            ]
             if ran:
                 found[job] = max(ran, key=lambda n: int(n.split("_")[0]))
         by_array: dict[str, list[int]] = defaultdict(list)
@@ -330,14 +342,21 @@ class SlurmBackend:
         for base, group in sorted(by_array.items()):
             group.sort()
             engine.record(Submitted(group, base, now, [found[j] for j in group]))
-        engine.record(Note(f"slurm: {len(found)} submitted jobs found by name, "
-                           f"{len(jobs) - len(found)} never submitted", now))
+        engine.record(
+            Note(
+                f"slurm: {len(found)} submitted jobs found by name, {len(jobs) - len(found)} never submitted",
+                now,
+            )
+        )
         missing = [j for j in jobs if j not in found]
         if sup.kill_requested:
             self.cancel(sorted(found))
             for job in missing:
-                engine.record(Transition(job, TaskState.KILLED.value, now, "cancelled before submission",
-                                         sup.jobs[job].attempt))
+                engine.record(
+                    Transition(
+                        job, TaskState.KILLED.value, now, "cancelled before submission", sup.jobs[job].attempt
+                    )
+                )
         elif missing:
             self.submit(missing)
 

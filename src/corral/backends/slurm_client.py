@@ -367,9 +367,7 @@ def _na(value: str) -> str | None:
     return None if v in {"", "N/A", "(null)", "4294967294"} else v
 
 
-def _expand_into(
-    out: dict[str, SlurmJobInfo], base: SlurmJobInfo, array_job_id: str, task_spec: str
-) -> None:
+def _expand_into(out: dict[str, SlurmJobInfo], base: SlurmJobInfo, array_job_id: str, task_spec: str) -> None:
     """Add one entry per task of a pending range (``task_spec`` like ``"2-19%4"``)."""
     for idx in expand_array_spec(task_spec):
         jid = f"{array_job_id}_{idx}"
@@ -412,9 +410,7 @@ def parse_squeue(text: str) -> dict[str, SlurmJobInfo]:
         parts = body.split(_SEP, nfields - 1)
         if len(parts) != nfields:
             raise SlurmError(f"unexpected squeue output line: {line!r}")
-        display, raw_id, arr_id, task_id, state, reason, exit_s, nodes, name = (
-            p.strip() for p in parts
-        )
+        display, raw_id, arr_id, task_id, state, reason, exit_s, nodes, name = (p.strip() for p in parts)
         code, sig = parse_exit_status(exit_s)
         array_job_id = _na(arr_id)
         if array_job_id == _na(raw_id) and _na(task_id) is None:
@@ -809,9 +805,7 @@ class SlurmClient:
 
     # ------------------------------------------------------------------ scancel
 
-    def scancel(
-        self, job_ids: Iterable[str], signal: str | int | None = None, *, full: bool = True
-    ) -> None:
+    def scancel(self, job_ids: Iterable[str], signal: str | int | None = None, *, full: bool = True) -> None:
         """Cancel (or, with ``signal``, signal) many jobs in one ``scancel`` call (chunked
         only past a safe argv length). Jobs already ended or purged are not an error.
 
@@ -896,9 +890,7 @@ def _filter(result: dict[str, SlurmJobInfo], wanted: set[str]) -> dict[str, Slur
     return {
         k: v
         for k, v in result.items()
-        if k in wanted
-        or v.raw_job_id in wanted
-        or (v.array_job_id is not None and v.array_job_id in wanted)
+        if k in wanted or v.raw_job_id in wanted or (v.array_job_id is not None and v.array_job_id in wanted)
     }
 
 

@@ -76,6 +76,7 @@ class Engine:
     _rotator: Rotator = field(default_factory=Rotator)
     _crash: tuple[str, int] | None = field(default_factory=lambda: _crash_point())
     _snapshot_at: float = 0.0
+    _pool: Any = None  # threads for concurrent spawns, made on first need
     backend: Any = None  # a remote backend (SlurmBackend) when jobs run elsewhere
     public: dict[str, str] = field(default_factory=dict)  # CORRAL_* seen by runs, if not ours
     params_added: Callable[[list[dict[str, Any]]], Any] | None = None  # grows the param space
@@ -209,6 +210,9 @@ class Engine:
             for s, h in old.items():
                 signal.signal(s, h)
             selector.close()
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
             os.close(wake_r)
             os.close(wake_w)
             if control is not None:
@@ -250,13 +254,20 @@ class Engine:
         submits = [e.job for e in effects if e.kind == "submit"]
         if submits:
             self.backend.submit(sorted(submits))
-        for effect in effects:
+        i, n = 0, len(effects)
+        while i < n:
+            effect = effects[i]
+            if effect.kind == "spawn":
+                # consecutive spawns start together; other effects keep their order around them
+                j = i + 1
+                while j < n and effects[j].kind == "spawn":
+                    j += 1
+                self._spawn_all([e.key for e in effects[i:j] if e.key is not None])
+                i = j
+                continue
+            i += 1
             if effect.kind == "cancel":
                 self.backend.cancel(sorted(self.sup.live) if effect.job < 0 else [effect.job])
-            elif effect.kind == "spawn":
-                assert effect.key is not None
-                self.crashpoint("spawn")
-                self._spawn(effect.key)
             elif effect.kind == "signal":
                 assert effect.key is not None
                 self._signal(effect.key, effect.sig)
@@ -276,7 +287,7 @@ class Engine:
         self._jobs_prefix = os.path.join(self._dir, "jobs", "")
         self._sandbox = str(self.layout.sandbox)
         self._root = str(self.layout.root)
-        self._control = self.layout.control
+        self._control_path = self.layout.control
 
     def job_dir(self, job: int) -> Path:
         return Path(self._job_path(job))
@@ -318,7 +329,7 @@ class Engine:
         env["CORRAL_JOB"] = job_text
         env["CORRAL_PROCESS"] = process
         env["CORRAL_RUN"] = str(run)
-        env["CORRAL_CONTROL"] = self._control
+        env["CORRAL_CONTROL"] = self._control_path
         if self.public:
             env.update(self.public)
         # the marks by which a run's escaped descendants are found, even after a crash
@@ -326,42 +337,83 @@ class Engine:
         env["CORRAL_MARK_JOB"] = job_text
         return env
 
+    def _spawn_all(self, keys: list[RunKey]) -> None:
+        """Start runs whose LAUNCHING records are durable, and record them RUNNING, in order.
+
+        posix_spawn blocks its caller until the child has exec'd (vfork), but not other
+        threads: several spawns at once overlap those waits. With fault injection armed the
+        spawns stay one by one, so that `CORRAL_CRASH=spawn:N` dies exactly before the Nth.
+        """
+        if len(keys) == 1 or self._crash is not None:
+            for key in keys:
+                self.crashpoint("spawn")
+                self._spawn(key)
+            return
+        launches = [self._prepare(key) for key in keys]
+        ready = [launch for launch in launches if launch.error is None]
+        if len(ready) > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="corral-spawn")
+            futures = [self._pool.submit(_launch, launch) for launch in ready[1:]]
+            _launch(ready[0])
+            for future in futures:
+                future.result()
+        elif ready:
+            _launch(ready[0])
+        for launch in launches:
+            self._started(launch)
+
     def _spawn(self, key: RunKey) -> None:
+        launch = self._prepare(key)
+        if launch.error is None:
+            _launch(launch)
+        self._started(launch)
+
+    def _prepare(self, key: RunKey) -> Launch:
+        """Everything a spawn needs (directories made, env built), or the error that stops it."""
         job, process, number = key
         rt = self.sup.jobs[job]
         spec = rt.processes[process].spec
-        now = self.clock()
+        launch = Launch(key, self.clock())
         try:
             new_job = job not in self._job_dirs
-            cwd = self._cwd(job, rt.spec)
+            launch.cwd = self._cwd(job, rt.spec)
             rdir = self._run_path(job, process, number)
             _make_run_dir(rdir, new_job)
+            launch.rdir = rdir
             dest = spec.logger.destination
-            out: str | None = rdir + "/stdout"
-            err: str | None = rdir + "/stderr"
             if dest == "none":
-                out = err = os.devnull
+                launch.stdout = launch.stderr = os.devnull
             elif dest == "console":
-                out = err = None
+                launch.stdout = launch.stderr = None
+            else:
+                launch.stdout = rdir + "/stdout"
+                launch.stderr = rdir + "/stderr"
             argv = command_argv(spec.cmd, spec.argv)
             if rt.spec.backend == "slurm-steps":
                 argv = self._srun(argv, rt.spec, process)
-            pid = spawn(
-                argv,
-                cwd=cwd,
-                env=self.run_env(job, process, number, rt.spec, spec.env),
-                stdout=out,
-                stderr=err,
-                status=rdir + "/exit",
-            )
+            launch.argv = argv
+            launch.env = self.run_env(job, process, number, rt.spec, spec.env)
+            if spec.logger.mode == "rotate" and dest in ("file", "both"):
+                launch.rotate = (spec.logger.rotate.size, spec.logger.rotate.backups)
         except OSError as exc:
-            self.record(RunUpdate(job, process, number, RunState.FAILED.value, now, reason=f"spawn: {exc}"))
+            launch.error = exc
+        return launch
+
+    def _started(self, launch: Launch) -> None:
+        job, process, number = key = launch.key
+        if launch.error is not None:
+            reason = f"spawn: {launch.error}"
+            self.record(RunUpdate(job, process, number, RunState.FAILED.value, launch.now, reason=reason))
             return
+        pid = launch.pid
         ticks = proc.start_ticks(pid) or 0
         self.children[pid] = key
-        if spec.logger.mode == "rotate" and dest in ("file", "both"):
-            self._rotator.watch(key, Path(rdir), spec.logger.rotate.size, spec.logger.rotate.backups)
-        self.record(RunUpdate(job, process, number, RunState.RUNNING.value, now, pid=pid, start_ticks=ticks))
+        if launch.rotate is not None:
+            self._rotator.watch(key, Path(launch.rdir), *launch.rotate)
+        self.record(RunUpdate(job, process, number, RunState.RUNNING.value, launch.now, pid=pid, start_ticks=ticks))
 
     def _srun(self, argv: list[str], task: Task, process: str) -> list[str]:
         """Inside an allocation, each run is an exclusive srun step (slurm-steps backend)."""
@@ -569,6 +621,39 @@ class Engine:
 
 
 SNAPSHOT_INTERVAL = 1.0
+SPAWN_THREADS = 3  # helpers for concurrent spawns (the loop's own thread makes one more)
+
+
+@dataclass(slots=True)
+class Launch:
+    """One spawn, prepared by the loop's thread and carried out by any thread."""
+
+    key: RunKey
+    now: float
+    argv: list[str] = field(default_factory=list)
+    cwd: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    stdout: str | None = None
+    stderr: str | None = None
+    rdir: str = ""
+    rotate: tuple[int, int] | None = None
+    pid: int = 0
+    error: OSError | None = None
+
+
+def _launch(launch: Launch) -> None:
+    """The spawn itself: no shared state is touched, so any thread may run it."""
+    try:
+        launch.pid = spawn(
+            launch.argv,
+            cwd=launch.cwd,
+            env=launch.env,
+            stdout=launch.stdout,
+            stderr=launch.stderr,
+            status=launch.rdir + "/exit",
+        )
+    except OSError as exc:
+        launch.error = exc
 
 
 def _makedirs(path: str) -> None:
