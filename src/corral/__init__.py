@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from corral.core.states import RunState, TaskState
-from corral.spec import Ensemble, JobTemplate, Process, SpecError, Task
-from corral.spec.model import Halt, Logger, Resources, Rotate, Slurm
+from corral.spec.errors import SpecError
+from corral.spec.model import Ensemble, Halt, JobTemplate, Logger, Process, Resources, Rotate, Slurm, Task
 
 __all__ = [
     "Ensemble",

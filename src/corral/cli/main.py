@@ -17,11 +17,13 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from corral import spec as specs
 from corral.cli import output
 from corral.core.states import TaskState
 from corral.errors import UserError
 from corral.journal import JournalCorrupt, JournalError, JournalLocked, lock_holder
-from corral.spec import Ensemble, SpecError, Task, load_spec
+from corral.spec.errors import SpecError
+from corral.spec.model import Ensemble, Task
 from corral.supervisor import control
 from corral.supervisor.layout import Layout, default_root, list_ids, valid_id
 from corral.supervisor.run import (
@@ -170,7 +172,7 @@ def run(
         return
     if spec is None:
         raise UserError("run needs a SPEC file (or --retry-failed ID)")
-    subject = load_spec(spec)
+    subject = specs.load_spec(spec)
     port_map = {k: _port(k, v) for k, v in parse_assignments(ports, "-P")}
     params = dict(parse_assignments(sets, "--set"))
     task_id = task_id or f"{subject.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000}"
@@ -241,7 +243,7 @@ def inspect(spec: str, ports: tuple[str, ...], sets: tuple[str, ...], task_id: s
     """Validate SPEC and print the task as it would run (templates filled in)."""
     import msgspec
 
-    subject = load_spec(spec)
+    subject = specs.load_spec(spec)
     port_map = {k: _port(k, v) for k, v in parse_assignments(ports, "-P")}
     params = dict(parse_assignments(sets, "--set"))
     layout = Layout(_root(), task_id)

@@ -6,15 +6,9 @@ from typing import Any
 
 import msgspec
 
+from typing import TYPE_CHECKING
+
 from corral.spec.errors import SpecError
-from corral.spec.load import (
-    ensemble_from_python,
-    load_spec,
-    loads_spec,
-    spec_from_builtins,
-    spec_from_python,
-    task_from_python,
-)
 from corral.spec.model import (
     Ensemble,
     Halt,
@@ -27,9 +21,49 @@ from corral.spec.model import (
     Slurm,
     Task,
 )
-from corral.spec.params import ParamSpace, ParamTable
-from corral.spec.template import JobContext, TemplateContext, job_task, render_task
-from corral.spec.validate import validate_ensemble, validate_task
+
+if TYPE_CHECKING:
+    from corral.spec.load import (
+        ensemble_from_python,
+        load_spec,
+        loads_spec,
+        spec_from_builtins,
+        spec_from_python,
+        task_from_python,
+    )
+    from corral.spec.params import ParamSpace, ParamTable
+    from corral.spec.template import JobContext, TemplateContext, job_task, render_task
+    from corral.spec.validate import validate_ensemble, validate_task
+
+# Loading (PyYAML), templating (Jinja2) and validation are imported on first use: a process
+# that only supervises (a Slurm node, `corral status`) starts without them.
+_LAZY = {
+    "ensemble_from_python": "load",
+    "load_spec": "load",
+    "loads_spec": "load",
+    "spec_from_builtins": "load",
+    "spec_from_python": "load",
+    "task_from_python": "load",
+    "ParamSpace": "params",
+    "ParamTable": "params",
+    "JobContext": "template",
+    "TemplateContext": "template",
+    "job_task": "template",
+    "render_task": "template",
+    "validate_ensemble": "validate",
+    "validate_task": "validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'corral.spec' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"corral.spec.{module}"), name)
+    globals()[name] = value
+    return value
 
 
 def spec_to_builtins(obj: Task | Ensemble) -> Any:

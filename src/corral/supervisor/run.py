@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from corral import spec as specs  # templating and validation load on first use (lazy)
 from corral.core.states import TaskState
 from corral.errors import UserError
-from corral.spec import Ensemble, ParamSpace, Task, TemplateContext, render_task, validate_ensemble
+from corral.spec.model import Ensemble, Task
 from corral.supervisor import proc
 from corral.supervisor.engine import Engine
 from corral.supervisor.layout import Layout
@@ -44,7 +45,7 @@ def render_for_run(
 ) -> Task | Ensemble:
     """Fill templates now, so an unbound name is an error before anything runs."""
     if isinstance(subject, Task):
-        ctx = TemplateContext(
+        ctx = specs.TemplateContext(
             task_id=layout.id,
             task_name=subject.name,
             task_dir=str(layout.dir),
@@ -52,13 +53,13 @@ def render_for_run(
             params=params,
             job=None,
         )
-        return render_task(subject, ctx, file=file)
-    validate_ensemble(subject, file=file)
+        return specs.render_task(subject, ctx, file=file)
+    specs.validate_ensemble(subject, file=file)
     # render the first job as a probe: unbound names in the template fail here, not at job 1000
     from corral.spec import job_task
 
     base = str(Path(file).absolute().parent) if file else None
-    space = ParamSpace.from_ensemble(subject, base_dir=base)
+    space = specs.ParamSpace.from_ensemble(subject, base_dir=base)
     if len(space):
         Jobs(layout, subject, job_task(subject.job, subject.name), space, file=file).task_for(0)
     if subject.params_file and base and not os.path.isabs(subject.params_file):

@@ -16,25 +16,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from corral import spec as specs  # templating and params load on first use (lazy)
 from corral.core.records import Attached, Note, Opened, Record, RunUpdate, decode, encode
 from corral.core.states import RunState
 from corral.core.supervision import Policy, Supervision
 from corral.core.task import SIGKILL, exit_outcome
 from corral.journal import JournalLocked, lock_holder, open_for_append, read_journal
-from corral.spec import (
-    Ensemble,
-    JobContext,
-    ParamSpace,
-    SpecError,
-    Task,
-    TemplateContext,
-    job_task,
-    render_task,
-)
+from corral.spec.errors import SpecError
+from corral.spec.model import Ensemble, Task
+
+if TYPE_CHECKING:
+    from corral.spec.params import ParamSpace
 from corral.supervisor import proc
 from corral.supervisor.engine import Engine
 from corral.supervisor.layout import Layout
@@ -63,15 +59,15 @@ class Jobs:
         if task is None:
             if len(cache) > 256:
                 cache.clear()
-            ctx = TemplateContext(
+            ctx = specs.TemplateContext(
                 task_id=self.layout.id,
                 task_name=self.ensemble.name,
                 task_dir=str(self.layout.dir),
                 ports={},
                 params=dict(self.space[job]),
-                job=JobContext(index=job, dir=str(self.layout.job_dir(job, True)), attempt=0),
+                job=specs.JobContext(index=job, dir=str(self.layout.job_dir(job, True)), attempt=0),
             )
-            task = render_task(self.template, ctx, file=self.file)
+            task = specs.render_task(self.template, ctx, file=self.file)
             cache[job] = task
         return task
 
@@ -120,8 +116,8 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
     params_copy = opened.context.get("params_file")
     if params_copy:
         ens = msgspec.structs.replace(ens, params_file=str(params_copy))
-    space = ParamSpace.from_ensemble(ens, base_dir=str(layout.dir))
-    template = job_task(ens.job, ens.name)
+    space = specs.ParamSpace.from_ensemble(ens, base_dir=str(layout.dir))
+    template = specs.job_task(ens.job, ens.name)
     if ens.backend == "slurm-steps":  # every run of every job starts as a step of the allocation
         template = msgspec.structs.replace(template, backend=ens.backend)
     jobs = Jobs(layout, ens, template, space)
@@ -245,19 +241,19 @@ def create(
 def _param_checker(jobs: Jobs) -> Callable[[list[dict[str, Any]]], str | None]:
     def check(params: list[dict[str, Any]]) -> str | None:
         # render a probe job so a bad submission is refused before it is recorded
-        probe = ParamSpace.single(params[0]) if params else None
+        probe = specs.ParamSpace.single(params[0]) if params else None
         if probe is None:
             return "submit needs at least one job"
         try:
-            ctx = TemplateContext(
+            ctx = specs.TemplateContext(
                 jobs.layout.id,
                 jobs.ensemble.name,
                 str(jobs.layout.dir),
                 {},
                 dict(params[0]),
-                JobContext(index=-1, dir="", attempt=0),
+                specs.JobContext(index=-1, dir="", attempt=0),
             )
-            render_task(jobs.template, ctx)
+            specs.render_task(jobs.template, ctx)
         except SpecError as exc:
             return str(exc)
         return None
