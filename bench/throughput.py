@@ -1,13 +1,17 @@
 """Throughput: N trivial jobs with 4 at a time, through corral, xargs and GNU parallel.
 
     python bench/throughput.py [--jobs 5000] [--repeat 3] [--limit 4] [--root DIR]
+                               [--skip TOOL] [--compare LABEL=SRC]
 
 Every tool runs /bin/true N times, 4 at a time, and is timed from the shell command's start to
 its exit (process start-up included: `corral run` is the normal CLI path, with every state change
 fdatasync'd to the journal; `parallel` writes a --joblog). The three run back to back in each
 repetition, in a rotating order, so that load from elsewhere on the machine spreads over all of
 them; the figure per tool is the median of the repetitions, and the ratios are taken from the
-medians. Goal (issue 4): corral >= 0.7 x xargs and >= 3 x GNU parallel.
+medians. Goal (issue 4): corral >= 0.7 x xargs and >= 3 x GNU parallel. The CPU time of each
+run (the whole process tree, jobs included) is shown too, and for corral split between the
+supervisor and its jobs: on 2 cores every tool is CPU-bound, so jobs/s ~ CPU busy x 2 / CPU per job.
+--compare before=DIR adds corral run from another source tree (PYTHONPATH=DIR) to the rotation.
 
 corral makes 7 inodes per job (JOB/, logs/, PROCESS/, RUN/, stdout, stderr, exit), so its figure
 depends on the filesystem's inode allocation. On ext4 without a journal, an inode freed in the
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -75,37 +80,66 @@ def write_spec(path: Path, jobs: int, limit: int) -> None:
     )
 
 
-def timed(cmd: str | list[str], *, shell: bool = False, env: dict[str, str] | None = None) -> float:
+CPU: dict[str, list[float]] = {}  # tool -> CPU seconds (user + sys) of each run, jobs included
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(
+    cmd: str | list[str], tool: str, *, shell: bool = False, env: dict[str, str] | None = None
+) -> float:
+    """Wall seconds of one run; its CPU time (the whole process tree's) goes to CPU[tool]."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(
         cmd, shell=shell, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
     )
     elapsed = time.perf_counter() - start
+    CPU.setdefault(tool, []).append(_children_cpu() - cpu)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {cmd}\n{proc.stderr.decode(errors='replace')}")
     return elapsed
 
 
+SUPERVISOR: dict[str, list[float]] = {}  # corral variant -> the supervisor's own CPU seconds
+
+
 def run_corral(work: Path, spec: Path, rep: int, label: str, src: str | None) -> float:
+    """Like timed(), but also splits the CPU time between the supervisor and its jobs: once
+    the supervisor has exited, and before it is reaped, /proc/PID/stat still holds both."""
     # the run's files stay until the end: deleting 35,000 inodes now would slow the next
     # run's mkdirs (ext4 skips recently freed inodes, see the module docstring)
     root = work / f"{label}-{rep}"
-    env = None
-    if src is not None:
-        env = dict(os.environ, PYTHONPATH=src)
-    elapsed = timed(corral_cmd(root, spec, "tp"), env=env)
+    env = dict(os.environ, PYTHONPATH=src) if src is not None else None
+    errors = work / f"{label}-{rep}.stderr"
+    cpu = _children_cpu()
+    with open(errors, "wb") as err:  # a file, not a pipe: nobody reads while it runs
+        start = time.perf_counter()
+        proc = subprocess.Popen(corral_cmd(root, spec, "tp"), env=env, stdout=subprocess.DEVNULL, stderr=err)
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped yet
+        elapsed = time.perf_counter() - start
+        fields = Path(f"/proc/{proc.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        proc.wait()
+    CPU.setdefault(label, []).append(_children_cpu() - cpu)
+    SUPERVISOR.setdefault(label, []).append(own)
+    if proc.returncode != 0:
+        raise SystemExit(f"{label} failed ({proc.returncode}): {errors.read_text(errors='replace')}")
     if not (root / "tp" / "journal").exists():
         raise SystemExit(f"{label} left no journal under {root}")
     return elapsed
 
 
 def run_xargs(work: Path, jobs: int, limit: int, rep: int) -> float:
-    return timed(f"seq {jobs} | xargs -P {limit} -n 1 {TRUE}", shell=True)
+    return timed(f"seq {jobs} | xargs -P {limit} -n 1 {TRUE}", "xargs", shell=True)
 
 
 def run_parallel(work: Path, jobs: int, limit: int, rep: int) -> float:
     joblog = work / f"parallel-{rep}.joblog"
-    elapsed = timed(f"seq {jobs} | parallel -j {limit} --joblog {joblog} {TRUE} {{}}", shell=True)
+    elapsed = timed(f"seq {jobs} | parallel -j {limit} --joblog {joblog} {TRUE} {{}}", "parallel", shell=True)
     lines = joblog.read_text().count("\n") - 1  # minus the header
     if lines != jobs:
         raise SystemExit(f"parallel logged {lines} jobs, expected {jobs}")
@@ -154,24 +188,43 @@ def main() -> None:
             for tool in rotated:
                 elapsed = tools[tool](rep)
                 times[tool].append(elapsed)
-                print(f"  rep {rep + 1}/{args.repeat}  {tool:<8} {args.jobs / elapsed:8.0f} jobs/s  ({elapsed:.2f} s)", flush=True)
+                line = f"{args.jobs / elapsed:8.0f} jobs/s  ({elapsed:.2f} s)"
+                print(f"  rep {rep + 1}/{args.repeat}  {tool:<8} {line}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     rate = {t: args.jobs / statistics.median(ts) for t, ts in times.items()}
     print()
     print(f"throughput: {args.jobs} jobs of {TRUE}, {args.limit} at a time, median of {args.repeat}")
-    print(f"host: {platform.node()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
-          f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
-    print(f"filesystem at {work.parent}: mkdir {mkdir_us:.0f} us, 100-byte append + fdatasync {sync_us:.0f} us")
+    print(
+        f"host: {platform.node()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
+        f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after"
+    )
+    print(
+        f"filesystem at {work.parent}: mkdir {mkdir_us:.0f} us, 100-byte append + fdatasync {sync_us:.0f} us"
+    )
     print("  corral:   corral run SPEC -q (every state change fdatasync'd, group commit)")
     print(f"  xargs:    seq N | xargs -P {args.limit} -n 1 {TRUE}")
     print(f"  parallel: seq N | parallel -j {args.limit} --joblog FILE {TRUE} {{}}")
     print()
-    print(f"{'tool':<10}{'jobs/s':>10}{'median s':>10}   runs (jobs/s)")
+    ncpu = os.cpu_count() or 1
+    print(f"{'tool':<10}{'jobs/s':>10}{'median s':>10}{'CPU ms/job':>12}{'CPU busy':>10}   runs (jobs/s)")
     for tool, ts in times.items():
         runs = " ".join(f"{args.jobs / t:.0f}" for t in ts)
-        print(f"{tool:<10}{rate[tool]:>10.0f}{statistics.median(ts):>10.2f}   {runs}")
+        cpu = statistics.median(CPU[tool])
+        busy = cpu / (statistics.median(ts) * ncpu)
+        print(
+            f"{tool:<10}{rate[tool]:>10.0f}{statistics.median(ts):>10.2f}"
+            f"{cpu / args.jobs * 1e3:>12.2f}{busy:>10.0%}   {runs}"
+        )
+    print(f"(CPU: user + sys of the whole process tree, jobs included; busy: CPU / (wall x {ncpu} cpus))")
+    for label, own in SUPERVISOR.items():
+        own_ms = statistics.median(own) / args.jobs * 1e3
+        jobs_ms = statistics.median(CPU[label]) / args.jobs * 1e3 - own_ms
+        print(
+            f"{label}: the supervisor process {own_ms:.2f} ms/job (start-up included), "
+            f"its jobs (/bin/sh wrapper + {TRUE}) {jobs_ms:.2f} ms/job"
+        )
     if "corral" in rate:
         print()
         for other, goal in (("xargs", 0.7), ("parallel", 3.0)):

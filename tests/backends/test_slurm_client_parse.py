@@ -287,9 +287,7 @@ def test_squeue_purged_jobs_are_empty_not_error(fake_bin: Path) -> None:
 
 
 def test_squeue_other_error_raises_with_message(fake_bin: Path) -> None:
-    c, _ = client(
-        fake_bin, (1, "", "squeue: error: Unable to contact slurm controller (connect failure)\n")
-    )
+    c, _ = client(fake_bin, (1, "", "squeue: error: Unable to contact slurm controller (connect failure)\n"))
     with pytest.raises(SlurmError, match="Unable to contact slurm controller"):
         c.squeue(["1"])
 

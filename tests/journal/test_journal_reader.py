@@ -24,9 +24,7 @@ with JournalWriter.open(sys.argv[1], create=True) as w:
 def collect(path: Path, want: int, timeout: float = 10.0) -> list[bytes]:
     got: list[bytes] = []
     deadline = time.monotonic() + timeout
-    for payload in follow(
-        path, poll=0.01, stop=lambda: len(got) >= want or time.monotonic() > deadline
-    ):
+    for payload in follow(path, poll=0.01, stop=lambda: len(got) >= want or time.monotonic() > deadline):
         got.append(payload)
     return got
 
@@ -68,11 +66,7 @@ def test_follow_drains_before_stopping(journal_path: Path) -> None:
 
 
 @settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    batches=st.lists(
-        st.lists(st.binary(min_size=1, max_size=300), max_size=20), min_size=1, max_size=10
-    )
-)
+@given(batches=st.lists(st.lists(st.binary(min_size=1, max_size=300), max_size=20), min_size=1, max_size=10))
 def test_any_payloads_round_trip(tmp_path: Path, batches: list[list[bytes]]) -> None:
     path = tmp_path / "prop.bin"
     path.unlink(missing_ok=True)

@@ -162,9 +162,7 @@ def test_empty_file_gets_a_header_on_open(tmp_path: Path) -> None:
     assert path.read_bytes() == HEADER
 
 
-def test_iter_raw_shows_bad_frames(
-    tmp_path: Path, reference: tuple[bytes, list[bytes], list[int]]
-) -> None:
+def test_iter_raw_shows_bad_frames(tmp_path: Path, reference: tuple[bytes, list[bytes], list[int]]) -> None:
     data, payloads, ends = reference
     path = tmp_path / "journal.bin"
     damaged = bytearray(data)

@@ -44,9 +44,7 @@ def test_new_journal_has_only_the_header(journal_path: Path) -> None:
     assert journal_path.read_bytes() == HEADER
 
 
-def test_create_syncs_file_and_directory(
-    journal_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_create_syncs_file_and_directory(journal_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[str] = []
     real_fsync = os.fsync
 
@@ -117,9 +115,7 @@ def test_oversize_append_is_refused_and_buffer_unchanged(journal_path: Path) -> 
     assert read_journal(journal_path).payloads == [b"ok"]
 
 
-def test_failed_fdatasync_makes_writer_unusable(
-    journal_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_fdatasync_makes_writer_unusable(journal_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writer = JournalWriter.open(journal_path, create=True)
 
     def fail(fd: int) -> None:

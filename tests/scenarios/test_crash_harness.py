@@ -106,6 +106,10 @@ def test_crash_injection_harness(corral, spec_file, tmp_path, capsys):
                     "LOST",
                 ):
                     break
+                if proc.returncode == 2 and "run it again" in err:
+                    # killed while the journal was being created: start the task again
+                    proc = corral.start("run", str(spec), "--id", task_id, "-q")
+                    continue
                 # an injected crash point fired: that was a kill too
                 assert proc.returncode == -signal.SIGKILL, (proc.returncode, err)
                 kills += 1
@@ -122,7 +126,10 @@ def test_crash_injection_harness(corral, spec_file, tmp_path, capsys):
             env = {"CORRAL_CRASH": point} if point else {}
             if point:
                 points_hit[point.split(":")[0]] += 1
-            proc = corral.start("recover", task_id, env=env)
+            if (corral.root / task_id / "journal").exists():
+                proc = corral.start("recover", task_id, env=env)
+            else:  # killed before the journal existed: nothing to recover, start again
+                proc = corral.start("run", str(spec), "--id", task_id, "-q", env=env)
         view = corral.status(task_id)
         _verify(view, ledger.read_text())
     with capsys.disabled():

@@ -108,9 +108,7 @@ def test_pending_array_range_is_expanded(slurm: SlurmClient, tmp_path: Path) -> 
 
 
 def test_failing_job_exit_code(slurm: SlurmClient, wait_terminal: WaitFn) -> None:
-    job_id = slurm.sbatch(
-        SbatchRequest(script=SH + "exit 3\n", job_name=_name(), output="/dev/null")
-    )
+    job_id = slurm.sbatch(SbatchRequest(script=SH + "exit 3\n", job_name=_name(), output="/dev/null"))
     info = wait_terminal([job_id])[job_id]
     assert info.state is SlurmState.FAILED
     assert info.exit_code == 3
@@ -122,13 +120,8 @@ def test_failing_job_exit_code(slurm: SlurmClient, wait_terminal: WaitFn) -> Non
 
 def test_scancel_many_in_one_call(slurm: SlurmClient, wait_terminal: WaitFn) -> None:
     name = _name()
-    ids = [
-        slurm.sbatch(SbatchRequest(wrap="sleep 300", job_name=name, output="/dev/null"))
-        for _ in range(6)
-    ]
-    array_id = slurm.sbatch(
-        SbatchRequest(wrap="sleep 300", job_name=name, array="0-9", output="/dev/null")
-    )
+    ids = [slurm.sbatch(SbatchRequest(wrap="sleep 300", job_name=name, output="/dev/null")) for _ in range(6)]
+    array_id = slurm.sbatch(SbatchRequest(wrap="sleep 300", job_name=name, array="0-9", output="/dev/null"))
     # let some start so both running and pending jobs get cancelled
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -179,9 +172,7 @@ def test_sacct_without_accounting_is_detected_once(slurm: SlurmClient) -> None:
     assert slurm.counts["sacct"] == before  # not asked again
 
 
-def test_srun_steps_inside_allocation(
-    slurm: SlurmClient, wait_terminal: WaitFn, tmp_path: Path
-) -> None:
+def test_srun_steps_inside_allocation(slurm: SlurmClient, wait_terminal: WaitFn, tmp_path: Path) -> None:
     import shlex
 
     steps = [
@@ -197,9 +188,7 @@ def test_srun_steps_inside_allocation(
     ]
     script = SH + "\n".join(f"{s} &" for s in steps) + "\nwait\n"
     out = tmp_path / "steps.txt"
-    job_id = slurm.sbatch(
-        SbatchRequest(script=script, job_name=_name(), cpus_per_task=2, output=str(out))
-    )
+    job_id = slurm.sbatch(SbatchRequest(script=script, job_name=_name(), cpus_per_task=2, output=str(out)))
     info = wait_terminal([job_id])[job_id]
     assert info.state is SlurmState.COMPLETED, out.read_text()
     text = out.read_text()

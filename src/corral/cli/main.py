@@ -323,7 +323,7 @@ def read(task_id: str, raw: bool, as_json: bool) -> None:
     if raw:
         output.print_raw(layout, as_json)
         return
-    sup, records = replay(layout)
+    _, records = replay(layout)
     output.print_history(records, as_json)
 
 

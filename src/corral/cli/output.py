@@ -180,7 +180,10 @@ def print_status(views: list[dict[str, Any]], verbose: int, show_jobs: bool) -> 
         detail = ""
         if v.get("kind") == "ensemble":
             j = v["jobs"]
-            detail = f"{j['succeeded']}/{j['total']} done, {j['running']} running, {j['failed']} failed, {j['pending']} pending"
+            detail = (
+                f"{j['succeeded']}/{j['total']} done, {j['running']} running, "
+                f"{j['failed']} failed, {j['pending']} pending"
+            )
         elif v.get("processes"):
             detail = " ".join(
                 f"{p['name']}:{p['runs'][-1]['state'] if p['runs'] else 'WAITING'}" for p in v["processes"]
@@ -200,7 +203,8 @@ def print_status(views: list[dict[str, Any]], verbose: int, show_jobs: bool) -> 
         if verbose >= 1:
             console.print(
                 f"\n[bold]{v['id']}[/bold]  dir {v.get('dir')}  sandbox {v.get('sandbox')}  "
-                f"ports {v.get('ports') or '-'}  supervisor {'pid ' + str(v.get('supervisor_pid')) if v.get('supervised') else 'none'}"
+                f"ports {v.get('ports') or '-'}  "
+                f"supervisor {'pid ' + str(v.get('supervisor_pid')) if v.get('supervised') else 'none'}"
             )
         if verbose >= 2 and v.get("processes"):
             pt = Table(box=None, pad_edge=False)
@@ -277,7 +281,8 @@ def describe(rec: Record) -> str:
             f" ({', '.join(extra)})" if extra else ""
         )
     if isinstance(rec, Signal):
-        return f"job {rec.job} {rec.process}[{rec.run}] <- {proc.SIGNAL_NAMES.get(rec.sig, rec.sig)} ({rec.reason})"
+        name = proc.SIGNAL_NAMES.get(rec.sig, rec.sig)
+        return f"job {rec.job} {rec.process}[{rec.run}] <- {name} ({rec.reason})"
     name = type(rec).__name__
     fields = ", ".join(f"{f}={getattr(rec, f)!r}" for f in rec.__struct_fields__ if f != "at")
     return f"{name.lower()} {fields}"
@@ -361,15 +366,12 @@ def _run_live(layout: Layout, job: int, process: str, number: int) -> bool:
 
 def _print_file(path: Path, lines: int, follow: bool, live: Any) -> None:
     out = sys.stdout.buffer
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        if not follow:
-            return
-        while not path.exists():
+    if follow:
+        while not path.exists():  # the run may not have started writing yet
             time.sleep(0.1)
-        f = open(path, "rb")
-    with f:
+    elif not path.exists():
+        return
+    with open(path, "rb") as f:
         data = f.read()
         if lines > 0:
             data = b"".join(data.splitlines(keepends=True)[-lines:])

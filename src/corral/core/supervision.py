@@ -42,7 +42,7 @@ class Policy:
     job_limit: int = 1
     retries: int = 0
     retry_backoff: float = 1.0
-    halt: Halt = Halt()
+    halt: Halt = Halt()  # noqa: RUF009 (a frozen struct: one shared default is safe)
     heartbeat: float | None = None
     cpus: float = 0.0  # host capacity for admission by declared resources (0 = unchecked)
     memory: int = 0

@@ -160,7 +160,10 @@ class TaskRuntime:
         self.phase_since = rec.at
         if new is TaskState.ACTIVE and self.started_at is None:
             self.started_at = rec.at
-        if new in (TaskState.CLEANING, TaskState.FINALIZING, TaskState.FAILED) and rec.reason in ("failed", "deadlock"):
+        if new in (TaskState.CLEANING, TaskState.FINALIZING, TaskState.FAILED) and rec.reason in (
+            "failed",
+            "deadlock",
+        ):
             self.failed_reason = rec.reason
         if rec.reason:
             self.reason = rec.reason

@@ -108,9 +108,7 @@ def scan(buf: bytes, start: int) -> ScanResult:
         if length == 0 or length > MAX_FRAME:
             if _zeros_from(buf, pos):
                 return ScanResult(payloads, offsets, pos, Stop.TORN, reason="zero-filled tail")
-            return ScanResult(
-                payloads, offsets, pos, Stop.CORRUPT, pos, f"impossible length {length}"
-            )
+            return ScanResult(payloads, offsets, pos, Stop.CORRUPT, pos, f"impossible length {length}")
         end = pos + FRAME_OVERHEAD + length
         if end > size:
             return ScanResult(payloads, offsets, pos, Stop.TORN, reason="partial frame")
@@ -118,9 +116,7 @@ def scan(buf: bytes, start: int) -> ScanResult:
         if crc32(payload) != crc:
             # A bad last frame (nothing, or only zeros, after it) is a partial write.
             if _zeros_from(buf, end):
-                return ScanResult(
-                    payloads, offsets, pos, Stop.TORN, reason="crc mismatch in last frame"
-                )
+                return ScanResult(payloads, offsets, pos, Stop.TORN, reason="crc mismatch in last frame")
             return ScanResult(payloads, offsets, pos, Stop.CORRUPT, pos, "crc mismatch")
         payloads.append(payload)
         offsets.append(pos)

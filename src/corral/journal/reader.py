@@ -50,9 +50,7 @@ def read_journal(path: str | os.PathLike[str]) -> JournalContents:
     if result.stop is Stop.CORRUPT:
         assert result.error_offset is not None and result.reason is not None
         raise JournalCorrupt(path, result.error_offset, result.reason)
-    return JournalContents(
-        result.payloads, result.offsets, result.end, torn_tail=result.stop is Stop.TORN
-    )
+    return JournalContents(result.payloads, result.offsets, result.end, torn_tail=result.stop is Stop.TORN)
 
 
 def iter_raw(path: str | os.PathLike[str]) -> Iterator[RawFrame]:

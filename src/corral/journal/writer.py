@@ -197,14 +197,10 @@ class JournalWriter:
         if self._fd is None:
             raise JournalError(f"{self.path}: journal writer is closed")
         if self._failed:
-            raise JournalError(
-                f"{self.path}: an earlier commit failed; reopen the journal to recover"
-            )
+            raise JournalError(f"{self.path}: an earlier commit failed; reopen the journal to recover")
 
 
-def open_for_append(
-    path: str | os.PathLike[str], *, create: bool
-) -> tuple[JournalWriter, list[bytes]]:
+def open_for_append(path: str | os.PathLike[str], *, create: bool) -> tuple[JournalWriter, list[bytes]]:
     """Lock the journal, read it once, repair a torn tail, and return the writer and payloads.
 
     `create=True` creates the journal if it is missing (and opens it if it exists); with

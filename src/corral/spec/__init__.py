@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-
-from typing import TYPE_CHECKING
 
 from corral.spec.errors import SpecError
 from corral.spec.model import (

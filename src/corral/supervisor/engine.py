@@ -76,7 +76,6 @@ class Engine:
     _rotator: Rotator = field(default_factory=Rotator)
     _crash: tuple[str, int] | None = field(default_factory=lambda: _crash_point())
     _snapshot_at: float = 0.0
-    _pool: Any = None  # threads for concurrent spawns, made on first need
     backend: Any = None  # a remote backend (SlurmBackend) when jobs run elsewhere
     public: dict[str, str] = field(default_factory=dict)  # CORRAL_* seen by runs, if not ours
     params_added: Callable[[list[dict[str, Any]]], Any] | None = None  # grows the param space
@@ -123,7 +122,10 @@ class Engine:
             ):
                 return Effect("cancel", job=-1 if rec.job is None else rec.job)
         elif isinstance(rec, Transition) and rec.job != ENSEMBLE and rec.state in TASK_TERMINAL:
-            return Effect("sweep", job=rec.job)
+            # judged now: once the end is applied, a finished job's runs may be forgotten
+            rt = self.sup.jobs.get(rec.job)
+            signalled = rt is not None and any(r.signal_sent for p in rt.processes.values() for r in p.runs)
+            return Effect("sweep", job=rec.job, sig=1 if signalled else 0)
         return None
 
     def _run(self, key: RunKey) -> Run | None:
@@ -210,9 +212,6 @@ class Engine:
             for s, h in old.items():
                 signal.signal(s, h)
             selector.close()
-            if self._pool is not None:
-                self._pool.shutdown()
-                self._pool = None
             os.close(wake_r)
             os.close(wake_w)
             if control is not None:
@@ -254,20 +253,13 @@ class Engine:
         submits = [e.job for e in effects if e.kind == "submit"]
         if submits:
             self.backend.submit(sorted(submits))
-        i, n = 0, len(effects)
-        while i < n:
-            effect = effects[i]
-            if effect.kind == "spawn":
-                # consecutive spawns start together; other effects keep their order around them
-                j = i + 1
-                while j < n and effects[j].kind == "spawn":
-                    j += 1
-                self._spawn_all([e.key for e in effects[i:j] if e.key is not None])
-                i = j
-                continue
-            i += 1
+        for effect in effects:
             if effect.kind == "cancel":
                 self.backend.cancel(sorted(self.sup.live) if effect.job < 0 else [effect.job])
+            elif effect.kind == "spawn":
+                assert effect.key is not None
+                self.crashpoint("spawn")
+                self._spawn(effect.key)
             elif effect.kind == "signal":
                 assert effect.key is not None
                 self._signal(effect.key, effect.sig)
@@ -278,7 +270,7 @@ class Engine:
                 assert effect.key is not None
                 self._signal(effect.key, int(signal.SIGCONT))
             elif effect.kind == "sweep":
-                self._sweep(effect.job)
+                self._sweep(effect.job, bool(effect.sig))
 
     def __post_init__(self) -> None:
         # paths as strings, computed once: pathlib costs several microseconds per join, and
@@ -337,83 +329,42 @@ class Engine:
         env["CORRAL_MARK_JOB"] = job_text
         return env
 
-    def _spawn_all(self, keys: list[RunKey]) -> None:
-        """Start runs whose LAUNCHING records are durable, and record them RUNNING, in order.
-
-        posix_spawn blocks its caller until the child has exec'd (vfork), but not other
-        threads: several spawns at once overlap those waits. With fault injection armed the
-        spawns stay one by one, so that `CORRAL_CRASH=spawn:N` dies exactly before the Nth.
-        """
-        if len(keys) == 1 or self._crash is not None:
-            for key in keys:
-                self.crashpoint("spawn")
-                self._spawn(key)
-            return
-        launches = [self._prepare(key) for key in keys]
-        ready = [launch for launch in launches if launch.error is None]
-        if len(ready) > 1:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="corral-spawn")
-            futures = [self._pool.submit(_launch, launch) for launch in ready[1:]]
-            _launch(ready[0])
-            for future in futures:
-                future.result()
-        elif ready:
-            _launch(ready[0])
-        for launch in launches:
-            self._started(launch)
-
     def _spawn(self, key: RunKey) -> None:
-        launch = self._prepare(key)
-        if launch.error is None:
-            _launch(launch)
-        self._started(launch)
-
-    def _prepare(self, key: RunKey) -> Launch:
-        """Everything a spawn needs (directories made, env built), or the error that stops it."""
         job, process, number = key
         rt = self.sup.jobs[job]
         spec = rt.processes[process].spec
-        launch = Launch(key, self.clock())
+        now = self.clock()
         try:
             new_job = job not in self._job_dirs
-            launch.cwd = self._cwd(job, rt.spec)
+            cwd = self._cwd(job, rt.spec)
             rdir = self._run_path(job, process, number)
             _make_run_dir(rdir, new_job)
-            launch.rdir = rdir
             dest = spec.logger.destination
+            out: str | None = rdir + "/stdout"
+            err: str | None = rdir + "/stderr"
             if dest == "none":
-                launch.stdout = launch.stderr = os.devnull
+                out = err = os.devnull
             elif dest == "console":
-                launch.stdout = launch.stderr = None
-            else:
-                launch.stdout = rdir + "/stdout"
-                launch.stderr = rdir + "/stderr"
+                out = err = None
             argv = command_argv(spec.cmd, spec.argv)
             if rt.spec.backend == "slurm-steps":
                 argv = self._srun(argv, rt.spec, process)
-            launch.argv = argv
-            launch.env = self.run_env(job, process, number, rt.spec, spec.env)
-            if spec.logger.mode == "rotate" and dest in ("file", "both"):
-                launch.rotate = (spec.logger.rotate.size, spec.logger.rotate.backups)
+            pid = spawn(
+                argv,
+                cwd=cwd,
+                env=self.run_env(job, process, number, rt.spec, spec.env),
+                stdout=out,
+                stderr=err,
+                status=rdir + "/exit",
+            )
         except OSError as exc:
-            launch.error = exc
-        return launch
-
-    def _started(self, launch: Launch) -> None:
-        job, process, number = key = launch.key
-        if launch.error is not None:
-            reason = f"spawn: {launch.error}"
-            self.record(RunUpdate(job, process, number, RunState.FAILED.value, launch.now, reason=reason))
+            self.record(RunUpdate(job, process, number, RunState.FAILED.value, now, reason=f"spawn: {exc}"))
             return
-        pid = launch.pid
         ticks = proc.start_ticks(pid) or 0
         self.children[pid] = key
-        if launch.rotate is not None:
-            self._rotator.watch(key, Path(launch.rdir), *launch.rotate)
-        self.record(RunUpdate(job, process, number, RunState.RUNNING.value, launch.now, pid=pid, start_ticks=ticks))
+        if spec.logger.mode == "rotate" and dest in ("file", "both"):
+            self._rotator.watch(key, Path(rdir), spec.logger.rotate.size, spec.logger.rotate.backups)
+        self.record(RunUpdate(job, process, number, RunState.RUNNING.value, now, pid=pid, start_ticks=ticks))
 
     def _srun(self, argv: list[str], task: Task, process: str) -> list[str]:
         """Inside an allocation, each run is an exclusive srun step (slurm-steps backend)."""
@@ -449,12 +400,15 @@ class Engine:
             proc.signal_group(run.pid, signal.SIGCONT)
             proc.signal_pids(escaped, signal.SIGCONT)
 
-    def _sweep(self, job: int) -> None:
-        """At a task's end, kill what its runs left behind (daemonized grandchildren)."""
-        rt = self.sup.jobs.get(job)
+    def _sweep(self, job: int, signalled: bool = True) -> None:
+        """At a task's end, kill what its runs left behind (daemonized grandchildren).
+
+        The /proc scan is skipped when nothing can have escaped: no orphan was re-parented to
+        us (we are a subreaper), no run of the job was signalled, none was re-attached.
+        """
+        self._job_dirs.discard(job)  # bounded: a retry's mkdir finds the directory there
         ours = set(self.children)
         orphans = [p for p in proc.children_of_self() if p not in ours]
-        signalled = rt is not None and any(r.signal_sent for p in rt.processes.values() for r in p.runs)
         if not orphans and not signalled and not self.adopted:
             return  # nothing escaped to us, nothing was killed: skip the /proc scan
         leftovers = proc.find_marked(self._needles(job))
@@ -549,7 +503,10 @@ class Engine:
                     reply(conn, {"ok": False, "error": "jobs can only be submitted to an ensemble"})
                     return
                 if self.sup.terminal or self.sup.halted:
-                    reply(conn, {"ok": False, "error": f"the ensemble is {self.sup.halted or self.sup.state.value}"})
+                    reply(
+                        conn,
+                        {"ok": False, "error": f"the ensemble is {self.sup.halted or self.sup.state.value}"},
+                    )
                     return
                 params = req.get("params")
                 if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
@@ -621,39 +578,6 @@ class Engine:
 
 
 SNAPSHOT_INTERVAL = 1.0
-SPAWN_THREADS = 3  # helpers for concurrent spawns (the loop's own thread makes one more)
-
-
-@dataclass(slots=True)
-class Launch:
-    """One spawn, prepared by the loop's thread and carried out by any thread."""
-
-    key: RunKey
-    now: float
-    argv: list[str] = field(default_factory=list)
-    cwd: str = ""
-    env: dict[str, str] = field(default_factory=dict)
-    stdout: str | None = None
-    stderr: str | None = None
-    rdir: str = ""
-    rotate: tuple[int, int] | None = None
-    pid: int = 0
-    error: OSError | None = None
-
-
-def _launch(launch: Launch) -> None:
-    """The spawn itself: no shared state is touched, so any thread may run it."""
-    try:
-        launch.pid = spawn(
-            launch.argv,
-            cwd=launch.cwd,
-            env=launch.env,
-            stdout=launch.stdout,
-            stderr=launch.stderr,
-            status=launch.rdir + "/exit",
-        )
-    except OSError as exc:
-        launch.error = exc
 
 
 def _makedirs(path: str) -> None:

@@ -51,6 +51,7 @@ class Jobs:
     space: ParamSpace
     file: str | None = None
     _cache: dict[int, Task] | None = None
+    _dir: str = ""  # str(layout.dir), once: pathlib would cost more than the rendering
 
     def task_for(self, job: int) -> Task:
         cache = self._cache if self._cache is not None else {}
@@ -59,13 +60,16 @@ class Jobs:
         if task is None:
             if len(cache) > 256:
                 cache.clear()
+            if not self._dir:
+                self._dir = str(self.layout.dir)
             ctx = specs.TemplateContext(
                 task_id=self.layout.id,
                 task_name=self.ensemble.name,
-                task_dir=str(self.layout.dir),
+                task_dir=self._dir,
                 ports={},
                 params=dict(self.space[job]),
-                job=specs.JobContext(index=job, dir=str(self.layout.job_dir(job, True)), attempt=0),
+                # = str(layout.job_dir(job, True))
+                job=specs.JobContext(index=job, dir=f"{self._dir}/jobs/{job}", attempt=0),
             )
             task = specs.render_task(self.template, ctx, file=self.file)
             cache[job] = task
@@ -197,7 +201,7 @@ def create(
     file: str | None = None,
 ) -> Engine:
     """Start the journal of a new task (already rendered) or ensemble."""
-    if layout.journal.exists():
+    if layout.journal.exists() and _has_records(layout):
         raise SessionError(_exists_message(layout))
     kind = "task" if isinstance(subject, Task) else "ensemble"
     context = dict(context)
@@ -261,6 +265,14 @@ def _param_checker(jobs: Jobs) -> Callable[[list[dict[str, Any]]], str | None]:
     return check
 
 
+def _has_records(layout: Layout) -> bool:
+    """A journal cut off before its first record (killed while being created) holds nothing."""
+    try:
+        return bool(read_journal(layout.journal).payloads)
+    except Exception:  # unreadable: it is something, and it is not ours to overwrite
+        return True
+
+
 def _exists_message(layout: Layout) -> str:
     try:
         sup, _ = replay(layout)
@@ -302,7 +314,9 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
         writer, payloads = open_for_append(layout.journal, create=False)
     try:
         records = [decode(p) for p in payloads]
-        if not records or not isinstance(records[0], Opened):
+        if not records:
+            raise SessionError(f"{layout.id}: its journal has no records (killed while starting); run it again")
+        if not isinstance(records[0], Opened):
             raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
         sup, jobs = supervision_for(records[0], layout, keep_finished=records[0].kind == "task")
         for rec in records:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-WRAPPER = 'trap : HUP INT QUIT TERM\ncd -- "$1" || exit 126\ns=$2\nshift 2\n"$@"\nc=$?\necho $c >"$s"\nexit $c\n'
+WRAPPER = (
+    'trap : HUP INT QUIT TERM\ncd -- "$1" || exit 126\ns=$2\nshift 2\n"$@"\nc=$?\necho $c >"$s"\nexit $c\n'
+)
 SHELL = "/bin/sh"
 _DEVNULL = os.devnull
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
