@@ -315,7 +315,9 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
     try:
         records = [decode(p) for p in payloads]
         if not records:
-            raise SessionError(f"{layout.id}: its journal has no records (killed while starting); run it again")
+            raise SessionError(
+                f"{layout.id}: its journal has no records (killed while starting); run it again"
+            )
         if not isinstance(records[0], Opened):
             raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
         sup, jobs = supervision_for(records[0], layout, keep_finished=records[0].kind == "task")
