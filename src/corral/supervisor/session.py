@@ -227,9 +227,14 @@ def create(
         from corral.backends.slurm import SlurmBackend
 
         # before anything is recorded: Slurm must be there and accept this job
-        SlurmBackend(layout.root, layout.id, _slurm_options(opened), sup.policy.job_limit).check(
-            sup.task_for(0), file
-        )
+        try:
+            SlurmBackend(layout.root, layout.id, _slurm_options(opened), sup.policy.job_limit).check(
+                sup.task_for(0), file
+            )
+        except BaseException:
+            if not layout.journal.exists():
+                shutil.rmtree(layout.dir, ignore_errors=True)  # leave no trace of a refused run
+            raise
     writer, _ = open_for_append(layout.journal, create=True)
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
     _attach_backend(engine, opened)
