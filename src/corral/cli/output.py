@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from corral.core.records import Opened, Record, RunUpdate, Signal, Transition, decode, to_json
-from corral.core.states import TASK_TERMINAL, TaskState
+from corral.core.states import TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
 from corral.core.task import TaskRuntime
 from corral.errors import UserError
@@ -475,4 +475,4 @@ class Reporter:
             self.turn(self.engine.sup)
 
 
-__all__ = ["TASK_TERMINAL", "Reporter", "print_history", "print_raw", "print_status", "tail", "view"]
+__all__ = ["Reporter", "print_history", "print_raw", "print_status", "tail", "view"]

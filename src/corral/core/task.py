@@ -373,7 +373,7 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
     finals = [p for p in rt.processes.values() if p.spec.final]
 
     if state in (TaskState.ACTIVE, TaskState.FINALIZING):
-        _pauses(rt, now, out)
+        pause_decisions(rt, now, out)
 
     if state is TaskState.ACTIVE:
         if rt.kill_requested:
@@ -427,7 +427,7 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
     return Decision(out, None)
 
 
-def _pauses(rt: TaskRuntime, now: float, out: list[Record]) -> None:
+def pause_decisions(rt: TaskRuntime, now: float, out: list[Record]) -> None:
     """Runs to stop (SIGSTOP) or continue (SIGCONT): the shell acts on these records."""
     for proc in rt.processes.values():
         run = proc.live_run

@@ -24,7 +24,6 @@ from typing import Any
 
 from corral.core.records import (
     JobsAdded,
-    Note,
     Record,
     Request,
     RunUpdate,
@@ -536,12 +535,12 @@ class Engine:
 
     def apply_pauses(self) -> None:
         """Without running the loop: record and carry out pause/resume decisions only."""
-        from corral.core.task import _pauses
+        from corral.core.task import pause_decisions
 
         now = self.clock()
         for job in sorted(self.sup.live):
             out: list[Record] = []
-            _pauses(self.sup.jobs[job], now, out)
+            pause_decisions(self.sup.jobs[job], now, out)
             for rec in out:
                 self.record(rec)
         self.writer.commit()
@@ -634,7 +633,3 @@ def _crash_point() -> tuple[str, int] | None:
         return None
     name, _, count = value.partition(":")
     return name, int(count or 1)
-
-
-def note(engine: Engine, text: str) -> None:
-    engine.record(Note(text, engine.clock()))

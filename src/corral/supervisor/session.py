@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from corral import spec as specs  # templating and params load on first use (lazy)
-from corral.core.records import Attached, Note, Opened, Record, RunUpdate, decode, encode
+from corral.core.records import Attached, Note, Opened, Record, RunUpdate, decode
 from corral.core.states import RunState
 from corral.core.supervision import Policy, Supervision
 from corral.core.task import SIGKILL, exit_outcome
@@ -419,7 +419,3 @@ def _is_leader(pid: int) -> bool:
         return os.getsid(pid) == pid
     except OSError:
         return False
-
-
-def encode_all(records: list[Record]) -> list[bytes]:
-    return [encode(r) for r in records]
