@@ -356,12 +356,8 @@ def _run_live(layout: Layout, job: int, process: str, number: int) -> bool:
 
     sup, _ = replay(layout)
     rt = sup.jobs.get(job)
-    if rt is None:
-        return False
-    for r in rt.processes[process].runs:
-        if r.run == number:
-            return r.live
-    return False
+    run = None if rt is None else rt.find_run(process, number)
+    return run is not None and run.live
 
 
 def _print_file(path: Path, lines: int, follow: bool, live: Any) -> None:

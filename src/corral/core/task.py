@@ -170,14 +170,21 @@ class TaskRuntime:
         if new in TASK_TERMINAL:
             self.finished_at = rec.at
 
+    def find_run(self, process: str, number: int) -> Run | None:
+        """Run `number` of `process`, if it was launched in this attempt."""
+        proc = self.processes.get(process)
+        if proc is None:
+            return None
+        for run in reversed(proc.runs):
+            if run.run == number:
+                return run
+        return None
+
     def _run(self, rec: RunUpdate | Signal) -> tuple[ProcessRuntime, Run | None]:
         proc = self.processes.get(rec.process)
         if proc is None:
             raise FoldError(f"job {self.job}: unknown process {rec.process!r}")
-        for run in reversed(proc.runs):
-            if run.run == rec.run:
-                return proc, run
-        return proc, None
+        return proc, self.find_run(rec.process, rec.run)
 
     def _apply_run(self, rec: RunUpdate) -> None:
         proc, run = self._run(rec)

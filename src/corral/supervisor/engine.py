@@ -129,15 +129,7 @@ class Engine:
 
     def _run(self, key: RunKey) -> Run | None:
         rt = self.sup.jobs.get(key[0])
-        if rt is None:
-            return None
-        p = rt.processes.get(key[1])
-        if p is None:
-            return None
-        for run in reversed(p.runs):
-            if run.run == key[2]:
-                return run
-        return None
+        return None if rt is None else rt.find_run(key[1], key[2])
 
     # -- the loop ------------------------------------------------------------------------------
 
