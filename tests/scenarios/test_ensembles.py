@@ -231,3 +231,25 @@ params:
     result = corral("run", str(spec), "--id", "pg1")
     assert result.returncode == 0
     assert "5/5 done" in result.stderr
+
+
+def test_bad_submission_is_refused_and_the_ensemble_carries_on(corral, spec_file, tmp_path):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"n": 1}\n{"m": 2}\n')  # the second row lacks n, which the template needs
+    spec = spec_file(f"""
+name: subm
+job:
+  cmd: |
+    if [ "{{{{params.n}}}}" = 0 ]; then
+      corral submit --jsonl {jobs} 2> {tmp_path}/submit.err; echo $? > {tmp_path}/submit.rc
+    fi
+    echo "n={{{{params.n}}}}"
+params:
+  n: [0]
+""")
+    result = corral("run", str(spec), "--id", "sb1", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "submit.rc").read_text().strip() == "2"
+    assert "params.n" in (tmp_path / "submit.err").read_text()
+    view = corral.status("sb1")
+    assert view["jobs"]["total"] == 1 and view["jobs"]["succeeded"] == 1

@@ -249,22 +249,23 @@ def create(
 
 def _param_checker(jobs: Jobs) -> Callable[[list[dict[str, Any]]], str | None]:
     def check(params: list[dict[str, Any]]) -> str | None:
-        # render a probe job so a bad submission is refused before it is recorded
-        probe = specs.ParamSpace.single(params[0]) if params else None
-        if probe is None:
+        # render every submitted job now: a row that cannot render is refused before it is
+        # recorded, instead of failing the supervisor when the job's turn comes
+        if not params:
             return "submit needs at least one job"
-        try:
-            ctx = specs.TemplateContext(
-                jobs.layout.id,
-                jobs.ensemble.name,
-                str(jobs.layout.dir),
-                {},
-                dict(params[0]),
-                specs.JobContext(index=-1, dir="", attempt=0),
-            )
-            specs.render_task(jobs.template, ctx)
-        except SpecError as exc:
-            return str(exc)
+        for i, row in enumerate(params):
+            try:
+                ctx = specs.TemplateContext(
+                    jobs.layout.id,
+                    jobs.ensemble.name,
+                    str(jobs.layout.dir),
+                    {},
+                    dict(row),
+                    specs.JobContext(index=-1, dir="", attempt=0),
+                )
+                specs.render_task(jobs.template, ctx)
+            except SpecError as exc:
+                return f"job {i + 1} of the submission: {exc}"
         return None
 
     return check
