@@ -31,6 +31,22 @@ def _start_running(corral, spec, task_id: str, name: str):
     return sup, runs_of(corral.status(task_id), name)[-1]["pid"]
 
 
+def _reaper_of(corral, task_id: str, process: str, run: int) -> int:
+    """The pid of the reaper that started a run, from its S line in the ledger."""
+    for line in (corral.root / task_id / "reaper.log").read_text().splitlines():
+        fields = line.split("\t")
+        if fields[0] == "S" and fields[2] == process and int(fields[3]) == run:
+            return int(fields[6])
+    raise AssertionError(f"no spawn of {process}/{run} in the ledger")
+
+
+def _exists(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _kill_supervisor(proc) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
@@ -97,11 +113,16 @@ processes:
     corral.wait_for(lambda: _running(corral, "rb1", "work"))
     run = runs_of(corral.status("rb1"), "work")[-1]
     _kill_supervisor(sup)
-    # the machine-equivalent of a reboot: every process gone, no exit status anywhere
+    # the machine-equivalent of a reboot: every process gone, the reaper first (so nobody
+    # learns the run's status), then the run
+    reaper = _reaper_of(corral, "rb1", "work", 0)
+    os.kill(reaper, signal.SIGKILL)
+    corral.wait_for(lambda: not _exists(reaper))
     os.killpg(run["pid"], signal.SIGKILL)
     time.sleep(0.2)
-    status_file = corral.root / "rb1" / "logs" / "work" / "0" / "exit"
-    assert not status_file.exists()
+    assert not any(
+        line.startswith("E\t") for line in (corral.root / "rb1" / "reaper.log").read_text().splitlines()
+    )
     rec = corral.start("recover", "rb1")
     corral.wait_for(
         lambda: (
@@ -113,6 +134,25 @@ processes:
     assert runs[0]["state"] == "LOST"
     assert corral("kill", "rb1", "--grace", "1").returncode == 0
     rec.wait(timeout=30)
+
+
+def test_run_killed_while_unsupervised_gets_its_real_status(corral, spec_file):
+    """The reaper outlives the supervisor: a run SIGKILLed by someone else while nobody
+    supervises is FAILED by signal 9 (its real end), not LOST, and is not rerun blindly."""
+    spec = spec_file("""
+name: ext
+processes:
+  - {name: work, cmd: "sleep 300"}
+""")
+    sup, pid = _start_running(corral, spec, "ext1", "work")
+    _kill_supervisor(sup)
+    os.killpg(pid, signal.SIGKILL)
+    corral.wait_for(lambda: "E\t0\twork\t0\t" in (corral.root / "ext1" / "reaper.log").read_text())
+    result = corral("recover", "ext1")
+    assert result.returncode == 1, result.stderr
+    run = runs_of(corral.status("ext1"), "work")[0]
+    assert (run["state"], run["exit_code"]) == ("FAILED", -9)
+    assert "signal 9" in run["reason"]
 
 
 def test_second_supervisor_refused_then_force_takeover(corral, spec_file):
@@ -186,6 +226,9 @@ processes:
 """)
     sup, pid = _start_running(corral, spec, "lo2", "work")
     _kill_supervisor(sup)
+    reaper = _reaper_of(corral, "lo2", "work", 0)
+    os.kill(reaper, signal.SIGKILL)  # nobody left who could know how the run ended
+    corral.wait_for(lambda: not _exists(reaper))
     os.killpg(pid, signal.SIGKILL)
     time.sleep(0.2)
     assert corral("lose", "lo2").returncode == 0

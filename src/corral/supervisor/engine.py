@@ -40,7 +40,7 @@ from corral.supervisor import proc
 from corral.supervisor.control import ControlServer, reply
 from corral.supervisor.layout import Layout
 from corral.supervisor.logs import Rotator
-from corral.supervisor.spawn import command_argv, read_status, spawn
+from corral.supervisor.spawn import Ledger, Spawner, command_argv
 
 log = logging.getLogger("corral.supervisor")
 
@@ -65,13 +65,17 @@ class Engine:
     on_turn: Callable[[Supervision], None] | None = None
     on_record: Callable[[Record], None] | None = None
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    children: dict[int, RunKey] = field(default_factory=dict)  # our spawned wrappers
+    children: dict[int, RunKey] = field(default_factory=dict)  # runs our reaper started: pid -> key
     adopted: dict[int, tuple[RunKey, int]] = field(default_factory=dict)  # pidfd -> (key, pid)
     interrupts: int = 0
     detached: bool = False
     _effects: list[Effect] = field(default_factory=list)
     _replies: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
-    _job_dirs: set[int] = field(default_factory=set)
+    spawner: Spawner | None = None  # our reaper, started on the first spawn
+    # runs asked of the reaper whose pid has not come back yet, with the signals they await
+    _launching: dict[RunKey, list[int]] = field(default_factory=dict)
+    _ledger: Ledger | None = None
+    _selector: selectors.BaseSelector | None = None
     _rotator: Rotator = field(default_factory=Rotator)
     _crash: tuple[str, int] | None = field(default_factory=lambda: _crash_point())
     _snapshot_at: float = 0.0
@@ -135,7 +139,7 @@ class Engine:
 
     def run(self) -> TaskState:
         """Supervise until the task or ensemble is terminal (or the supervisor detaches)."""
-        selector = selectors.DefaultSelector()
+        selector = self._selector = selectors.DefaultSelector()
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         selector.register(wake_r, selectors.EVENT_READ, "wake")
         old_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -170,7 +174,9 @@ class Engine:
                     self.on_turn(self.sup)
                 if self.ensemble and now - self._snapshot_at >= SNAPSHOT_INTERVAL:
                     self.snapshot(now)
-                if (self.sup.terminal and not self.children and not self.adopted) or self.detached:
+                if self.detached or (
+                    self.sup.terminal and not self.children and not self.adopted and not self._launching
+                ):
                     self.writer.commit()
                     if self.ensemble:
                         self.snapshot(now)
@@ -193,6 +199,8 @@ class Engine:
                     elif key.data == "control" and control is not None:
                         for conn, req in control.accept():
                             self._control(conn, req)
+                    elif key.data == "reaper":
+                        self._reaper_events()
                     elif key.data == "pidfd":
                         self._adopted_exit(key.fd, selector)
                 self._rotator.check()
@@ -202,6 +210,15 @@ class Engine:
             signal.set_wakeup_fd(old_fd)
             for s, h in old.items():
                 signal.signal(s, h)
+            if self.spawner is not None:
+                # the reaper exits once it has no runs left: at the end, wait for it (no stray
+                # process after `corral run` returns); otherwise it lives on with its runs
+                spawner, self.spawner = self.spawner, None
+                spawner.detach()
+                if not self.children and not self._launching:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(spawner.pid, 0)
+            self._selector = None
             selector.close()
             os.close(wake_r)
             os.close(wake_w)
@@ -262,6 +279,8 @@ class Engine:
                 self._signal(effect.key, int(signal.SIGCONT))
             elif effect.kind == "sweep":
                 self._sweep(effect.job, bool(effect.sig))
+        if self.spawner is not None and self.spawner.pending and not self.spawner.flush():
+            self._reaper_gone()
 
     def __post_init__(self) -> None:
         # paths as strings, computed once: pathlib costs several microseconds per join, and
@@ -272,36 +291,20 @@ class Engine:
         self._root = str(self.layout.root)
         self._control_path = self.layout.control
 
-    def job_dir(self, job: int) -> Path:
-        return Path(self._job_path(job))
-
-    def _job_path(self, job: int) -> str:
-        """The job's directory (layout.job_dir), created on first use."""
-        path = self._jobs_prefix + str(job) if self.ensemble else self._dir
-        if job not in self._job_dirs:
-            task = self.sup.jobs[job].spec
-            _makedirs(path)
-            if task.sandbox is None and not self.ensemble:
-                _makedirs(self._sandbox)
-            self._job_dirs.add(job)
-        return path
-
     def _run_path(self, job: int, process: str, run: int) -> str:
         """layout.run_dir as a string, without creating anything."""
         base = self._jobs_prefix + str(job) if self.ensemble else self._dir
         return f"{base}/logs/{process}/{run}"
 
     def _cwd(self, job: int, task: Task) -> str:
+        """Where a run starts; the reaper creates it (and the run's log directory) if needed."""
         if task.sandbox is not None:
-            os.makedirs(task.sandbox, exist_ok=True)
             return task.sandbox
-        if self.ensemble:
-            return self._job_path(job)
-        self._job_path(job)
-        return self._sandbox
+        return self._jobs_prefix + str(job) if self.ensemble else self._sandbox
 
     def run_env(self, job: int, process: str, run: int, task: Task, extra: dict[str, str]) -> dict[str, str]:
-        env = dict(self.base_env)
+        """What a run's environment adds to the supervisor's (base_env, the reaper's own)."""
+        env: dict[str, str] = {}
         if task.env:
             env.update(task.env)
         if extra:
@@ -321,41 +324,42 @@ class Engine:
         return env
 
     def _spawn(self, key: RunKey) -> None:
+        """Ask the reaper for the run; its pid comes back as an event (_reaper_events)."""
         job, process, number = key
         rt = self.sup.jobs[job]
         spec = rt.processes[process].spec
-        now = self.clock()
+        rdir = self._run_path(job, process, number)
+        dest = spec.logger.destination
+        out: str | None = rdir + "/stdout"
+        err: str | None = rdir + "/stderr"
+        if dest == "none":
+            out = err = os.devnull
+        elif dest == "console":
+            out = err = None
+        argv = command_argv(spec.cmd, spec.argv)
         try:
-            new_job = job not in self._job_dirs
-            cwd = self._cwd(job, rt.spec)
-            rdir = self._run_path(job, process, number)
-            _make_run_dir(rdir, new_job)
-            dest = spec.logger.destination
-            out: str | None = rdir + "/stdout"
-            err: str | None = rdir + "/stderr"
-            if dest == "none":
-                out = err = os.devnull
-            elif dest == "console":
-                out = err = None
-            argv = command_argv(spec.cmd, spec.argv)
             if rt.spec.backend == "slurm-steps":
                 argv = self._srun(argv, rt.spec, process)
-            pid = spawn(
-                argv,
-                cwd=cwd,
-                env=self.run_env(job, process, number, rt.spec, spec.env),
-                stdout=out,
-                stderr=err,
-                status=rdir + "/exit",
-            )
+            if self.spawner is None:
+                self._start_reaper(rt.spec)
+            assert self.spawner is not None
         except OSError as exc:
-            self.record(RunUpdate(job, process, number, RunState.FAILED.value, now, reason=f"spawn: {exc}"))
+            self.record(
+                RunUpdate(job, process, number, RunState.FAILED.value, self.clock(), reason=f"spawn: {exc}")
+            )
             return
-        ticks = proc.start_ticks(pid) or 0
-        self.children[pid] = key
-        if spec.logger.mode == "rotate" and dest in ("file", "both"):
-            self._rotator.watch(key, Path(rdir), spec.logger.rotate.size, spec.logger.rotate.backups)
-        self.record(RunUpdate(job, process, number, RunState.RUNNING.value, now, pid=pid, start_ticks=ticks))
+        env = self.run_env(job, process, number, rt.spec, spec.env)
+        top = self._jobs_prefix + str(job) if self.ensemble else self._dir + "/logs"
+        self.spawner.spawn(key, argv, env, self._cwd(job, rt.spec), rdir, top, out, err)
+        self._launching[key] = []
+
+    def _start_reaper(self, task: Task) -> None:
+        # the runs of one task or ensemble share the template's logger settings: if any
+        # process logs to the console, the reaper holds the supervisor's stdout and stderr
+        console = any(p.logger.destination == "console" for p in task.processes)
+        self.spawner = Spawner(str(self.layout.reaper_log), self.base_env, console)
+        if self._selector is not None:
+            self._selector.register(self.spawner.fileno(), selectors.EVENT_READ, "reaper")
 
     def _srun(self, argv: list[str], task: Task, process: str) -> list[str]:
         """Inside an allocation, each run is an exclusive srun step (slurm-steps backend)."""
@@ -379,6 +383,10 @@ class Engine:
 
     def _signal(self, key: RunKey, sig: int) -> None:
         """Signal a run's whole tree: its process group, then descendants that escaped it."""
+        waiting = self._launching.get(key)
+        if waiting is not None:  # asked of the reaper, pid not back yet: signal it on arrival
+            waiting.append(sig)
+            return
         run = self._run(key)
         if run is None or not run.pid:
             return
@@ -397,8 +405,9 @@ class Engine:
         The /proc scan is skipped when nothing can have escaped: no orphan was re-parented to
         us (we are a subreaper), no run of the job was signalled, none was re-attached.
         """
-        self._job_dirs.discard(job)  # bounded: a retry's mkdir finds the directory there
         ours = set(self.children)
+        if self.spawner is not None:
+            ours.add(self.spawner.pid)
         orphans = [p for p in proc.children_of_self() if p not in ours]
         if not orphans and not signalled and not self.adopted:
             return  # nothing escaped to us, nothing was killed: skip the /proc scan
@@ -408,6 +417,8 @@ class Engine:
     # -- events --------------------------------------------------------------------------------
 
     def _reap(self, now: float) -> None:
+        """Our own children: the reaper, orphans re-parented to us (we are a subreaper), and
+        runs whose reaper died before them."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -415,21 +426,99 @@ class Engine:
                 return
             if pid == 0:
                 return
+            if self.spawner is not None and pid == self.spawner.pid:
+                self._reaper_gone()
+                continue
             key = self.children.pop(pid, None)
             if key is None:
                 continue  # an orphan re-parented to us (subreaper): nothing to record
             self.crashpoint("reap")
             code = os.waitstatus_to_exitcode(status)
-            self._ended(key, code if code >= 0 else None, -code if code < 0 else None, now)
+            self._ended(key, code, now)
 
-    def _ended(self, key: RunKey, exit_code: int | None, by_signal: int | None, now: float) -> None:
+    def _reaper_events(self) -> None:
+        spawner = self.spawner
+        if spawner is None:
+            return
+        for event in spawner.events():
+            kind, key = event[0], (event[1], event[2], event[3])
+            if kind == "S":
+                self._started(key, event[4], event[5], event[6])
+            elif kind == "E":
+                if self.children.pop(event[4], None) is not None:
+                    self.crashpoint("reap")
+                    self._ended(key, event[5], event[6])
+            elif kind == "F" and self._launching.pop(key, None) is not None:
+                self.record(RunUpdate(*key, RunState.FAILED.value, event[5], reason=event[4]))
+        if spawner.eof:  # the reaper is gone; its exit (SIGCHLD) finishes the job
+            self._reaper_gone()
+
+    def _started(self, key: RunKey, pid: int, ticks: int, at: float) -> None:
+        waiting = self._launching.pop(key, [])
+        self.children[pid] = key
+        run = self._run(key)
+        if run is None or run.state is not RunState.LAUNCHING:
+            # corral gave up on it while it was being started (lost, or the task ended)
+            proc.signal_group(pid, SIGKILL)
+            return
+        self.record(RunUpdate(*key, RunState.RUNNING.value, at, pid=pid, start_ticks=ticks))
+        spec = self.sup.jobs[key[0]].processes[key[1]].spec
+        if spec.logger.mode == "rotate" and spec.logger.destination in ("file", "both"):
+            rdir = Path(self._run_path(*key))
+            self._rotator.watch(key, rdir, spec.logger.rotate.size, spec.logger.rotate.backups)
+        for sig in waiting:
+            self._signal(key, sig)
+
+    def _reaper_gone(self) -> None:
+        """The reaper died under us (someone killed it). Its runs are now our children (we are
+        a subreaper) and end through _reap; what it started or reaped but could not tell us is
+        in its ledger; a run it never started is LOST. The next spawn starts a new reaper."""
+        spawner, self.spawner = self.spawner, None
+        if spawner is None:
+            return
+        for event in spawner.events():  # what it managed to say before dying
+            if event[0] == "S":
+                self._started((event[1], event[2], event[3]), event[4], event[5], event[6])
+        if self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(spawner.fileno())
+        spawner.detach()
+        ledger = Ledger(str(self.layout.reaper_log), wanted={*self._launching, *self.children.values()})
+        ledger.refresh()
+        now = self.clock()
+        for key in list(self._launching):
+            if key in ledger.spawned:
+                pid, ticks, _ = ledger.spawned[key]
+                self._started(key, pid, ticks, now)
+            else:
+                self._launching.pop(key)
+                reason = ledger.failed.get(key, "its reaper died before starting it")
+                state = RunState.FAILED if key in ledger.failed else RunState.LOST
+                self.record(RunUpdate(*key, state.value, now, reason=reason))
+        for pid, key in list(self.children.items()):
+            if key in ledger.ended:
+                del self.children[pid]
+                self._ended(key, ledger.ended[key], now)
+            elif proc.start_ticks(pid) is None:  # gone, and not even a zombie of ours
+                del self.children[pid]
+                self._ended(key, None, now)
+        log.warning("the reaper (pid %d) died; runs it started are reaped by the supervisor", spawner.pid)
+
+    def _ended(self, key: RunKey, status: int | None, now: float) -> None:
+        """A run ended with `status` (< 0: killed by that signal; None: unknown)."""
         self._rotator.forget(key)
         run = self._run(key)
         if run is None or not run.live:
             return
+        if status is None:
+            if run.signal_sent == SIGKILL:  # our own KILL: no status needed to know the end
+                status = -SIGKILL
+            else:
+                self.record(RunUpdate(*key, RunState.LOST.value, now, reason="ended without an exit status"))
+                return
+        exit_code, by_signal = (status, None) if status >= 0 else (None, -status)
         state, reason = exit_outcome(run, exit_code, by_signal)
-        code = exit_code if exit_code is not None else (-by_signal if by_signal else None)
-        self.record(RunUpdate(key[0], key[1], key[2], state.value, now, exit_code=code, reason=reason))
+        self.record(RunUpdate(key[0], key[1], key[2], state.value, now, exit_code=status, reason=reason))
 
     def adopt(self, key: RunKey, pid: int, ticks: int) -> bool:
         """Watch a run we did not spawn (after recovery) through a pidfd: no polling."""
@@ -443,22 +532,17 @@ class Engine:
         self.adopted[fd] = (key, pid)
         return True
 
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(str(self.layout.reaper_log))
+        return self._ledger
+
     def _adopted_exit(self, fd: int, selector: selectors.BaseSelector) -> None:
         key, _pid = self.adopted.pop(fd)
         selector.unregister(fd)
         os.close(fd)
-        code = read_status(self._run_path(*key) + "/exit")
-        now = self.clock()
-        run = self._run(key)
-        if run is None or not run.live:
-            return
-        if code is None:
-            if run.signal_sent == SIGKILL:
-                self._ended(key, None, SIGKILL, now)
-            else:
-                self.record(RunUpdate(*key, RunState.LOST.value, now, reason="ended without an exit status"))
-            return
-        self._ended(key, code, None, now)
+        # the run's reaper (a predecessor's) writes its status a moment after the pidfd fires
+        self._ended(key, self.ledger().status(key), self.clock())
 
     def _control(self, conn: Any, req: dict[str, Any]) -> None:
         op = req.get("op")
@@ -569,34 +653,6 @@ class Engine:
 
 
 SNAPSHOT_INTERVAL = 1.0
-
-
-def _makedirs(path: str) -> None:
-    """Path(path).mkdir(parents=True, exist_ok=True), in one syscall when the parent exists."""
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
-    except FileNotFoundError:
-        os.makedirs(path, exist_ok=True)
-
-
-def _make_run_dir(path: str, new_job: bool) -> None:
-    """Create JOB/logs/PROCESS/RUN. A job seen for the first time has no logs/ yet: create the
-    levels top down (three mkdirs) rather than fail on the deepest first, as makedirs does."""
-    if new_job:
-        process_dir = path.rpartition("/")[0]
-        logs = process_dir.rpartition("/")[0]
-        try:
-            for level in (logs, process_dir):
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(level)
-            os.mkdir(path)
-            return
-        except (FileNotFoundError, FileExistsError):
-            pass  # no job directory yet (a sandboxed job), or a leftover: the general way
-    _makedirs(path)
 
 
 def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: float) -> None:

@@ -47,6 +47,11 @@ class Layout:
         return self.dir / "supervisor.log"
 
     @property
+    def reaper_log(self) -> Path:
+        """The reapers' ledger of spawns and exit statuses (see supervisor/reaper.py)."""
+        return self.dir / "reaper.log"
+
+    @property
     def status_snapshot(self) -> Path:
         return self.dir / "status.json"
 

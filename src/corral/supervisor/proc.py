@@ -63,6 +63,11 @@ def is_zombie(pid: int) -> bool:
     return data[data.rindex(b")") + 2 : data.rindex(b")") + 3] == b"Z"
 
 
+def exists(pid: int) -> bool:
+    """Some process (not a zombie) has this pid."""
+    return start_ticks(pid) is not None and not is_zombie(pid)
+
+
 def alive(pid: int, ticks: int) -> bool:
     """The process that was (pid, ticks) still exists and is not a zombie."""
     return pid > 0 and start_ticks(pid) == ticks and not is_zombie(pid)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 from corral.supervisor import proc
 from corral.supervisor.engine import Engine
 from corral.supervisor.layout import Layout
-from corral.supervisor.spawn import read_status
+from corral.supervisor.spawn import Ledger
 
 
 class SessionError(Exception):
@@ -358,51 +358,60 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
 
 
 def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
-    """Match every run the journal believes live against the machine."""
-    sup, layout = engine.sup, engine.layout
+    """Match every run the journal believes live against the machine and the reapers' ledger."""
+    sup = engine.sup
     same_boot = not sup.supervisors or sup.supervisors[0].boot_id == proc.boot_id()
     same_boot = same_boot and (sup.opened is None or sup.opened.boot_id == proc.boot_id())
     counts = {"attached": 0, "recovered": 0, "lost": 0}
     now = time.time()
-    for job in sorted(sup.live):
-        rt = sup.jobs[job]
-        for run in rt.live_runs():
-            key = (job, run.process, run.run)
-            pid, ticks = run.pid, run.start_ticks
-            if same_boot and pid == 0:
-                # launched, but the pid never reached the journal: find the wrapper by its marks
+    live = [(job, run) for job in sorted(sup.live) for run in sup.jobs[job].live_runs()]
+    ledger = Ledger(str(engine.layout.reaper_log), wanted={(job, run.process, run.run) for job, run in live})
+    ledger.refresh()
+    engine._ledger = ledger  # re-attached runs' ends are read from it too
+    for job, run in live:
+        key = (job, run.process, run.run)
+        pid, ticks = run.pid, run.start_ticks
+        if same_boot and pid == 0:
+            # launched, but the pid never reached the journal: the ledger has it, or else the
+            # environment marks every run carries find it
+            if key in ledger.spawned:
+                pid, ticks, _ = ledger.spawned[key]
+            else:
                 found = proc.find_marked(engine._needles(*key))
                 leaders = [p for p in found if _is_leader(p)]
                 if leaders:
                     pid = leaders[0]
                     ticks = proc.start_ticks(pid) or 0
-                    engine.record(
-                        RunUpdate(
-                            *key,
-                            RunState.RUNNING.value,
-                            now,
-                            pid=pid,
-                            start_ticks=ticks,
-                            reason="re-attached",
-                        )
-                    )
-            if same_boot and pid and proc.alive(pid, ticks) and engine.adopt(key, pid, ticks):
-                counts["attached"] += 1
-                continue
-            status = read_status(str(layout.run_dir(job, engine.ensemble, run.process, run.run) / "exit"))
-            if status is not None:
-                state, reason = exit_outcome(run, status, None)
+            if pid:
                 engine.record(
-                    RunUpdate(*key, state.value, now, exit_code=status, reason=reason or "exit recovered")
+                    RunUpdate(
+                        *key, RunState.RUNNING.value, now, pid=pid, start_ticks=ticks, reason="re-attached"
+                    )
                 )
-                counts["recovered"] += 1
-            elif run.signal_sent == SIGKILL:
-                state, reason = exit_outcome(run, None, SIGKILL)
-                engine.record(RunUpdate(*key, state.value, now, exit_code=-SIGKILL, reason=reason))
-                counts["recovered"] += 1
-            else:
-                engine.record(RunUpdate(*key, RunState.LOST.value, now, reason="gone without an exit status"))
-                counts["lost"] += 1
+        if same_boot and pid and proc.alive(pid, ticks) and engine.adopt(key, pid, ticks):
+            counts["attached"] += 1
+            continue
+        status = ledger.ended.get(key) if same_boot else None
+        if status is None and same_boot and key in ledger.failed:
+            engine.record(RunUpdate(*key, RunState.FAILED.value, now, reason=ledger.failed[key]))
+            counts["recovered"] += 1
+            continue
+        if status is None and same_boot and pid:
+            status = ledger.status(key)  # its reaper may not have written it yet
+        if status is not None:
+            exit_code, by_signal = (status, None) if status >= 0 else (None, -status)
+            state, reason = exit_outcome(run, exit_code, by_signal)
+            engine.record(
+                RunUpdate(*key, state.value, now, exit_code=status, reason=reason or "exit recovered")
+            )
+            counts["recovered"] += 1
+        elif run.signal_sent == SIGKILL:
+            state, reason = exit_outcome(run, None, SIGKILL)
+            engine.record(RunUpdate(*key, state.value, now, exit_code=-SIGKILL, reason=reason))
+            counts["recovered"] += 1
+        else:
+            engine.record(RunUpdate(*key, RunState.LOST.value, now, reason="gone without an exit status"))
+            counts["lost"] += 1
     return counts
 
 

@@ -1,32 +1,30 @@
-"""Starting a run: one posix_spawn of a tiny /bin/sh wrapper, in its own session.
+"""Starting runs through the reaper, and reading the ledger it keeps.
 
-Why a shell wrapper: the exit status must outlive the supervisor (it may be SIGKILLed while the
-run goes on), and only a process's parent can wait for it. A resident Python coordinator per run
-(as Thermos had) costs megabytes and milliseconds each; /bin/sh costs ~1 MB of shared pages and
-~10 % of spawn throughput. The wrapper:
-
-- changes to the run's directory (posix_spawn has no chdir before Python 3.13);
-- traps HUP/INT/QUIT/TERM with a no-op handler, so a TERM sent to the whole process group ends
-  the run but not the wrapper; handlers (unlike ignored signals) are reset on exec, so the run
-  itself sees the default dispositions;
-- runs the command in the foreground, then writes its status to the `exit` file and exits with
-  it. A run killed by signal N reports 128+N, the shell's convention.
-
-Only SIGKILL of the wrapper itself loses the status file; corral sends KILL only after TERM and
-the grace period, and records that it did, so such a run is KILLED, not LOST.
+The supervisor never forks a run itself: it sends a spawn request to its reaper (see
+reaper.py for why and how) and learns the run's pid, and later its exit status, as events on
+a pipe. A whole loop turn's requests go out in one write, after the turn's records are
+durable. `Ledger` reads the reaper's ledger: how a new supervisor learns the fate of runs
+that ended, or were started, while no supervisor was watching.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import sys
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-WRAPPER = (
-    'trap : HUP INT QUIT TERM\ncd -- "$1" || exit 126\ns=$2\nshift 2\n"$@"\nc=$?\necho $c >"$s"\nexit $c\n'
-)
+from corral.supervisor import proc
+from corral.supervisor import reaper as _reaper
+
 SHELL = "/bin/sh"
-_DEVNULL = os.devnull
-_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+REAPER = str(Path(_reaper.__file__))
+
+RunKey = tuple[int, str, int]
 
 
 def command_argv(cmd: str | None, argv: Sequence[str] | None) -> list[str]:
@@ -36,36 +34,146 @@ def command_argv(cmd: str | None, argv: Sequence[str] | None) -> list[str]:
     return [SHELL, "-c", cmd]
 
 
-def spawn(
-    argv: Sequence[str],
-    *,
-    cwd: str,
-    env: Mapping[str, str],
-    stdout: str | None,
-    stderr: str | None,
-    status: str,
-) -> int:
-    """Start the wrapper around `argv`; return its pid (also its process group and session)."""
-    actions: list[tuple[int, int, str, int, int] | tuple[int, int]] = [
-        (os.POSIX_SPAWN_OPEN, 0, _DEVNULL, os.O_RDONLY, 0),
-    ]
-    # None means: inherit the supervisor's stream (logger destination "console")
-    if stdout is not None:
-        actions.append((os.POSIX_SPAWN_OPEN, 1, stdout, _OUT_FLAGS, 0o644))
-    if stderr is not None:
-        actions.append((os.POSIX_SPAWN_OPEN, 2, stderr, _OUT_FLAGS, 0o644))
-    full = [SHELL, "-c", WRAPPER, "corral-run", cwd, status, *argv]
-    return os.posix_spawn(SHELL, full, env, file_actions=actions, setsid=True)
+class Spawner:
+    """The supervisor's end of one reaper process."""
+
+    def __init__(self, ledger: str, env: Mapping[str, str], console: bool) -> None:
+        req_r, self._req_w = os.pipe2(os.O_CLOEXEC)
+        self._ev_r, ev_w = os.pipe2(os.O_CLOEXEC)
+        # above 10 first, so that moving them to 3 and 4 in the child cannot clobber each other
+        high_r = fcntl.fcntl(req_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        high_w = fcntl.fcntl(ev_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        actions: list[Any] = [(os.POSIX_SPAWN_DUP2, high_r, 3), (os.POSIX_SPAWN_DUP2, high_w, 4)]
+        if console:
+            actions += [(os.POSIX_SPAWN_DUP2, 1, 5), (os.POSIX_SPAWN_DUP2, 2, 6)]
+        for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+            actions.append((os.POSIX_SPAWN_OPEN, fd, os.devnull, flags, 0))
+        argv = [sys.executable, "-S", "-I", REAPER, ledger, "console" if console else "-"]
+        try:
+            self.pid = os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True)
+        finally:
+            for fd in (req_r, ev_w, high_r, high_w):
+                os.close(fd)
+        os.set_blocking(self._ev_r, False)
+        self._out = bytearray()
+        self._in = bytearray()
+        self.closed = False  # our request pipe is closed
+        self.eof = False  # the reaper's event pipe reached its end (the reaper is gone)
+
+    def fileno(self) -> int:
+        return self._ev_r
+
+    def spawn(
+        self,
+        key: RunKey,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        run_dir: str | None,
+        top: str,
+        stdout: str | None,
+        stderr: str | None,
+    ) -> None:
+        """Queue a spawn request; `flush()` sends the turn's requests in one write."""
+        job, process, run = key
+        self._out += _reaper.frame(
+            (job, process, run, list(argv), dict(env), cwd, run_dir, top, stdout, stderr)
+        )
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._out)
+
+    def flush(self) -> bool:
+        """Send the queued requests (blocking: the reaper never stops reading). False if the
+        reaper is gone (its requests are then dropped; the caller handles the runs)."""
+        data, self._out = bytes(self._out), bytearray()
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._req_w, view) :]
+        except BrokenPipeError:
+            return False
+        return True
+
+    def events(self) -> list[Any]:
+        """The events that arrived: ("S", job, process, run, pid, ticks, at), ("F", job,
+        process, run, reason, at) and ("E", job, process, run, pid, status, at)."""
+        try:
+            while True:
+                data = os.read(self._ev_r, 1 << 20)
+                if not data:
+                    self.eof = True
+                    break
+                self._in += data
+        except BlockingIOError:
+            pass
+        return _reaper.unframe(self._in)
+
+    def close(self) -> None:
+        """No more requests: the reaper exits once its runs have ended."""
+        if not self.closed:
+            self.closed = True
+            os.close(self._req_w)
+
+    def detach(self) -> None:
+        """Stop listening too (the reaper keeps writing its ledger)."""
+        self.close()
+        with contextlib.suppress(OSError):
+            os.close(self._ev_r)
 
 
-def read_status(path: str) -> int | None:
-    """The exit status the wrapper wrote, or None if it never did."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read().strip()
-    except OSError:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+class Ledger:
+    """What the reapers of one task recorded, read incrementally from ROOT/ID/reaper.log."""
+
+    def __init__(self, path: str, wanted: set[RunKey] | None = None) -> None:
+        self.path = path
+        self.wanted = wanted  # only keep these runs (recovery of a big ensemble)
+        self.offset = 0
+        self.spawned: dict[RunKey, tuple[int, int, int]] = {}  # key -> (pid, ticks, reaper pid)
+        self.failed: dict[RunKey, str] = {}
+        self.ended: dict[RunKey, int] = {}  # key -> status (< 0: the signal)
+
+    def refresh(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            os.lseek(fd, self.offset, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        end = data.rfind(b"\n") + 1  # a line being written now is read next time
+        self.offset += end
+        wanted = self.wanted
+        for line in data[:end].decode(errors="replace").splitlines():
+            fields = line.split("\t")
+            try:
+                key = (int(fields[1]), fields[2], int(fields[3]))
+                if wanted is not None and key not in wanted:
+                    continue
+                if fields[0] == "S":
+                    self.spawned[key] = (int(fields[4]), int(fields[5]), int(fields[6]))
+                elif fields[0] == "E":
+                    self.ended[key] = int(fields[5])
+                elif fields[0] == "F":
+                    self.failed[key] = fields[4]
+            except (IndexError, ValueError):
+                continue  # not a line a reaper wrote: ignore it, like a torn one
+
+    def status(self, key: RunKey, wait: float = 2.0) -> int | None:
+        """The run's exit status; if its reaper still lives, wait (briefly) for it to write it:
+        a run's pidfd says it ended a moment before its reaper has reaped it."""
+        deadline = time.monotonic() + wait
+        while True:
+            self.refresh()
+            if key in self.ended:
+                return self.ended[key]
+            spawned = self.spawned.get(key)
+            if spawned is None or not proc.exists(spawned[2]) or time.monotonic() > deadline:
+                return None
+            time.sleep(0.002)

@@ -1,0 +1,290 @@
+"""The reaper: the parent of every run, so that exit statuses outlive the supervisor.
+
+Only a process's parent can learn how it ended. If the supervisor were the parent, a
+SIGKILLed supervisor would take the exit statuses of its runs with it. So the supervisor
+starts one reaper (this file, run as a script by the same Python with `-S -I`: stdlib only,
+no corral import, ~10 ms to start, a few MB) in its own session, and asks it to spawn every
+run. The reaper:
+
+- receives spawn requests on fd 3: frames of a 4-byte little-endian length and a `marshal`
+  payload `(job, process, run, argv, env, cwd, run_dir, top, stdout, stderr)` (`env`: what
+  the run adds to the reaper's own environment; `top`: the highest directory of `run_dir`
+  that may be missing);
+- creates the run's directory, changes to `cwd` and `posix_spawn`s the command in a session
+  of its own with default signal dispositions (so the run's pid is its process group, and
+  SIGPIPE is not left ignored as Python leaves it);
+- appends one line per spawn and per exit to the ledger (`ROOT/ID/reaper.log`), in one
+  write per batch and BEFORE telling the supervisor:
+      S <job> <process> <run> <pid> <start ticks> <reaper pid> <time>
+      F <job> <process> <run> <error> <time>            (the spawn itself failed)
+      E <job> <process> <run> <pid> <status> <time>     (status < 0: killed by that signal)
+- sends the same events to the supervisor on fd 4, as frames like the requests.
+
+When the supervisor dies, the reaper keeps waiting for its runs and writing their statuses;
+a new supervisor re-attaches to the runs (pidfd) and reads their ends from the ledger. The
+reaper exits when the request pipe is closed (or its supervisor is gone) and no run of its
+own is left. It ignores the terminal's signals and TERM: it holds nothing a user would want
+to stop, and killing it early would lose the statuses it exists to keep.
+
+The ledger is not fsync'd: it must survive the supervisor, not the machine (after a power
+loss every run is gone anyway, and recovery marks them LOST).
+"""
+
+from __future__ import annotations
+
+import _signal  # the C module: `signal` would import enum, ~5 ms of start-up
+import marshal
+import os
+import select
+import sys
+import time
+from typing import Any
+
+LENGTH = 4
+# signals a run must not inherit as ignored or handled (posix_spawn resets them to default)
+RESET = (
+    _signal.SIGHUP,
+    _signal.SIGINT,
+    _signal.SIGQUIT,
+    _signal.SIGTERM,
+    _signal.SIGPIPE,
+    _signal.SIGXFSZ,
+    _signal.SIGCHLD,
+)
+_OUT = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+
+
+def frame(payload: Any) -> bytes:
+    data = marshal.dumps(payload)
+    return len(data).to_bytes(LENGTH, "little") + data
+
+
+def unframe(buf: bytearray) -> list[Any]:
+    """Decode the complete frames at the start of `buf` and remove them from it."""
+    out = []
+    pos, end = 0, len(buf)
+    while end - pos >= LENGTH:
+        size = int.from_bytes(buf[pos : pos + LENGTH], "little")
+        if end - pos - LENGTH < size:
+            break
+        out.append(marshal.loads(buf[pos + LENGTH : pos + LENGTH + size]))
+        pos += LENGTH + size
+    del buf[:pos]
+    return out
+
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def ticks_of(before: int, after: int) -> int | None:
+    """A process's start time in clock ticks (field 22 of /proc/PID/stat: its CLOCK_BOOTTIME at
+    fork, in 1/HZ s), known without reading /proc when the spawn began and returned (boot
+    time in ns) within one tick, which is nearly always. Reading /proc/PID/stat right after a
+    spawn waits for the child's exec to finish: ~0.3 ms on a busy machine, per run."""
+    first, last = before * HZ // 1_000_000_000, after * HZ // 1_000_000_000
+    return first if first == last else None
+
+
+def start_ticks(pid: int) -> int:
+    """Field 22 of /proc/PID/stat (0 if it cannot be read): with the pid, the run's identity."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
+def _which(name: str, path: str) -> str:
+    """The program a bare name means under the run's own PATH (as a shell would find it)."""
+    if "/" in name:
+        return name
+    for folder in path.split(os.pathsep):
+        candidate = os.path.join(folder or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    raise FileNotFoundError(2, "command not found", name)
+
+
+def _make_dirs(path: str, top: str) -> None:
+    """mkdir -p PATH, knowing that everything above TOP (a prefix of PATH) exists: one mkdir
+    for a new run of a known job, top-down mkdirs (no stat, no failed attempt) for a new job."""
+    try:
+        os.mkdir(path)
+        return
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        if not path.startswith(top):
+            raise
+    level = top
+    for part in ["", *path[len(top) :].strip("/").split("/")]:
+        level = f"{level}/{part}" if part else level
+        try:
+            os.mkdir(level)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(level, exist_ok=True)
+
+
+class Reaper:
+    def __init__(self, ledger: str, console: tuple[int, int] | None) -> None:
+        self.base = dict(os.environ)
+        self.path = self.base.get("PATH", os.defpath)
+        self.ledger = os.open(ledger, _OUT | os.O_CLOEXEC, 0o644)
+        self.console = console
+        self.me = str(os.getpid())
+        self.runs: dict[int, tuple[Any, Any, Any]] = {}  # pid -> (job, process, run)
+        self.out = bytearray()  # events not yet written to the supervisor
+        self.lines: list[str] = []  # ledger lines of this turn
+        self.events: list[bytes] = []
+        self.supervisor = True  # False once the event pipe is broken
+
+    def spawn(self, req: Any) -> None:
+        job, process, run, argv, env, cwd, run_dir, top, stdout, stderr = req
+        now = time.time()
+        try:
+            if run_dir:
+                _make_dirs(run_dir, top)
+            try:
+                os.chdir(cwd)
+            except FileNotFoundError:
+                os.makedirs(cwd, exist_ok=True)
+                os.chdir(cwd)
+            actions: list[Any] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+            for fd, dest in ((1, stdout), (2, stderr)):
+                if dest is None:  # the console: the supervisor's own stream, if it gave us one
+                    if self.console is not None:
+                        actions.append((os.POSIX_SPAWN_DUP2, self.console[fd - 1], fd))
+                    else:
+                        actions.append((os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0))
+                else:
+                    actions.append((os.POSIX_SPAWN_OPEN, fd, dest, _OUT, 0o644))
+            full = self.base
+            if env:
+                full = dict(self.base)
+                full.update(env)
+            program = _which(argv[0], full.get("PATH", self.path))
+            before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+            pid = os.posix_spawn(program, argv, full, file_actions=actions, setsid=True, setsigdef=RESET)
+            after = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        except OSError as exc:
+            reason = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+            if stderr:  # say it where the user will look: the run's stderr
+                try:
+                    fd = os.open(stderr, _OUT | os.O_CLOEXEC, 0o644)
+                    os.write(fd, f"corral: {reason}\n".encode())
+                    os.close(fd)
+                except OSError:
+                    pass
+            self.lines.append(f"F\t{job}\t{process}\t{run}\t{reason.replace(chr(9), ' ')}\t{now:.6f}\n")
+            self.events.append(frame(("F", job, process, run, reason, now)))
+            return
+        ticks = ticks_of(before, after)
+        if ticks is None:
+            ticks = start_ticks(pid)
+        self.runs[pid] = (job, process, run)
+        self.lines.append(f"S\t{job}\t{process}\t{run}\t{pid}\t{ticks}\t{self.me}\t{now:.6f}\n")
+        self.events.append(frame(("S", job, process, run, pid, ticks, now)))
+
+    def reap(self) -> None:
+        while self.runs:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            key = self.runs.pop(pid, None)
+            if key is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            now = time.time()
+            job, process, run = key
+            self.lines.append(f"E\t{job}\t{process}\t{run}\t{pid}\t{code}\t{now:.6f}\n")
+            self.events.append(frame(("E", job, process, run, pid, code, now)))
+
+    def publish(self) -> None:
+        """The ledger first (it is what survives), then the supervisor."""
+        if self.lines:
+            data = "".join(self.lines).encode()
+            self.lines.clear()
+            while data:
+                data = data[os.write(self.ledger, data) :]
+        if self.events:
+            if self.supervisor:
+                self.out += b"".join(self.events)
+            self.events.clear()
+        self.flush()
+
+    def flush(self) -> None:
+        if not self.out or not self.supervisor:
+            return
+        try:
+            sent = os.write(4, self.out)
+        except BlockingIOError:
+            return
+        except OSError:  # EPIPE: the supervisor is gone; the ledger has it all
+            self.supervisor = False
+            self.out.clear()
+            return
+        del self.out[:sent]
+
+
+def main(argv: list[str]) -> int:
+    ledger = argv[1]
+    console = (5, 6) if len(argv) > 2 and argv[2] == "console" else None
+    for fd in (3, 4, *(console or ())):
+        os.set_inheritable(fd, False)  # the runs must not hold our pipes
+    os.set_blocking(4, False)
+    for sig in (_signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGTERM, _signal.SIGPIPE):
+        _signal.signal(sig, _signal.SIG_IGN)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    _signal.signal(_signal.SIGCHLD, lambda *_: None)
+    reaper = Reaper(ledger, console)
+    poll = select.poll()
+    poll.register(3, select.POLLIN)
+    poll.register(wake_r, select.POLLIN)
+    inbox = bytearray()
+    requests_open = True
+    writing = False
+    while requests_open or reaper.runs:
+        try:
+            ready = poll.poll()
+        except InterruptedError:
+            ready = []
+        for fd, _ in ready:
+            if fd == wake_r:
+                try:
+                    while os.read(wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+            elif fd == 3:
+                data = os.read(3, 1 << 20)
+                if not data:
+                    requests_open = False
+                    poll.unregister(3)
+                    continue
+                inbox += data
+                for req in unframe(inbox):
+                    reaper.spawn(req)
+        reaper.reap()
+        reaper.publish()
+        if reaper.out and reaper.supervisor and not writing:
+            poll.register(4, select.POLLOUT)
+            writing = True
+        elif writing and not (reaper.out and reaper.supervisor):
+            poll.unregister(4)
+            writing = False
+    reaper.publish()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
