@@ -6,13 +6,13 @@ starts one reaper (this file, run as a script by the same Python with `-S -I`: s
 no corral import, ~10 ms to start, a few MB) in its own session, and asks it to spawn every
 run. The reaper:
 
-- receives spawn requests on fd 3: frames of a 4-byte little-endian length and a `marshal`
-  payload `(job, process, run, argv, env, cwd, run_dir, top, stdout, stderr)` (`env`: what
-  the run adds to the reaper's own environment; `top`: the highest directory of `run_dir`
-  that may be missing);
+- receives on fd 3 frames of a 4-byte little-endian length and a `marshal` payload: first
+  the environment runs start from (the supervisor's), then spawn requests
+  `(job, process, run, argv, env, cwd, run_dir, top, stdout, stderr)` (`env`: what the run
+  adds to that environment; `top`: the highest directory of `run_dir` that may be missing);
 - creates the run's directory, changes to `cwd` and `posix_spawn`s the command in a session
   of its own with default signal dispositions (so the run's pid is its process group, and
-  SIGPIPE is not left ignored as Python leaves it);
+  SIGPIPE is not left ignored as Python leaves it), then changes back to `/`;
 - appends one line per spawn and per exit to the ledger (`ROOT/ID/reaper.log`), in one
   write per batch and BEFORE telling the supervisor:
       S <job> <process> <run> <pid> <start ticks> <reaper pid> <time>
@@ -133,8 +133,10 @@ def _make_dirs(path: str, top: str) -> None:
 
 class Reaper:
     def __init__(self, ledger: str, console: tuple[int, int] | None) -> None:
-        self.base = dict(os.environ)
-        self.path = self.base.get("PATH", os.defpath)
+        # the supervisor's environment, sent as the first frame: not os.environ, which Python's
+        # own start-up may have changed (locale coercion adds LC_CTYPE under -I)
+        self.base: dict[str, str] | None = None
+        self.path = os.defpath
         self.ledger = os.open(ledger, _OUT | os.O_CLOEXEC, 0o644)
         self.console = console
         self.me = str(os.getpid())
@@ -164,6 +166,7 @@ class Reaper:
                         actions.append((os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0))
                 else:
                     actions.append((os.POSIX_SPAWN_OPEN, fd, dest, _OUT, 0o644))
+            assert self.base is not None
             full = self.base
             if env:
                 full = dict(self.base)
@@ -172,6 +175,7 @@ class Reaper:
             before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
             pid = os.posix_spawn(program, argv, full, file_actions=actions, setsid=True, setsigdef=RESET)
             after = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+            os.chdir("/")  # hold no run's directory (or its filesystem) busy
         except OSError as exc:
             reason = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
             if stderr:  # say it where the user will look: the run's stderr
@@ -273,7 +277,11 @@ def main(argv: list[str]) -> int:
                     continue
                 inbox += data
                 for req in unframe(inbox):
-                    reaper.spawn(req)
+                    if reaper.base is None:
+                        reaper.base = req
+                        reaper.path = req.get("PATH", os.defpath)
+                    else:
+                        reaper.spawn(req)
         reaper.reap()
         reaper.publish()
         if reaper.out and reaper.supervisor and not writing:

@@ -143,7 +143,7 @@ def _slurm_options(opened: Opened) -> Any:
     return msgspec.convert(opened.spec.get("slurm") or {}, Slurm)
 
 
-def _attach_backend(engine: Engine, opened: Opened) -> None:
+def _attach_backend(engine: Engine, opened: Opened, *, new: bool = False) -> None:
     if engine.sup.remote:
         from corral.backends.slurm import SlurmBackend
 
@@ -154,6 +154,7 @@ def _attach_backend(engine: Engine, opened: Opened) -> None:
             job_limit=engine.sup.policy.job_limit,
         )
         backend.engine = engine
+        backend.resolved = new  # a new journal has no earlier submissions to look for by name
         engine.backend = backend
 
 
@@ -237,7 +238,7 @@ def create(
             raise
     writer, _ = open_for_append(layout.journal, create=True)
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
-    _attach_backend(engine, opened)
+    _attach_backend(engine, opened, new=True)
     if jobs is not None:
         engine.check_params = _param_checker(jobs)
         engine.params_added = jobs.space.add
@@ -317,7 +318,17 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
         if not force:
             raise
         stop_holder(layout)
-        writer, payloads = open_for_append(layout.journal, create=False)
+        # a killed process shows as a zombie while its other threads still exit, and its
+        # lock goes with the last of them: give that a moment
+        deadline = time.time() + 5.0
+        while True:
+            try:
+                writer, payloads = open_for_append(layout.journal, create=False)
+                break
+            except JournalLocked:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.02)
     try:
         records = [decode(p) for p in payloads]
         if not records:

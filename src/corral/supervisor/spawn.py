@@ -55,7 +55,7 @@ class Spawner:
             for fd in (req_r, ev_w, high_r, high_w):
                 os.close(fd)
         os.set_blocking(self._ev_r, False)
-        self._out = bytearray()
+        self._out = bytearray(_reaper.frame(dict(env)))  # first: the runs' base environment
         self._in = bytearray()
         self.closed = False  # our request pipe is closed
         self.eof = False  # the reaper's event pipe reached its end (the reaper is gone)
