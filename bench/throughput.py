@@ -13,10 +13,10 @@ run (the whole process tree, jobs included) is shown too, and for corral split b
 supervisor and its jobs: on 2 cores every tool is CPU-bound, so jobs/s ~ CPU busy x 2 / CPU per job.
 --compare before=DIR adds corral run from another source tree (PYTHONPATH=DIR) to the rotation.
 
-corral makes 7 inodes per job (JOB/, logs/, PROCESS/, RUN/, stdout, stderr, exit), so its figure
+corral makes 3 inodes per job (the job's directory, its stdout and stderr files), so its figure
 depends on the filesystem's inode allocation. On ext4 without a journal, an inode freed in the
 last few minutes is skipped, one by one, when a new one is allocated: a directory where many
-files were deleted recently (a busy /tmp, or the previous repetition's 35,000 inodes) can make
+files were deleted recently (a busy /tmp, or the previous repetition's 15,000 inodes) can make
 each mkdir 3x dearer. Hence: runs go under ~/.cache/corral-bench by default (--root to change),
 nothing is deleted before the last repetition, and the output shows the mkdir and fdatasync cost
 measured in the same place just before.
@@ -110,7 +110,7 @@ SUPERVISOR: dict[str, list[float]] = {}  # corral variant -> the supervisor's ow
 def run_corral(work: Path, spec: Path, rep: int, label: str, src: str | None) -> float:
     """Like timed(), but also splits the CPU time between the supervisor and its jobs: once
     the supervisor has exited, and before it is reaped, /proc/PID/stat still holds both."""
-    # the run's files stay until the end: deleting 35,000 inodes now would slow the next
+    # the run's files stay until the end: deleting 15,000 inodes now would slow the next
     # run's mkdirs (ext4 skips recently freed inodes, see the module docstring)
     root = work / f"{label}-{rep}"
     env = dict(os.environ, PYTHONPATH=src) if src is not None else None
@@ -223,7 +223,7 @@ def main() -> None:
         jobs_ms = statistics.median(CPU[label]) / args.jobs * 1e3 - own_ms
         print(
             f"{label}: the supervisor process {own_ms:.2f} ms/job (start-up included), "
-            f"its jobs (/bin/sh wrapper + {TRUE}) {jobs_ms:.2f} ms/job"
+            f"its reaper and jobs ({TRUE}) {jobs_ms:.2f} ms/job"
         )
     if "corral" in rate:
         print()

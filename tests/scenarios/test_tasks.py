@@ -251,9 +251,9 @@ processes:
   - {name: talk, cmd: "echo out; echo err >&2"}
 """)
     assert corral("run", str(spec), "--id", "l1").returncode == 0
-    run_dir = corral.root / "l1" / "logs" / "talk" / "0"
-    assert (run_dir / "stdout").read_text() == "out\n"
-    assert (run_dir / "stderr").read_text() == "err\n"
+    logs = corral.root / "l1" / "logs"
+    assert (logs / "talk.0.stdout").read_text() == "out\n"
+    assert (logs / "talk.0.stderr").read_text() == "err\n"
     assert corral("tail", "l1", "talk", "--stderr").stdout == "err\n"
 
 
@@ -318,9 +318,10 @@ processes:
     logger: {destination: file, mode: rotate, rotate: {size: 2KB, backups: 2}}
 """)
     assert corral("run", str(spec), "--id", "rot1").returncode == 0
-    run_dir = Path(corral.root / "rot1" / "logs" / "chatty" / "0")
-    assert (run_dir / "stdout.1").exists()
-    assert not (run_dir / "stdout.3").exists()
+    logs = Path(corral.root / "rot1" / "logs")
+    assert (logs / "chatty.0.stdout.1").exists()
+    assert (logs / "chatty.0.stdout.2").exists()
+    assert not (logs / "chatty.0.stdout.3").exists()
 
 
 def test_detach_returns_at_once_and_supervises_in_background(corral, spec_file):
@@ -346,7 +347,7 @@ processes:
   - {name: talk, cmd: "for i in 1 2 3; do echo line$i; sleep 0.4; done"}
 """)
     corral("run", str(spec), "--id", "fo1", "--detach", check=True)
-    corral.wait_for(lambda: (corral.root / "fo1" / "logs" / "talk" / "0" / "stdout").exists())
+    corral.wait_for(lambda: (corral.root / "fo1" / "logs" / "talk.0.stdout").exists())
     followed = corral("tail", "fo1", "talk", "-f", timeout=30)
     assert followed.stdout.split() == ["line1", "line2", "line3"]
 

@@ -67,22 +67,19 @@ class Rig:
         argv: list[str],
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
-        run_dir: Path | None = None,
-        top: Path | None = None,
         stdout: str | None = "",
         stderr: str | None = "",
     ) -> Path:
-        """Queue and send one request; stdout/stderr default to files in the run's directory."""
+        """Queue and send one request; stdout/stderr default to files in a directory of the
+        run's own, made here (the supervisor makes the log directory, not the reaper)."""
         job, process, run = key
-        top = top or self.base / "logs"
-        run_dir = run_dir or top / str(job) / process / str(run)
+        run_dir = self.base / "logs" / f"{job}.{process}.{run}"
+        run_dir.mkdir(parents=True, exist_ok=True)
         self.spawner.spawn(
             key,
             argv,
             env or {},
             str(cwd or self.base),
-            str(run_dir),
-            str(top),
             str(run_dir / "stdout") if stdout == "" else stdout,
             str(run_dir / "stderr") if stderr == "" else stderr,
         )
@@ -169,8 +166,8 @@ def test_round_trip_exit_status_events_and_ledger(rig: Rig) -> None:
     assert s_line is not None and e_line is not None
     assert s_line[4:7] == [str(pid), str(s[5]), str(rig.spawner.pid)]
     assert e_line[4:6] == [str(pid), "3"]
-    # the run's own files were used: stdout/stderr were created in its (new) directory
-    run_dir = rig.base / "logs" / "0" / "main" / "0"
+    # the run's own files were used: stdout/stderr were created
+    run_dir = rig.base / "logs" / "0.main.0"
     assert (run_dir / "stdout").exists() and (run_dir / "stderr").exists()
 
 
@@ -336,20 +333,26 @@ def test_path_in_the_overlay_finds_a_bare_program(rig: Rig, tmp_path: Path) -> N
 # -- 6. directories --------------------------------------------------------------------------
 
 
-def test_missing_cwd_and_run_dir_are_created(rig: Rig, tmp_path: Path) -> None:
-    top = tmp_path / "fresh" / "logs"  # missing too, as is its parent
-    run_dir = top / "7" / "proc" / "3"
-    cwd = tmp_path / "sandbox" / "a" / "b"
+def test_missing_cwd_is_created(rig: Rig, tmp_path: Path) -> None:
+    cwd = tmp_path / "sandbox" / "a" / "b"  # missing, as are its parents
     key = (7, "proc", 3)
-    rig.spawn(key, ["pwd"], cwd=cwd, run_dir=run_dir, top=top)
+    run_dir = rig.spawn(key, ["pwd"], cwd=cwd)
     assert rig.event("E", key)[5] == 0
-    assert run_dir.is_dir() and cwd.is_dir()
+    assert cwd.is_dir()
     assert (run_dir / "stdout").read_text().strip() == str(cwd)
-    # another run of the same job: its directory is a sibling, the rest exists already
+    # another run in the same directory, which now exists
     key2 = (7, "proc", 4)
-    rig.spawn(key2, ["pwd"], cwd=cwd, run_dir=top / "7" / "proc" / "4", top=top)
+    run_dir2 = rig.spawn(key2, ["pwd"], cwd=cwd)
     assert rig.event("E", key2)[5] == 0
-    assert (top / "7" / "proc" / "4" / "stdout").read_text().strip() == str(cwd)
+    assert (run_dir2 / "stdout").read_text().strip() == str(cwd)
+
+
+def test_missing_log_directory_is_a_spawn_failure(rig: Rig, tmp_path: Path) -> None:
+    key = (0, "main", 0)
+    missing = tmp_path / "no-such-dir"
+    rig.spawn(key, ["true"], stdout=str(missing / "out"), stderr=str(missing / "err"))
+    assert "No such file or directory" in rig.event("F", key)[4]
+    assert rig.line("S", key) is None
 
 
 # -- 7. the reaper's lifetime ----------------------------------------------------------------

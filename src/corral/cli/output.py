@@ -19,7 +19,7 @@ from corral.core.task import TaskRuntime
 from corral.errors import UserError
 from corral.journal import iter_raw
 from corral.supervisor import proc
-from corral.supervisor.layout import Layout
+from corral.supervisor.layout import Layout, parse_log_name
 
 
 def _ts(at: float | None) -> str | None:
@@ -332,23 +332,25 @@ def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow
     if not candidates:
         raise UserError(f"{layout.id}: no run yet")
     _, name, number = max(candidates)
-    path = layout.run_dir(job, ensemble, name, number) / stream
+    path = layout.log_file(job, ensemble, name, number, stream)
     _print_file(path, lines, follow, lambda: _run_live(layout, job, name, number))
 
 
 def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines: int) -> None:
-    # local jobs log under jobs/JOB/logs; Slurm jobs under slurm/JOB/SLURM_ID/logs
-    patterns = [layout.job_dir(job, True) / "logs", *(layout.dir / "slurm" / str(job)).glob("*/logs")]
-    runs = [
-        p
-        for logs in patterns
-        for p in logs.glob("*/*")
-        if p.is_dir() and (process is None or p.parent.name == process)
-    ]
-    if not runs:
+    """The newest log of a job that is not in memory: local jobs log to logs/JOB.PROCESS.RUN.*,
+    Slurm jobs to slurm/JOB/SLURM_ID/logs/PROCESS.RUN.* (a task of their own on the node)."""
+    places: list[tuple[Path, int | None]] = [(layout.logs, job)]
+    places += [(logs, None) for logs in (layout.dir / "slurm" / str(job)).glob("*/logs")]
+    found = []
+    for logs, prefix in places:
+        pattern = f"*.{stream}" if prefix is None else f"{prefix}.*.{stream}"
+        for path in logs.glob(pattern):
+            parsed = parse_log_name(path.name, prefix, stream)
+            if parsed is not None and (process is None or parsed[0] == process):
+                found.append((path.stat().st_mtime, parsed[1], path))
+    if not found:
         raise UserError(f"{layout.id}: job {job} has no logs")
-    newest = max(runs, key=lambda p: (p.stat().st_mtime, int(p.name) if p.name.isdigit() else 0))
-    _print_file(newest / stream, lines, False, lambda: False)
+    _print_file(max(found)[2], lines, False, lambda: False)
 
 
 def _run_live(layout: Layout, job: int, process: str, number: int) -> bool:

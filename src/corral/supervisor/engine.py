@@ -38,7 +38,7 @@ from corral.journal import JournalWriter
 from corral.spec.model import Task
 from corral.supervisor import proc
 from corral.supervisor.control import ControlServer, reply
-from corral.supervisor.layout import Layout
+from corral.supervisor.layout import Layout, log_name
 from corral.supervisor.logs import Rotator
 from corral.supervisor.spawn import Ledger, Spawner, command_argv
 
@@ -288,13 +288,13 @@ class Engine:
         self._dir = str(self.layout.dir)
         self._jobs_prefix = os.path.join(self._dir, "jobs", "")
         self._sandbox = str(self.layout.sandbox)
+        self._logs_prefix = os.path.join(str(self.layout.logs), "")
         self._root = str(self.layout.root)
         self._control_path = self.layout.control
 
-    def _run_path(self, job: int, process: str, run: int) -> str:
-        """layout.run_dir as a string, without creating anything."""
-        base = self._jobs_prefix + str(job) if self.ensemble else self._dir
-        return f"{base}/logs/{process}/{run}"
+    def _log_path(self, job: int, process: str, run: int) -> str:
+        """layout.log_file without the stream suffix, as a string (pathlib is slower)."""
+        return self._logs_prefix + log_name(job if self.ensemble else None, process, run, "")[:-1]
 
     def _cwd(self, job: int, task: Task) -> str:
         """Where a run starts; the reaper creates it (and the run's log directory) if needed."""
@@ -328,10 +328,10 @@ class Engine:
         job, process, number = key
         rt = self.sup.jobs[job]
         spec = rt.processes[process].spec
-        rdir = self._run_path(job, process, number)
+        log = self._log_path(job, process, number)
         dest = spec.logger.destination
-        out: str | None = rdir + "/stdout"
-        err: str | None = rdir + "/stderr"
+        out: str | None = log + ".stdout"
+        err: str | None = log + ".stderr"
         if dest == "none":
             out = err = os.devnull
         elif dest == "console":
@@ -349,14 +349,16 @@ class Engine:
             )
             return
         env = self.run_env(job, process, number, rt.spec, spec.env)
-        top = self._jobs_prefix + str(job) if self.ensemble else self._dir + "/logs"
-        self.spawner.spawn(key, argv, env, self._cwd(job, rt.spec), rdir, top, out, err)
+        self.spawner.spawn(key, argv, env, self._cwd(job, rt.spec), out, err)
         self._launching[key] = []
 
     def _start_reaper(self, task: Task) -> None:
         # the runs of one task or ensemble share the template's logger settings: if any
         # process logs to the console, the reaper holds the supervisor's stdout and stderr
         console = any(p.logger.destination == "console" for p in task.processes)
+        os.makedirs(self._logs_prefix, exist_ok=True)
+        if self.ensemble:
+            os.makedirs(self._jobs_prefix, exist_ok=True)
         self.spawner = Spawner(str(self.layout.reaper_log), self.base_env, console)
         if self._selector is not None:
             self._selector.register(self.spawner.fileno(), selectors.EVENT_READ, "reaper")
@@ -464,8 +466,9 @@ class Engine:
         self.record(RunUpdate(*key, RunState.RUNNING.value, at, pid=pid, start_ticks=ticks))
         spec = self.sup.jobs[key[0]].processes[key[1]].spec
         if spec.logger.mode == "rotate" and spec.logger.destination in ("file", "both"):
-            rdir = Path(self._run_path(*key))
-            self._rotator.watch(key, rdir, spec.logger.rotate.size, spec.logger.rotate.backups)
+            log = self._log_path(*key)
+            files = [Path(log + ".stdout"), Path(log + ".stderr")]
+            self._rotator.watch(key, files, spec.logger.rotate.size, spec.logger.rotate.backups)
         for sig in waiting:
             self._signal(key, sig)
 

@@ -67,8 +67,32 @@ class Layout:
     def job_dir(self, job: int, ensemble: bool) -> Path:
         return self.dir / "jobs" / str(job) if ensemble else self.dir
 
-    def run_dir(self, job: int, ensemble: bool, process: str, run: int) -> Path:
-        return self.job_dir(job, ensemble) / "logs" / process / str(run)
+    @property
+    def logs(self) -> Path:
+        """Every run's stdout and stderr, side by side: one directory for the whole task or
+        ensemble, so that starting a run creates files, not directories."""
+        return self.dir / "logs"
+
+    def log_file(self, job: int, ensemble: bool, process: str, run: int, stream: str) -> Path:
+        """logs/PROCESS.RUN.STREAM for a task, logs/JOB.PROCESS.RUN.STREAM for an ensemble."""
+        return self.logs / log_name(job if ensemble else None, process, run, stream)
+
+
+def log_name(job: int | None, process: str, run: int, stream: str) -> str:
+    return f"{process}.{run}.{stream}" if job is None else f"{job}.{process}.{run}.{stream}"
+
+
+def parse_log_name(name: str, job: int | None, stream: str) -> tuple[str, int] | None:
+    """(process, run) of a log file name made by log_name for this job and stream, else None.
+    Process names may hold dots; the job comes first and the run number last."""
+    prefix = "" if job is None else f"{job}."
+    suffix = f".{stream}"
+    if not (name.startswith(prefix) and name.endswith(suffix)):
+        return None
+    process, dot, run = name[len(prefix) : -len(suffix)].rpartition(".")
+    if not dot or not process or not run.isdigit():
+        return None
+    return process, int(run)
 
 
 def list_ids(root: Path) -> list[str]:

@@ -1,7 +1,7 @@
 """Log rotation by size for runs whose logger asks for it.
 
 Runs write straight to their files (no pipe through the supervisor, so they outlive it). To
-rotate such a file we copy it to `stdout.1` (shifting older backups up) and truncate it; the run
+rotate such a file we copy it to `NAME.1` (shifting older backups up) and truncate it; the run
 opened it with O_APPEND, so its next write lands at the new end. This is logrotate's
 copytruncate: a line written between the copy and the truncate can be lost, which is the price
 of not piping every byte through the supervisor. Sizes are checked once a second, and only
@@ -21,11 +21,11 @@ CHECK_INTERVAL = 1.0
 
 class Rotator:
     def __init__(self) -> None:
-        self.watched: dict[object, tuple[Path, int, int]] = {}
+        self.watched: dict[object, tuple[list[Path], int, int]] = {}
         self.next_check: float | None = None
 
-    def watch(self, key: object, run_dir: Path, size: int, backups: int) -> None:
-        self.watched[key] = (run_dir, size, backups)
+    def watch(self, key: object, files: list[Path], size: int, backups: int) -> None:
+        self.watched[key] = (files, size, backups)
         if self.next_check is None:
             self.next_check = time.time() + CHECK_INTERVAL
 
@@ -39,9 +39,9 @@ class Rotator:
     def check(self) -> None:
         if self.next_check is None or time.time() < self.next_check:
             return
-        for run_dir, size, backups in list(self.watched.values()):
-            for name in ("stdout", "stderr"):
-                rotate_if_needed(run_dir / name, size, backups)
+        for files, size, backups in list(self.watched.values()):
+            for path in files:
+                rotate_if_needed(path, size, backups)
         self.next_check = time.time() + CHECK_INTERVAL if self.watched else None
 
 

@@ -8,9 +8,9 @@ run. The reaper:
 
 - receives on fd 3 frames of a 4-byte little-endian length and a `marshal` payload: first
   the environment runs start from (the supervisor's), then spawn requests
-  `(job, process, run, argv, env, cwd, run_dir, top, stdout, stderr)` (`env`: what the run
-  adds to that environment; `top`: the highest directory of `run_dir` that may be missing);
-- creates the run's directory, changes to `cwd` and `posix_spawn`s the command in a session
+  `(job, process, run, argv, env, cwd, stdout, stderr)` (`env`: what the run adds to that
+  environment; `stdout`/`stderr`: files to append to, or None for the console);
+- creates `cwd` if needed, changes to it and `posix_spawn`s the command in a session
   of its own with default signal dispositions (so the run's pid is its process group, and
   SIGPIPE is not left ignored as Python leaves it), then changes back to `/`;
 - appends one line per spawn and per exit to the ledger (`ROOT/ID/reaper.log`), in one
@@ -109,28 +109,6 @@ def _which(name: str, path: str) -> str:
     raise FileNotFoundError(2, "command not found", name)
 
 
-def _make_dirs(path: str, top: str) -> None:
-    """mkdir -p PATH, knowing that everything above TOP (a prefix of PATH) exists: one mkdir
-    for a new run of a known job, top-down mkdirs (no stat, no failed attempt) for a new job."""
-    try:
-        os.mkdir(path)
-        return
-    except FileExistsError:
-        return
-    except FileNotFoundError:
-        if not path.startswith(top):
-            raise
-    level = top
-    for part in ["", *path[len(top) :].strip("/").split("/")]:
-        level = f"{level}/{part}" if part else level
-        try:
-            os.mkdir(level)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            os.makedirs(level, exist_ok=True)
-
-
 class Reaper:
     def __init__(self, ledger: str, console: tuple[int, int] | None) -> None:
         # the supervisor's environment, sent as the first frame: not os.environ, which Python's
@@ -147,16 +125,16 @@ class Reaper:
         self.supervisor = True  # False once the event pipe is broken
 
     def spawn(self, req: Any) -> None:
-        job, process, run, argv, env, cwd, run_dir, top, stdout, stderr = req
+        job, process, run, argv, env, cwd, stdout, stderr = req
         now = time.time()
         try:
-            if run_dir:
-                _make_dirs(run_dir, top)
-            try:
-                os.chdir(cwd)
+            try:  # a new job's directory: one mkdir (its parent exists), else mkdir -p
+                os.mkdir(cwd)
+            except FileExistsError:
+                pass
             except FileNotFoundError:
                 os.makedirs(cwd, exist_ok=True)
-                os.chdir(cwd)
+            os.chdir(cwd)
             actions: list[Any] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
             for fd, dest in ((1, stdout), (2, stderr)):
                 if dest is None:  # the console: the supervisor's own stream, if it gave us one

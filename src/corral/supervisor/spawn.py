@@ -69,16 +69,12 @@ class Spawner:
         argv: Sequence[str],
         env: Mapping[str, str],
         cwd: str,
-        run_dir: str | None,
-        top: str,
         stdout: str | None,
         stderr: str | None,
     ) -> None:
         """Queue a spawn request; `flush()` sends the turn's requests in one write."""
         job, process, run = key
-        self._out += _reaper.frame(
-            (job, process, run, list(argv), dict(env), cwd, run_dir, top, stdout, stderr)
-        )
+        self._out += _reaper.frame((job, process, run, list(argv), dict(env), cwd, stdout, stderr))
 
     @property
     def pending(self) -> bool:
