@@ -8,7 +8,8 @@ exit code it chose), so the test compares the journal with what actually happene
 - no run started twice: every (process, run) starts at most once in the ledger;
 - every process succeeded exactly once; failures are the real ones (the flaky process's first).
 Kills come at random moments and at injected points: after the launch intent is durable but
-before the spawn (CORRAL_CRASH=spawn), after a child was reaped but before its exit is recorded
+before the spawn request (CORRAL_CRASH=spawn), right after the reaper was sent spawn requests,
+before their pids are back (sent), after the reaper reported an exit but before it is recorded
 (reap), and with records buffered but not yet durable (commit).
 """
 
@@ -23,7 +24,7 @@ import time
 
 import pytest
 
-POINTS = [None, None, "spawn:1", "spawn:2", "reap:1", "reap:2", "commit:3"]
+POINTS = [None, None, "spawn:1", "spawn:2", "sent:1", "sent:2", "reap:1", "reap:2", "commit:3"]
 
 
 def _spec(ledger: str, marker_dir: str) -> str:

@@ -161,7 +161,7 @@ def test_round_trip_exit_status_events_and_ledger(rig: Rig) -> None:
     assert e[:6] == ("E", 0, "main", 0, pid, 3)
     assert e[6] >= s[6]
     kinds = [f[0] for f in rig.lines()]
-    assert kinds == ["S", "E"], rig.lines()
+    assert kinds == ["R", "S", "E"], rig.lines()
     s_line, e_line = rig.line("S", key), rig.line("E", key)
     assert s_line is not None and e_line is not None
     assert s_line[4:7] == [str(pid), str(s[5]), str(rig.spawner.pid)]
@@ -543,3 +543,22 @@ max_failures: 0
     assert not any(line.startswith("E\t0\twork\t") for line in ledger.read_text().splitlines()), (
         ledger.read_text()
     )
+
+
+def test_ledger_settle_waits_until_the_reaper_has_acted_on_every_request(rig: Rig) -> None:
+    """A new supervisor must not judge a launch its predecessor asked for before the reaper
+    has read every request: R (started) and X (request pipe closed) lines tell it when."""
+    key = (0, "main", 0)
+    rig.spawn(key, ["true"])
+    rig.event("E", key)
+    ledger = Ledger(str(rig.ledger))
+    started = time.monotonic()
+    ledger.settle(wait=0.2)  # the request pipe is still open: nothing says it is settled
+    assert time.monotonic() - started >= 0.2
+    assert ledger.reapers == {rig.spawner.pid} and not ledger.settled
+    rig.spawner.close()
+    started = time.monotonic()
+    ledger.settle(wait=5.0)
+    assert time.monotonic() - started < 2.0
+    assert ledger.settled == {rig.spawner.pid}
+    assert [f[0] for f in rig.lines()] == ["R", "S", "E", "X"]

@@ -279,8 +279,10 @@ class Engine:
                 self._signal(effect.key, int(signal.SIGCONT))
             elif effect.kind == "sweep":
                 self._sweep(effect.job, bool(effect.sig))
-        if self.spawner is not None and self.spawner.pending and not self.spawner.flush():
-            self._reaper_gone()
+        if self.spawner is not None and self.spawner.pending:
+            if not self.spawner.flush():
+                self._reaper_gone()
+            self.crashpoint("sent")  # the reaper has the requests, the pids are not back yet
 
     def __post_init__(self) -> None:
         # paths as strings, computed once: pathlib costs several microseconds per join, and

@@ -18,6 +18,8 @@ run. The reaper:
       S <job> <process> <run> <pid> <start ticks> <reaper pid> <time>
       F <job> <process> <run> <error> <time>            (the spawn itself failed)
       E <job> <process> <run> <pid> <status> <time>     (status < 0: killed by that signal)
+      R <reaper pid> <time>   (started)     X <reaper pid> <time>   (its request pipe closed:
+                                             nothing it was asked for is left to start)
 - sends the same events to the supervisor on fd 4, as frames like the requests.
 
 When the supervisor dies, the reaper keeps waiting for its runs and writing their statuses;
@@ -229,6 +231,7 @@ def main(argv: list[str]) -> int:
     _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     _signal.signal(_signal.SIGCHLD, lambda *_: None)
     reaper = Reaper(ledger, console)
+    reaper.lines.append(f"R\t{reaper.me}\t{time.time():.6f}\n")
     poll = select.poll()
     poll.register(3, select.POLLIN)
     poll.register(wake_r, select.POLLIN)
@@ -250,8 +253,11 @@ def main(argv: list[str]) -> int:
             elif fd == 3:
                 data = os.read(3, 1 << 20)
                 if not data:
+                    # every request sent has been acted on: say so, for a new supervisor that
+                    # must know whether a run launched by its predecessor will still start
                     requests_open = False
                     poll.unregister(3)
+                    reaper.lines.append(f"X\t{reaper.me}\t{time.time():.6f}\n")
                     continue
                 inbox += data
                 for req in unframe(inbox):

@@ -378,6 +378,10 @@ def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
     live = [(job, run) for job in sorted(sup.live) for run in sup.jobs[job].live_runs()]
     ledger = Ledger(str(engine.layout.reaper_log), wanted={(job, run.process, run.run) for job, run in live})
     ledger.refresh()
+    if same_boot and any(
+        run.pid == 0 and (job, run.process, run.run) not in ledger.spawned for job, run in live
+    ):
+        ledger.settle()  # a launch its predecessor asked for may still be under way
     engine._ledger = ledger  # re-attached runs' ends are read from it too
     for job, run in live:
         key = (job, run.process, run.run)

@@ -128,6 +128,8 @@ class Ledger:
         self.offset = 0
         self.spawned: dict[RunKey, tuple[int, int, int]] = {}  # key -> (pid, ticks, reaper pid)
         self.failed: dict[RunKey, str] = {}
+        self.reapers: set[int] = set()  # pids of the reapers that wrote here
+        self.settled: set[int] = set()  # ... and of those whose requests were all acted on
         self.ended: dict[RunKey, int] = {}  # key -> status (< 0: the signal)
 
     def refresh(self) -> None:
@@ -149,6 +151,9 @@ class Ledger:
         for line in data[:end].decode(errors="replace").splitlines():
             fields = line.split("\t")
             try:
+                if fields[0] in ("R", "X"):
+                    (self.reapers if fields[0] == "R" else self.settled).add(int(fields[1]))
+                    continue
                 key = (int(fields[1]), fields[2], int(fields[3]))
                 if wanted is not None and key not in wanted:
                     continue
@@ -160,6 +165,18 @@ class Ledger:
                     self.failed[key] = fields[4]
             except (IndexError, ValueError):
                 continue  # not a line a reaper wrote: ignore it, like a torn one
+
+    def settle(self, wait: float = 2.0) -> None:
+        """Wait (briefly) until every reaper that is still alive has acted on all the requests
+        it was sent: a supervisor killed right after sending a spawn request leaves its reaper
+        a moment to start the run, and a new supervisor must see that start in the ledger."""
+        deadline = time.monotonic() + wait
+        while True:
+            self.refresh()
+            busy = [pid for pid in self.reapers - self.settled if proc.exists(pid)]
+            if not busy or time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
 
     def status(self, key: RunKey, wait: float = 2.0) -> int | None:
         """The run's exit status; if its reaper still lives, wait (briefly) for it to write it:
