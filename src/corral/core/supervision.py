@@ -370,9 +370,9 @@ class Supervision:
         return wake
 
     def _halt_policy(self, now: float, out: list[Record]) -> None:
-        if self.halted:
-            return
         halt = self.policy.halt
+        if self.halted or (halt.failures is None and halt.failure_rate is None):
+            return
         failed = len(self.failed_jobs)
         finished = sum(self.counts[s] for s in TASK_TERMINAL)
         hit = (halt.failures is not None and failed >= halt.failures) or (

@@ -76,6 +76,7 @@ class Engine:
     _launching: dict[RunKey, list[int]] = field(default_factory=dict)
     _ledger: Ledger | None = None
     _selector: selectors.BaseSelector | None = None
+    _pending_since: float | None = None  # when the oldest uncommitted effect-free record came
     _rotator: Rotator = field(default_factory=Rotator)
     _crash: tuple[str, int] | None = field(default_factory=lambda: _crash_point())
     _snapshot_at: float = 0.0
@@ -166,10 +167,15 @@ class Engine:
                     grace = None if handled_interrupts == 1 else 0.0
                     self.record(Request("kill", now, grace=grace))
                 wake = self._decide(now)
-                self.crashpoint("commit")
-                self.writer.commit()
-                self._flush_replies()
-                self._carry_out(selector)
+                if self._effects or self._replies or self._commit_due(now):
+                    self.crashpoint("commit")
+                    self.writer.commit()
+                    self._pending_since = None
+                    self._flush_replies()
+                    self._carry_out(selector)
+                elif self._pending_since is not None:
+                    due = self._pending_since + COMMIT_DELAY
+                    wake = due if wake is None else min(wake, due)
                 if self.on_turn is not None:
                     self.on_turn(self.sup)
                 if self.ensemble and now - self._snapshot_at >= SNAPSHOT_INTERVAL:
@@ -178,6 +184,7 @@ class Engine:
                     self.sup.terminal and not self.children and not self.adopted and not self._launching
                 ):
                     self.writer.commit()
+                    self._pending_since = None
                     if self.ensemble:
                         self.snapshot(now)
                     return self.sup.state
@@ -187,7 +194,7 @@ class Engine:
                 poll_at = self.backend.due() if self.backend is not None else None
                 if poll_at is not None:
                     wake = poll_at if wake is None else min(wake, poll_at)
-                if self.writer.pending or self.sup.dirty:
+                if self.sup.dirty:
                     timeout: float | None = 0.0
                 else:
                     timeout = None if wake is None else max(0.0, wake - self.clock())
@@ -224,6 +231,16 @@ class Engine:
             os.close(wake_w)
             if control is not None:
                 control.close()
+
+    def _commit_due(self, now: float) -> bool:
+        """Records that ask for nothing (a run's pid, a note) need not cost an fdatasync of their
+        own: they ride the next commit, or go alone after COMMIT_DELAY. A crash before then
+        loses nothing the ledger does not have (a run's pid and start come from its S line)."""
+        if not self.writer.pending:
+            return False
+        if self._pending_since is None:
+            self._pending_since = now
+        return now - self._pending_since >= COMMIT_DELAY
 
     def snapshot(self, now: float) -> None:
         """status.json: job counts as of a journal size, so `status` of a 100,000-job
@@ -658,6 +675,7 @@ class Engine:
 
 
 SNAPSHOT_INTERVAL = 1.0
+COMMIT_DELAY = 0.05  # seconds an effect-free record may wait for a commit it can share
 
 
 def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: float) -> None:
