@@ -40,6 +40,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import bytecode_env
+
 TERMINAL = {
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY",
     "BOOT_FAIL", "DEADLINE", "REVOKED",
@@ -83,11 +85,7 @@ def wait_idle(name_prefix: str, timeout: float = 600) -> None:
 def corral_env(work: Path, bytecode_cache: bool) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("CORRAL_TASK_ID", None)
-    if bytecode_cache:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-        subprocess.run([sys.executable, "-c", "import corral.cli.main"], env=env, check=True)
-    return env
+    return bytecode_env(work, env) if bytecode_cache else env
 
 
 def run_corral(root: Path, jobs: int, poll: float, env: dict[str, str]) -> Result:

@@ -12,6 +12,8 @@ medians. Goal (issue 4): corral >= 0.7 x xargs and >= 3 x GNU parallel. The CPU 
 run (the whole process tree, jobs included) is shown too, and for corral split between the
 supervisor and its jobs: on 2 cores every tool is CPU-bound, so jobs/s ~ CPU busy x 2 / CPU per job.
 --compare before=DIR adds corral run from another source tree (PYTHONPATH=DIR) to the rotation.
+corral starts from compiled bytecode, as an installed package does (bench/common.py: a cache
+under the run's directory, warmed once, even where PYTHONDONTWRITEBYTECODE=1 is set).
 
 corral makes 3 inodes per job (the job's directory, its stdout and stderr files), so its figure
 depends on the filesystem's inode allocation. On ext4 without a journal, an inode freed in the
@@ -35,6 +37,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import bytecode_env
 
 TRUE = "/bin/true"
 
@@ -107,13 +111,19 @@ def timed(
 SUPERVISOR: dict[str, list[float]] = {}  # corral variant -> the supervisor's own CPU seconds
 
 
+ENVS: dict[str, dict[str, str]] = {}  # corral variant -> its environment (bytecode cache warmed)
+
+
 def run_corral(work: Path, spec: Path, rep: int, label: str, src: str | None) -> float:
     """Like timed(), but also splits the CPU time between the supervisor and its jobs: once
     the supervisor has exited, and before it is reaped, /proc/PID/stat still holds both."""
     # the run's files stay until the end: deleting 15,000 inodes now would slow the next
     # run's mkdirs (ext4 skips recently freed inodes, see the module docstring)
     root = work / f"{label}-{rep}"
-    env = dict(os.environ, PYTHONPATH=src) if src is not None else None
+    env = ENVS.get(label)
+    if env is None:
+        base = dict(os.environ, PYTHONPATH=src) if src is not None else None
+        env = ENVS[label] = bytecode_env(work, base)
     errors = work / f"{label}-{rep}.stderr"
     cpu = _children_cpu()
     with open(errors, "wb") as err:  # a file, not a pipe: nobody reads while it runs
