@@ -7,6 +7,8 @@ import json
 import os
 import signal
 
+import psutil
+
 
 def raw_records(corral, task_id: str) -> list[dict]:
     out = corral("read", task_id, "--raw", "--json", check=True).stdout
@@ -253,3 +255,46 @@ params:
     assert "params.n" in (tmp_path / "submit.err").read_text()
     view = corral.status("sb1")
     assert view["jobs"]["total"] == 1 and view["jobs"]["succeeded"] == 1
+
+
+def test_leftovers_of_an_ended_job_are_killed_while_the_ensemble_runs(corral, spec_file, tmp_path):
+    """A job whose run daemonized a grandchild (out of its session) leaves it behind; the
+    supervisor, a subreaper, kills it soon after the job ends, not only at the ensemble's end."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "job = int(sys.argv[1])\n"
+        "if job == 0:\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        f"            open({str(tmp_path / 'daemon.pid')!r}, 'w').write(str(os.getpid()))\n"
+        "            time.sleep(300)\n"
+        "        os._exit(0)\n"
+        "    time.sleep(0.3)\n"
+        "else:\n"
+        "    time.sleep(8)\n"
+    )
+    spec = spec_file(f"""
+name: leftovers
+job:
+  argv: [python3, {script}, "{{{{params.i}}}}"]
+params:
+  i: [0, 1]
+job_limit: 2
+""")
+    sup = corral.start("run", str(spec), "--id", "lo1", "-q")
+    try:
+        pidfile = tmp_path / "daemon.pid"
+        corral.wait_for(lambda: pidfile.exists() and pidfile.read_text() != "")
+        daemon = int(pidfile.read_text())
+        # job 1 still runs for seconds: the daemon must go long before the ensemble ends
+        corral.wait_for(
+            lambda: not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == psutil.STATUS_ZOMBIE,
+            timeout=4,
+        )
+        assert sup.poll() is None, "the ensemble was still running"
+    finally:
+        sup.kill()
+        sup.wait(timeout=10)
+        corral("kill", "lo1", check=False)

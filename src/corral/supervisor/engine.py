@@ -76,6 +76,8 @@ class Engine:
     _launching: dict[RunKey, list[int]] = field(default_factory=dict)
     _ledger: Ledger | None = None
     _selector: selectors.BaseSelector | None = None
+    _sweep_due: list[int] = field(default_factory=list)  # ended jobs whose leftovers wait a look
+    _sweep_at: float | None = None
     _pending_since: float | None = None  # when the oldest uncommitted effect-free record came
     _rotator: Rotator = field(default_factory=Rotator)
     _crash: tuple[str, int] | None = field(default_factory=lambda: _crash_point())
@@ -176,6 +178,10 @@ class Engine:
                 elif self._pending_since is not None:
                     due = self._pending_since + COMMIT_DELAY
                     wake = due if wake is None else min(wake, due)
+                if self._sweep_at is not None:
+                    self._sweep([], now)
+                if self._sweep_at is not None:
+                    wake = self._sweep_at if wake is None else min(wake, self._sweep_at)
                 if self.on_turn is not None:
                     self.on_turn(self.sup)
                 if self.ensemble and now - self._snapshot_at >= SNAPSHOT_INTERVAL:
@@ -185,6 +191,7 @@ class Engine:
                 ):
                     self.writer.commit()
                     self._pending_since = None
+                    self._sweep([])
                     if self.ensemble:
                         self.snapshot(now)
                     return self.sup.state
@@ -275,6 +282,7 @@ class Engine:
 
     def _carry_out(self, selector: selectors.BaseSelector) -> None:
         effects, self._effects = self._effects, []
+        sweeps: list[tuple[int, bool]] = []
         submits = [e.job for e in effects if e.kind == "submit"]
         if submits:
             self.backend.submit(sorted(submits))
@@ -295,11 +303,12 @@ class Engine:
                 assert effect.key is not None
                 self._signal(effect.key, int(signal.SIGCONT))
             elif effect.kind == "sweep":
-                self._sweep(effect.job, bool(effect.sig))
+                sweeps.append((effect.job, bool(effect.sig)))
         if self.spawner is not None and self.spawner.pending:
             if not self.spawner.flush():
                 self._reaper_gone()
             self.crashpoint("sent")  # the reaper has the requests, the pids are not back yet
+        self._sweep(sweeps, self.clock())  # after the spawns: the next runs need not wait
 
     def __post_init__(self) -> None:
         # paths as strings, computed once: pathlib costs several microseconds per join, and
@@ -420,20 +429,32 @@ class Engine:
             proc.signal_group(run.pid, signal.SIGCONT)
             proc.signal_pids(escaped, signal.SIGCONT)
 
-    def _sweep(self, job: int, signalled: bool = True) -> None:
-        """At a task's end, kill what its runs left behind (daemonized grandchildren).
+    def _sweep(self, jobs: list[tuple[int, bool]], now: float | None = None) -> None:
+        """At the end of tasks (job, whether a run of it was signalled), kill what their runs
+        left behind (daemonized grandchildren).
 
         The /proc scan is skipped when nothing can have escaped: no orphan was re-parented to
-        us (we are a subreaper), no run of the job was signalled, none was re-attached.
+        us (we are a subreaper), no run of the job was signalled, none was re-attached. Jobs
+        none of whose runs was signalled wait up to SWEEP_INTERVAL, so that one look at our
+        children serves every job that ended meanwhile; without `now`, nothing waits.
         """
+        due = [(job, True) for job, signalled in jobs if signalled]
+        self._sweep_due += [job for job, signalled in jobs if not signalled]
+        if self._sweep_due:
+            if now is None or (self._sweep_at is not None and now >= self._sweep_at):
+                due += [(job, False) for job in self._sweep_due]
+                self._sweep_due, self._sweep_at = [], None
+            elif self._sweep_at is None:
+                self._sweep_at = now + SWEEP_INTERVAL
+        if not due:
+            return
         ours = set(self.children)
         if self.spawner is not None:
             ours.add(self.spawner.pid)
         orphans = [p for p in proc.children_of_self() if p not in ours]
-        if not orphans and not signalled and not self.adopted:
-            return  # nothing escaped to us, nothing was killed: skip the /proc scan
-        leftovers = proc.find_marked(self._needles(job))
-        proc.signal_pids(leftovers, SIGKILL)
+        for job, signalled in due:
+            if orphans or signalled or self.adopted:
+                proc.signal_pids(proc.find_marked(self._needles(job)), SIGKILL)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -663,7 +684,7 @@ class Engine:
                 state = RunState.KILLED if was_alive else RunState.LOST
                 self.record(RunUpdate(job, run.process, run.run, state.value, now, reason="lost"))
             self.record(Transition(job, TaskState.LOST.value, now, "lost", rt.attempt))
-            self._sweep(job)
+            self._sweep([(job, True)])
         if self.ensemble and not self.sup.terminal:
             self.record(Transition(ENSEMBLE, TaskState.LOST.value, now, "lost"))
         self._effects = [e for e in self._effects if e.kind != "spawn"]
@@ -675,6 +696,7 @@ class Engine:
 
 
 SNAPSHOT_INTERVAL = 1.0
+SWEEP_INTERVAL = 0.05  # seconds an ended job may wait for the look for its leftovers
 COMMIT_DELAY = 0.05  # seconds an effect-free record may wait for a commit it can share
 
 
