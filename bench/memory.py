@@ -68,21 +68,29 @@ def counts_of(view: list) -> str:
 
 
 class Sampler:
-    """Peak and last RSS of one process, sampled by the caller."""
+    """Peak and last RSS of one process, and the peak of its reaper, sampled by the caller."""
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
         self.peak = 0
+        self.reaper_peak = 0
         self.samples: list[tuple[float, int]] = []
         self.start = time.perf_counter()
 
     def sample(self) -> None:
         try:
             rss = self.proc.memory_info().rss
+            children = self.proc.children()
         except psutil.NoSuchProcess:
             return
         self.peak = max(self.peak, rss)
         self.samples.append((time.perf_counter() - self.start, rss))
+        for child in children:
+            try:
+                if any(part.endswith("reaper.py") for part in child.cmdline()):
+                    self.reaper_peak = max(self.reaper_peak, child.memory_info().rss)
+            except psutil.NoSuchProcess:
+                continue
 
 
 def mb(n: float) -> str:
@@ -140,7 +148,8 @@ def live_phase(args: argparse.Namespace, work: Path) -> None:
     print(f"live: {args.jobs} jobs of {args.job!r}, job limit {args.limit}, for {ran_for:.0f} s, then SIGINT")
     print(f"  at SIGINT:                      {before_stop}; journal {mb(journal_size)}")
     print(
-        f"  launcher RSS:                   peak {mb(sampler.peak)}, last {mb(sampler.samples[-1][1])}"
+        f"  launcher RSS:                   peak {mb(sampler.peak)}, last {mb(sampler.samples[-1][1])}; "
+        f"its reaper: peak {mb(sampler.reaper_peak)}"
         f" ({len(sampler.samples)} samples)"
     )
     print(f"  status ID --json, running:      {fmt_times(quick)}")
@@ -190,7 +199,8 @@ def finished_phase(args: argparse.Namespace, work: Path) -> None:
         f" ({args.jobs / elapsed:.0f} jobs/s)"
     )
     print(f"  {counts_of(view)}; journal {mb(journal_size)}")
-    print(f"  launcher RSS:                   peak {mb(sampler.peak)}")
+    reaper = mb(sampler.reaper_peak)
+    print(f"  launcher RSS:                   peak {mb(sampler.peak)}; its reaper: peak {reaper}")
     print(f"  status ID --json:               {quick:.3f} s")
     print(f"  status ID --jobs --json:        {full:.3f} s")
     _rss_curve(sampler)

@@ -354,3 +354,25 @@ processes:
     sup.send_signal(signal.SIGHUP)
     assert sup.wait(timeout=30) == 0
     assert corral.status("hu1")["state"] == "SUCCESS"
+
+
+def test_retry_failed_crash_before_spawn_does_not_take_the_earlier_attempts_run(corral, spec_file):
+    """retry-failed numbers the job's runs from 0 again; a crash between the relaunch's intent
+    and its spawn must leave that run LOST (it never started), not re-attached to the earlier
+    attempt's pid or given the earlier attempt's exit code from the ledger."""
+    spec = spec_file("""
+name: rf
+job:
+  cmd: "exit {{params.code}}"
+params:
+  code: [0, 3]
+""")
+    assert corral("run", str(spec), "--id", "rf1", "-q").returncode == 1
+    crashed = corral.start("run", "--retry-failed", "rf1", "-q", env={"CORRAL_CRASH": "spawn:1"})
+    crashed.wait(timeout=60)
+    assert crashed.returncode == -signal.SIGKILL
+    assert corral("recover", "rf1").returncode == 1  # the retried job exits 3 again
+    history = corral("read", "rf1", check=True).stdout
+    tail = history[history.index("retry-failed") :]
+    assert "main[0] -> LOST" in tail, tail
+    assert "main[0] -> RUNNING" not in tail and "main[0] -> FAILED" not in tail, tail

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -365,3 +366,26 @@ processes:
     assert "PROCESS" in vv and vv.count("flaky") >= 2
     vvv = corral("status", "v1", "-vvv").stdout
     assert "FAILED" in vvv and "SUCCESS" in vvv
+
+
+def test_relative_sandbox_is_where_the_supervisor_runs_for_every_process(corral, spec_file, tmp_path):
+    spec = spec_file("""
+name: rel
+sandbox: relbox
+processes:
+  - {name: a, cmd: pwd}
+  - {name: b, cmd: pwd, after: [a]}
+""")
+    here = tmp_path / "here"
+    here.mkdir()
+    result = subprocess.run(
+        corral.argv("run", str(spec), "--id", "rel1"),
+        cwd=here,
+        env=corral.env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    logs = corral.root / "rel1" / "logs"
+    assert (logs / "a.0.stdout").read_text().strip() == str(here / "relbox")
+    assert (logs / "b.0.stdout").read_text().strip() == str(here / "relbox")

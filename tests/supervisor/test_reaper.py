@@ -431,7 +431,7 @@ def test_ledger_torn_line_wanted_and_garbage(tmp_path: Path) -> None:
 def test_ledger_missing_file_is_empty(tmp_path: Path) -> None:
     ledger = Ledger(str(tmp_path / "none.log"))
     ledger.refresh()
-    assert ledger.status((0, "x", 0), wait=1.0) is None
+    assert ledger.status((0, "x", 0), 0.0, wait=1.0) is None
     assert (ledger.spawned, ledger.ended, ledger.failed) == ({}, {}, {})
 
 
@@ -442,10 +442,10 @@ def test_ledger_status_waits_for_a_live_reaper(rig: Rig, tmp_path: Path) -> None
     rig.event("S", key)
     ledger = Ledger(str(rig.ledger))
     t0 = time.monotonic()
-    assert ledger.status(key, wait=0.1) is None  # still running: gives up after `wait`
+    assert ledger.status(key, 0.0, wait=0.1) is None  # still running: gives up after `wait`
     assert 0.1 <= time.monotonic() - t0 < 1.0
     gate.touch()
-    assert ledger.status(key, wait=5.0) == 9
+    assert ledger.status(key, 0.0, wait=5.0) == 9
 
 
 def test_ledger_status_returns_quickly_when_the_reaper_is_dead(rig: Rig) -> None:
@@ -456,7 +456,7 @@ def test_ledger_status_returns_quickly_when_the_reaper_is_dead(rig: Rig) -> None
     assert os.WIFSIGNALED(rig.wait_exit(2.0))
     ledger = Ledger(str(rig.ledger))
     t0 = time.monotonic()
-    assert ledger.status(key, wait=5.0) is None
+    assert ledger.status(key, 0.0, wait=5.0) is None
     assert time.monotonic() - t0 < 0.5
     assert key in ledger.spawned and key not in ledger.ended
 
@@ -555,10 +555,62 @@ def test_ledger_settle_waits_until_the_reaper_has_acted_on_every_request(rig: Ri
     started = time.monotonic()
     ledger.settle(wait=0.2)  # the request pipe is still open: nothing says it is settled
     assert time.monotonic() - started >= 0.2
-    assert ledger.reapers == {rig.spawner.pid} and not ledger.settled
+    assert set(ledger.reapers) == {rig.spawner.pid} and not ledger.settled
     rig.spawner.close()
     started = time.monotonic()
     ledger.settle(wait=5.0)
     assert time.monotonic() - started < 2.0
     assert ledger.settled == {rig.spawner.pid}
     assert [f[0] for f in rig.lines()] == ["R", "S", "E", "X"]
+
+
+def test_ledger_lines_of_an_earlier_attempt_are_not_this_runs(tmp_path: Path) -> None:
+    """`run --retry-failed` numbers a job's runs from 0 again: lookups take the run's launch
+    time, and a line older than that belongs to an earlier attempt."""
+    path = tmp_path / "reaper.log"
+    key = (1, "main", 0)
+    path.write_text(
+        "R\t50\t7\t99.0\n"
+        "S\t1\tmain\t0\t100\t2000\t50\t100.0\n"
+        "E\t1\tmain\t0\t100\t3\t101.0\n"
+        "F\t1\tmain\t1\tnope\t102.0\n"
+    )
+    ledger = Ledger(str(path))
+    ledger.refresh()
+    assert ledger.reapers == {50: 7}
+    assert ledger.spawn_of(key, since=100.0) == (100, 2000, 50)
+    assert ledger.end_of(key, since=100.0) == 3
+    assert ledger.spawn_of(key, since=200.0) is None  # a relaunch at 200: not started yet
+    assert ledger.end_of(key, since=200.0) is None
+    assert ledger.status(key, 200.0, wait=0.5) is None
+    assert ledger.failure_of((1, "main", 1), since=102.0) == "nope"
+    assert ledger.failure_of((1, "main", 1), since=103.0) is None
+    with path.open("a") as f:  # the new attempt's own lines: the newest wins
+        f.write("S\t1\tmain\t0\t300\t4000\t50\t201.0\nE\t1\tmain\t0\t300\t0\t202.0\n")
+    ledger.refresh()
+    assert ledger.spawn_of(key, since=200.0) == (300, 4000, 50)
+    assert ledger.end_of(key, since=200.0) == 0
+
+
+def test_a_run_that_cannot_start_does_not_take_the_reaper_down(rig: Rig) -> None:
+    """Any error starting a run (here a NUL byte in an argument: ValueError, not OSError)
+    is that run's F line; the same reaper goes on with the next run."""
+    bad = (0, "main", 0)
+    rig.spawn(bad, ["/bin/echo", "x\0y"])
+    assert "null byte" in rig.event("F", bad)[4]
+    good = (0, "main", 1)
+    rig.spawn(good, ["true"])
+    assert rig.event("E", good)[5] == 0
+    assert rig.poll_exit() is None and rig.line("S", good)[6] == str(rig.spawner.pid)  # type: ignore[index]
+
+
+def test_the_supervisor_names_its_reaper_in_the_ledger_before_any_request(tmp_path: Path) -> None:
+    """A successor must know of a reaper even if it was killed before writing anything."""
+    spawner = Spawner(str(tmp_path / "reaper.log"), dict(os.environ), False)
+    try:
+        ledger = Ledger(str(tmp_path / "reaper.log"))
+        ledger.refresh()
+        assert ledger.reapers == {spawner.pid: proc_start_ticks(spawner.pid)}
+    finally:
+        spawner.close()
+        os.waitpid(spawner.pid, 0)

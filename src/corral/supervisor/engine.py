@@ -176,7 +176,7 @@ class Engine:
                     self._flush_replies()
                     self._carry_out(selector)
                 elif self._pending_since is not None:
-                    due = self._pending_since + COMMIT_DELAY
+                    due = now + max(0.0, self._pending_since + COMMIT_DELAY - time.monotonic())
                     wake = due if wake is None else min(wake, due)
                 if self._sweep_at is not None:
                     self._sweep([], now)
@@ -245,9 +245,10 @@ class Engine:
         loses nothing the ledger does not have (a run's pid and start come from its S line)."""
         if not self.writer.pending:
             return False
+        moment = time.monotonic()  # not the wall clock: a step back must not hold them forever
         if self._pending_since is None:
-            self._pending_since = now
-        return now - self._pending_since >= COMMIT_DELAY
+            self._pending_since = moment
+        return moment - self._pending_since >= COMMIT_DELAY
 
     def snapshot(self, now: float) -> None:
         """status.json: job counts as of a journal size, so `status` of a 100,000-job
@@ -286,6 +287,8 @@ class Engine:
         submits = [e.job for e in effects if e.kind == "submit"]
         if submits:
             self.backend.submit(sorted(submits))
+            self.writer.commit()  # the Slurm ids, durable right after sbatch
+            self._pending_since = None
         for effect in effects:
             if effect.kind == "cancel":
                 self.backend.cancel(sorted(self.sup.live) if effect.job < 0 else [effect.job])
@@ -327,7 +330,7 @@ class Engine:
     def _cwd(self, job: int, task: Task) -> str:
         """Where a run starts; the reaper creates it (and the run's log directory) if needed."""
         if task.sandbox is not None:
-            return task.sandbox
+            return os.path.abspath(task.sandbox)  # relative to where the supervisor runs
         return self._jobs_prefix + str(job) if self.ensemble else self._sandbox
 
     def run_env(self, job: int, process: str, run: int, task: Task, extra: dict[str, str]) -> dict[str, str]:
@@ -420,7 +423,10 @@ class Engine:
         run = self._run(key)
         if run is None or not run.pid:
             return
-        if proc.alive(run.pid, run.start_ticks) or run.pid in self.children:
+        # the group, unless its pid now names another process (the run ended and the pid was
+        # reused); a group whose leader is gone may still hold the run's descendants
+        ticks = proc.start_ticks(run.pid)
+        if ticks is None or ticks == run.start_ticks or not run.start_ticks:
             proc.signal_group(run.pid, sig)
         escaped = proc.find_marked(self._needles(*key))
         proc.signal_pids(escaped, sig)
@@ -482,7 +488,13 @@ class Engine:
         spawner = self.spawner
         if spawner is None:
             return
-        for event in spawner.events():
+        self._handle(spawner.events())
+        if spawner.eof:  # the reaper is gone; its exit (SIGCHLD) finishes the job
+            self._reaper_gone()
+
+    def _handle(self, events: list[Any]) -> None:
+        """What the reaper reported, in its order: S(tarted), E(nded), F(ailed to start)."""
+        for event in events:
             kind, key = event[0], (event[1], event[2], event[3])
             if kind == "S":
                 self._started(key, event[4], event[5], event[6])
@@ -492,8 +504,6 @@ class Engine:
                     self._ended(key, event[5], event[6])
             elif kind == "F" and self._launching.pop(key, None) is not None:
                 self.record(RunUpdate(*key, RunState.FAILED.value, event[5], reason=event[4]))
-        if spawner.eof:  # the reaper is gone; its exit (SIGCHLD) finishes the job
-            self._reaper_gone()
 
     def _started(self, key: RunKey, pid: int, ticks: int, at: float) -> None:
         waiting = self._launching.pop(key, [])
@@ -519,9 +529,7 @@ class Engine:
         spawner, self.spawner = self.spawner, None
         if spawner is None:
             return
-        for event in spawner.events():  # what it managed to say before dying
-            if event[0] == "S":
-                self._started((event[1], event[2], event[3]), event[4], event[5], event[6])
+        self._handle(spawner.events())  # what it managed to say before dying
         if self._selector is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(spawner.fileno())
@@ -530,18 +538,22 @@ class Engine:
         ledger.refresh()
         now = self.clock()
         for key in list(self._launching):
-            if key in ledger.spawned:
-                pid, ticks, _ = ledger.spawned[key]
-                self._started(key, pid, ticks, now)
-            else:
-                self._launching.pop(key)
-                reason = ledger.failed.get(key, "its reaper died before starting it")
-                state = RunState.FAILED if key in ledger.failed else RunState.LOST
-                self.record(RunUpdate(*key, state.value, now, reason=reason))
+            since = self._launched_at(key)
+            spawned = ledger.spawn_of(key, since)
+            if spawned is not None:
+                self._started(key, spawned[0], spawned[1], now)
+                continue
+            self._launching.pop(key)
+            failure = ledger.failure_of(key, since)
+            state = RunState.LOST if failure is None else RunState.FAILED
+            self.record(
+                RunUpdate(*key, state.value, now, reason=failure or "its reaper died before starting it")
+            )
         for pid, key in list(self.children.items()):
-            if key in ledger.ended:
+            status = ledger.end_of(key, self._launched_at(key))
+            if status is not None:
                 del self.children[pid]
-                self._ended(key, ledger.ended[key], now)
+                self._ended(key, status, now)
             elif proc.start_ticks(pid) is None:  # gone, and not even a zombie of ours
                 del self.children[pid]
                 self._ended(key, None, now)
@@ -580,12 +592,17 @@ class Engine:
             self._ledger = Ledger(str(self.layout.reaper_log))
         return self._ledger
 
+    def _launched_at(self, key: RunKey) -> float:
+        """When the run was launched: ledger lines older than that are an earlier attempt's."""
+        run = self._run(key)
+        return float("-inf") if run is None else run.launched_at
+
     def _adopted_exit(self, fd: int, selector: selectors.BaseSelector) -> None:
         key, _pid = self.adopted.pop(fd)
         selector.unregister(fd)
         os.close(fd)
         # the run's reaper (a predecessor's) writes its status a moment after the pidfd fires
-        self._ended(key, self.ledger().status(key), self.clock())
+        self._ended(key, self.ledger().status(key, self._launched_at(key)), self.clock())
 
     def _control(self, conn: Any, req: dict[str, Any]) -> None:
         op = req.get("op")

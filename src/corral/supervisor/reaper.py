@@ -18,8 +18,8 @@ run. The reaper:
       S <job> <process> <run> <pid> <start ticks> <reaper pid> <time>
       F <job> <process> <run> <error> <time>            (the spawn itself failed)
       E <job> <process> <run> <pid> <status> <time>     (status < 0: killed by that signal)
-      R <reaper pid> <time>   (started)     X <reaper pid> <time>   (its request pipe closed:
-                                             nothing it was asked for is left to start)
+      R <reaper pid> <start ticks> <time>   (written by the supervisor that started it)
+      X <reaper pid> <time>   (its request pipe closed: nothing it was asked for is left to start)
 - sends the same events to the supervisor on fd 4, as frames like the requests.
 
 When the supervisor dies, the reaper keeps waiting for its runs and writing their statuses;
@@ -155,9 +155,10 @@ class Reaper:
             before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
             pid = os.posix_spawn(program, argv, full, file_actions=actions, setsid=True, setsigdef=RESET)
             after = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-            os.chdir("/")  # hold no run's directory (or its filesystem) busy
-        except OSError as exc:
-            reason = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+        except Exception as exc:  # any failure to start is this run's, not the reaper's
+            os.chdir("/")
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            reason = f"cannot start {argv[0]!r}: {detail}"
             if stderr:  # say it where the user will look: the run's stderr
                 try:
                     fd = os.open(stderr, _OUT | os.O_CLOEXEC, 0o644)
@@ -168,6 +169,7 @@ class Reaper:
             self.lines.append(f"F\t{job}\t{process}\t{run}\t{reason.replace(chr(9), ' ')}\t{now:.6f}\n")
             self.events.append(frame(("F", job, process, run, reason, now)))
             return
+        os.chdir("/")  # hold no run's directory (or its filesystem) busy
         ticks = ticks_of(before, after)
         if ticks is None:
             ticks = start_ticks(pid)
@@ -222,6 +224,8 @@ class Reaper:
 def main(argv: list[str]) -> int:
     ledger = argv[1]
     console = (5, 6) if len(argv) > 2 and argv[2] == "console" else None
+    # descriptors our starter left open for its children are not for the runs
+    os.closerange(7 if console else 5, 1 << 16)
     for fd in (3, 4, *(console or ())):
         os.set_inheritable(fd, False)  # the runs must not hold our pipes
     os.set_blocking(4, False)
@@ -231,7 +235,6 @@ def main(argv: list[str]) -> int:
     _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     _signal.signal(_signal.SIGCHLD, lambda *_: None)
     reaper = Reaper(ledger, console)
-    reaper.lines.append(f"R\t{reaper.me}\t{time.time():.6f}\n")
     poll = select.poll()
     poll.register(3, select.POLLIN)
     poll.register(wake_r, select.POLLIN)

@@ -379,7 +379,8 @@ def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
     ledger = Ledger(str(engine.layout.reaper_log), wanted={(job, run.process, run.run) for job, run in live})
     ledger.refresh()
     if same_boot and any(
-        run.pid == 0 and (job, run.process, run.run) not in ledger.spawned for job, run in live
+        run.pid == 0 and ledger.spawn_of((job, run.process, run.run), run.launched_at) is None
+        for job, run in live
     ):
         ledger.settle()  # a launch its predecessor asked for may still be under way
     engine._ledger = ledger  # re-attached runs' ends are read from it too
@@ -389,8 +390,9 @@ def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
         if same_boot and pid == 0:
             # launched, but the pid never reached the journal: the ledger has it, or else the
             # environment marks every run carries find it
-            if key in ledger.spawned:
-                pid, ticks, _ = ledger.spawned[key]
+            spawned = ledger.spawn_of(key, run.launched_at)
+            if spawned is not None:
+                pid, ticks, _ = spawned
             else:
                 found = proc.find_marked(engine._needles(*key))
                 leaders = [p for p in found if _is_leader(p)]
@@ -406,13 +408,14 @@ def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
         if same_boot and pid and proc.alive(pid, ticks) and engine.adopt(key, pid, ticks):
             counts["attached"] += 1
             continue
-        status = ledger.ended.get(key) if same_boot else None
-        if status is None and same_boot and key in ledger.failed:
-            engine.record(RunUpdate(*key, RunState.FAILED.value, now, reason=ledger.failed[key]))
+        status = ledger.end_of(key, run.launched_at) if same_boot else None
+        failure = ledger.failure_of(key, run.launched_at) if same_boot else None
+        if status is None and failure is not None:
+            engine.record(RunUpdate(*key, RunState.FAILED.value, now, reason=failure))
             counts["recovered"] += 1
             continue
         if status is None and same_boot and pid:
-            status = ledger.status(key)  # its reaper may not have written it yet
+            status = ledger.status(key, run.launched_at)  # its reaper may not have written it yet
         if status is not None:
             exit_code, by_signal = (status, None) if status >= 0 else (None, -status)
             state, reason = exit_outcome(run, exit_code, by_signal)

@@ -51,9 +51,21 @@ class Spawner:
         argv = [sys.executable, "-S", "-I", REAPER, ledger, "console" if console else "-"]
         try:
             self.pid = os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True)
+        except BaseException:
+            os.close(self._req_w)
+            os.close(self._ev_r)
+            raise
         finally:
             for fd in (req_r, ev_w, high_r, high_w):
                 os.close(fd)
+        # announce it before it is sent anything: a successor waits for the X line of every
+        # live reaper named here before it judges launches whose pid it never learned
+        line = f"R\t{self.pid}\t{proc.start_ticks(self.pid) or 0}\t{time.time():.6f}\n"
+        fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
         os.set_blocking(self._ev_r, False)
         self._out = bytearray(_reaper.frame(dict(env)))  # first: the runs' base environment
         self._in = bytearray()
@@ -120,7 +132,12 @@ class Spawner:
 
 
 class Ledger:
-    """What the reapers of one task recorded, read incrementally from ROOT/ID/reaper.log."""
+    """What the reapers of one task recorded, read incrementally from ROOT/ID/reaper.log.
+
+    A key (job, process, run) can appear more than once: `run --retry-failed` starts a job's
+    run numbers again at 0. The newest line wins, and lookups take `since` (the run's LAUNCHING
+    time): a line written before the run was launched belongs to an earlier attempt.
+    """
 
     def __init__(self, path: str, wanted: set[RunKey] | None = None) -> None:
         self.path = path
@@ -128,9 +145,10 @@ class Ledger:
         self.offset = 0
         self.spawned: dict[RunKey, tuple[int, int, int]] = {}  # key -> (pid, ticks, reaper pid)
         self.failed: dict[RunKey, str] = {}
-        self.reapers: set[int] = set()  # pids of the reapers that wrote here
-        self.settled: set[int] = set()  # ... and of those whose requests were all acted on
         self.ended: dict[RunKey, int] = {}  # key -> status (< 0: the signal)
+        self.at: dict[tuple[str, RunKey], float] = {}  # (S|E|F, key) -> when the line was written
+        self.reapers: dict[int, int] = {}  # pid -> start ticks of the reapers that wrote here
+        self.settled: set[int] = set()  # ... pids of those whose requests were all acted on
 
     def refresh(self) -> None:
         try:
@@ -151,42 +169,72 @@ class Ledger:
         for line in data[:end].decode(errors="replace").splitlines():
             fields = line.split("\t")
             try:
-                if fields[0] in ("R", "X"):
-                    (self.reapers if fields[0] == "R" else self.settled).add(int(fields[1]))
+                kind = fields[0]
+                if kind == "R":
+                    self.reapers[int(fields[1])] = int(fields[2])
+                    continue
+                if kind == "X":
+                    self.settled.add(int(fields[1]))
                     continue
                 key = (int(fields[1]), fields[2], int(fields[3]))
                 if wanted is not None and key not in wanted:
                     continue
-                if fields[0] == "S":
+                if kind == "S":
                     self.spawned[key] = (int(fields[4]), int(fields[5]), int(fields[6]))
-                elif fields[0] == "E":
+                    self.at["S", key] = float(fields[7])
+                elif kind == "E":
                     self.ended[key] = int(fields[5])
-                elif fields[0] == "F":
+                    self.at["E", key] = float(fields[6])
+                elif kind == "F":
                     self.failed[key] = fields[4]
+                    self.at["F", key] = float(fields[5])
             except (IndexError, ValueError):
                 continue  # not a line a reaper wrote: ignore it, like a torn one
 
-    def settle(self, wait: float = 2.0) -> None:
-        """Wait (briefly) until every reaper that is still alive has acted on all the requests
-        it was sent: a supervisor killed right after sending a spawn request leaves its reaper
-        a moment to start the run, and a new supervisor must see that start in the ledger."""
+    def _fresh(self, kind: str, key: RunKey, since: float) -> bool:
+        return self.at.get((kind, key), float("-inf")) >= since
+
+    def spawn_of(self, key: RunKey, since: float) -> tuple[int, int, int] | None:
+        """(pid, start ticks, reaper pid) of the run launched at `since`, if it started."""
+        return self.spawned[key] if key in self.spawned and self._fresh("S", key, since) else None
+
+    def end_of(self, key: RunKey, since: float) -> int | None:
+        return self.ended[key] if key in self.ended and self._fresh("E", key, since) else None
+
+    def failure_of(self, key: RunKey, since: float) -> str | None:
+        return self.failed[key] if key in self.failed and self._fresh("F", key, since) else None
+
+    def settle(self, wait: float = 10.0) -> None:
+        """Wait until every reaper that is still alive has acted on all the requests it was
+        sent (its X line): a supervisor killed right after sending spawn requests leaves its
+        reaper a moment to start those runs, and a new supervisor must see them in the ledger.
+        Gives up after `wait` seconds without progress (a stopped reaper, say)."""
         deadline = time.monotonic() + wait
         while True:
+            before = self.offset
             self.refresh()
-            busy = [pid for pid in self.reapers - self.settled if proc.exists(pid)]
+            if self.offset != before:
+                deadline = time.monotonic() + wait
+            busy = [
+                pid
+                for pid, ticks in self.reapers.items()
+                if pid not in self.settled and proc.alive(pid, ticks)
+            ]
             if not busy or time.monotonic() > deadline:
                 return
             time.sleep(0.005)
 
-    def status(self, key: RunKey, wait: float = 2.0) -> int | None:
-        """The run's exit status; if its reaper still lives, wait (briefly) for it to write it:
-        a run's pidfd says it ended a moment before its reaper has reaped it."""
+    def status(self, key: RunKey, since: float, wait: float = 2.0) -> int | None:
+        """The exit status of the run launched at `since`; if its reaper still lives, wait
+        (briefly) for it to write it: a pidfd says a run ended a moment before its reaper
+        has reaped it."""
         deadline = time.monotonic() + wait
         while True:
             self.refresh()
-            if key in self.ended:
-                return self.ended[key]
-            spawned = self.spawned.get(key)
+            code = self.end_of(key, since)
+            if code is not None:
+                return code
+            spawned = self.spawn_of(key, since)
             if spawned is None or not proc.exists(spawned[2]) or time.monotonic() > deadline:
                 return None
             time.sleep(0.002)
