@@ -287,6 +287,7 @@ class Engine:
         submits = [e.job for e in effects if e.kind == "submit"]
         if submits:
             self.backend.submit(sorted(submits))
+            self.crashpoint("commit")
             self.writer.commit()  # the Slurm ids, durable right after sbatch
             self._pending_since = None
         for effect in effects:
