@@ -376,3 +376,28 @@ params:
     tail = history[history.index("retry-failed") :]
     assert "main[0] -> LOST" in tail, tail
     assert "main[0] -> RUNNING" not in tail and "main[0] -> FAILED" not in tail, tail
+
+
+def test_console_runs_started_after_sighup_let_go_of_the_terminal(corral, spec_file):
+    """After SIGHUP the supervisor writes to /dev/null; so must console runs it starts later
+    (their reaper held the original stdout for them)."""
+    spec = spec_file("""
+name: hupc
+processes:
+  - {name: first, cmd: "sleep 1", logger: {destination: console}}
+  - {name: later, cmd: "sleep 3", after: [first], logger: {destination: console}}
+""")
+    sup = corral.start("run", str(spec), "--id", "hc1")
+    try:
+        corral.wait_for(lambda: _running(corral, "hc1", "first"))
+        first = runs_of(corral.status("hc1"), "first")[-1]["pid"]
+        assert os.readlink(f"/proc/{first}/fd/1").startswith("pipe:")  # the test's pipe
+        sup.send_signal(signal.SIGHUP)
+        corral.wait_for(lambda: _running(corral, "hc1", "later"))
+        later = runs_of(corral.status("hc1"), "later")[-1]["pid"]
+        assert os.readlink(f"/proc/{later}/fd/1") == "/dev/null"
+        assert os.readlink(f"/proc/{later}/fd/2") == "/dev/null"
+        assert sup.wait(timeout=30) == 0
+    finally:
+        if sup.poll() is None:
+            sup.kill()

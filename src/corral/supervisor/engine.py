@@ -76,6 +76,7 @@ class Engine:
     _launching: dict[RunKey, list[int]] = field(default_factory=dict)
     _ledger: Ledger | None = None
     _selector: selectors.BaseSelector | None = None
+    _hung_up: bool = False  # the terminal went away: console runs write to /dev/null from now
     _sweep_due: list[int] = field(default_factory=list)  # ended jobs whose leftovers wait a look
     _sweep_at: float | None = None
     _pending_since: float | None = None  # when the oldest uncommitted effect-free record came
@@ -164,6 +165,8 @@ class Engine:
             while True:
                 now = self.clock()
                 self._reap(now)
+                if self._hung_up and self.spawner is not None and not self.spawner.hung_up:
+                    self.spawner.hangup()
                 if self.interrupts > handled_interrupts:
                     handled_interrupts = self.interrupts
                     grace = None if handled_interrupts == 1 else 0.0
@@ -266,6 +269,7 @@ class Engine:
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             os.close(devnull)
+        self._hung_up = True  # the reaper is told in the loop: never write frames from a handler
 
     def _decide(self, now: float) -> float | None:
         wake: float | None = None
@@ -387,7 +391,7 @@ class Engine:
     def _start_reaper(self, task: Task) -> None:
         # the runs of one task or ensemble share the template's logger settings: if any
         # process logs to the console, the reaper holds the supervisor's stdout and stderr
-        console = any(p.logger.destination == "console" for p in task.processes)
+        console = not self._hung_up and any(p.logger.destination == "console" for p in task.processes)
         os.makedirs(self._logs_prefix, exist_ok=True)
         if self.ensemble:
             os.makedirs(self._jobs_prefix, exist_ok=True)

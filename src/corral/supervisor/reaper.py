@@ -9,7 +9,8 @@ run. The reaper:
 - receives on fd 3 frames of a 4-byte little-endian length and a `marshal` payload: first
   the environment runs start from (the supervisor's), then spawn requests
   `(job, process, run, argv, env, cwd, stdout, stderr)` (`env`: what the run adds to that
-  environment; `stdout`/`stderr`: files to append to, or None for the console);
+  environment; `stdout`/`stderr`: files to append to, or None for the console), and
+  `("hangup",)` when the terminal went away (console runs then get /dev/null);
 - creates `cwd` if needed, changes to it and `posix_spawn`s the command in a session
   of its own with default signal dispositions (so the run's pid is its process group, and
   SIGPIPE is not left ignored as Python leaves it), then changes back to `/`;
@@ -268,6 +269,11 @@ def main(argv: list[str]) -> int:
                     if reaper.base is None:
                         reaper.base = req
                         reaper.path = req.get("PATH", os.defpath)
+                    elif req == ("hangup",):  # the terminal is gone: let go of it
+                        if reaper.console is not None:
+                            for fd in reaper.console:
+                                os.close(fd)
+                            reaper.console = None
                     else:
                         reaper.spawn(req)
         reaper.reap()

@@ -69,6 +69,7 @@ class Spawner:
         os.set_blocking(self._ev_r, False)
         self._out = bytearray(_reaper.frame(dict(env)))  # first: the runs' base environment
         self._in = bytearray()
+        self.hung_up = False
         self.closed = False  # our request pipe is closed
         self.eof = False  # the reaper's event pipe reached its end (the reaper is gone)
 
@@ -87,6 +88,11 @@ class Spawner:
         """Queue a spawn request; `flush()` sends the turn's requests in one write."""
         job, process, run = key
         self._out += _reaper.frame((job, process, run, list(argv), dict(env), cwd, stdout, stderr))
+
+    def hangup(self) -> None:
+        """The terminal went away: console runs started from now on write to /dev/null."""
+        self.hung_up = True
+        self._out += _reaper.frame(("hangup",))
 
     @property
     def pending(self) -> bool:
