@@ -333,7 +333,7 @@ class Engine:
         return self._logs_prefix + log_name(job if self.ensemble else None, process, run, "")[:-1]
 
     def _cwd(self, job: int, task: Task) -> str:
-        """Where a run starts; the reaper creates it (and the run's log directory) if needed."""
+        """Where a run starts; the reaper creates it if needed."""
         if task.sandbox is not None:
             return os.path.abspath(task.sandbox)  # relative to where the supervisor runs
         return self._jobs_prefix + str(job) if self.ensemble else self._sandbox
@@ -564,21 +564,28 @@ class Engine:
                 self._ended(key, None, now)
         log.warning("the reaper (pid %d) died; runs it started are reaped by the supervisor", spawner.pid)
 
-    def _ended(self, key: RunKey, status: int | None, now: float) -> None:
-        """A run ended with `status` (< 0: killed by that signal; None: unknown)."""
+    def _ended(
+        self, key: RunKey, status: int | None, now: float, *, recovered: bool = False
+    ) -> RunState | None:
+        """A run ended with `status` (< 0: killed by that signal; None: unknown); `recovered`:
+        learned by a new supervisor, not seen. Returns the state recorded (None: not live)."""
         self._rotator.forget(key)
         run = self._run(key)
         if run is None or not run.live:
-            return
+            return None
+        inferred = status is None
         if status is None:
-            if run.signal_sent == SIGKILL:  # our own KILL: no status needed to know the end
-                status = -SIGKILL
-            else:
-                self.record(RunUpdate(*key, RunState.LOST.value, now, reason="ended without an exit status"))
-                return
+            if run.signal_sent != SIGKILL:
+                reason = "gone without an exit status" if recovered else "ended without an exit status"
+                self.record(RunUpdate(*key, RunState.LOST.value, now, reason=reason))
+                return RunState.LOST
+            status = -SIGKILL  # our own KILL: no status needed to know the end
         exit_code, by_signal = (status, None) if status >= 0 else (None, -status)
         state, reason = exit_outcome(run, exit_code, by_signal)
+        if recovered and not inferred:
+            reason = reason or "exit recovered"
         self.record(RunUpdate(key[0], key[1], key[2], state.value, now, exit_code=status, reason=reason))
+        return state
 
     def adopt(self, key: RunKey, pid: int, ticks: int) -> bool:
         """Watch a run we did not spawn (after recovery) through a pidfd: no polling."""

@@ -271,8 +271,8 @@ def main(argv: list[str]) -> int:
                         reaper.path = req.get("PATH", os.defpath)
                     elif req == ("hangup",):  # the terminal is gone: let go of it
                         if reaper.console is not None:
-                            for fd in reaper.console:
-                                os.close(fd)
+                            for stream in reaper.console:
+                                os.close(stream)
                             reaper.console = None
                     else:
                         reaper.spawn(req)

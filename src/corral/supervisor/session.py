@@ -24,7 +24,6 @@ from corral import spec as specs  # templating and params load on first use (laz
 from corral.core.records import Attached, Note, Opened, Record, RunUpdate, decode
 from corral.core.states import RunState
 from corral.core.supervision import Policy, Supervision
-from corral.core.task import SIGKILL, exit_outcome
 from corral.journal import JournalLocked, lock_holder, open_for_append, read_journal
 from corral.spec.errors import SpecError
 from corral.spec.model import Ensemble, Task
@@ -416,20 +415,8 @@ def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
             continue
         if status is None and same_boot and pid:
             status = ledger.status(key, run.launched_at)  # its reaper may not have written it yet
-        if status is not None:
-            exit_code, by_signal = (status, None) if status >= 0 else (None, -status)
-            state, reason = exit_outcome(run, exit_code, by_signal)
-            engine.record(
-                RunUpdate(*key, state.value, now, exit_code=status, reason=reason or "exit recovered")
-            )
-            counts["recovered"] += 1
-        elif run.signal_sent == SIGKILL:
-            state, reason = exit_outcome(run, None, SIGKILL)
-            engine.record(RunUpdate(*key, state.value, now, exit_code=-SIGKILL, reason=reason))
-            counts["recovered"] += 1
-        else:
-            engine.record(RunUpdate(*key, RunState.LOST.value, now, reason="gone without an exit status"))
-            counts["lost"] += 1
+        state = engine._ended(key, status, now, recovered=True)
+        counts["lost" if state is RunState.LOST else "recovered"] += 1
     return counts
 
 
