@@ -302,6 +302,8 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
                 continue
         try:
             sup, _ = replay(layout)
+        except FileNotFoundError:
+            continue  # removed meanwhile (corral gc)
         except (JournalError, SessionError) as exc:
             views.append({"id": task_id, "state": "UNREADABLE", "error": str(exc)})
             continue
@@ -590,6 +592,15 @@ def slurm_job(task_id: str, job: int) -> None:
     state = supervise(engine)
     click.echo(f"{task_id} job {job} ({ident}): {state.value}", err=True)
     sys.exit(exit_status(state))
+
+
+def _add_commands() -> None:
+    from corral.cli.gc import gc
+
+    cli.add_command(gc)
+
+
+_add_commands()
 
 
 def main() -> None:

@@ -100,4 +100,5 @@ def list_ids(root: Path) -> list[str]:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return []
-    return [n for n in names if (root / n / "journal").exists()]
+    # valid ids never start with '.': a gc's trash (.gc-ID-...) is never listed
+    return [n for n in names if valid_id(n) and (root / n / "journal").exists()]
