@@ -101,7 +101,7 @@ def view(
         if jobs:
             wanted = job_state.upper() if job_state else None
             rows = []
-            space_params = _params_of(sup)
+            space_params = sup.params_of
             for s in sup.summaries():
                 if wanted and s.state.value != wanted and not (wanted == "RUNNING" and s.job in sup.live):
                     continue
@@ -154,15 +154,6 @@ def snapshot_view(layout: Layout, supervised: bool) -> dict[str, Any] | None:
         "halted": snap.get("halted") or None,
         "as_of": _ts(snap.get("updated_at")),
     }
-
-
-def _params_of(sup: Supervision) -> Any:
-    task_for = sup.task_for
-    jobs = getattr(task_for, "__self__", None)
-    space = getattr(jobs, "space", None)
-    if space is None:
-        return lambda job: {}
-    return lambda job: dict(space[job])
 
 
 def print_status(views: list[dict[str, Any]], verbose: int, show_jobs: bool) -> None:

@@ -11,6 +11,7 @@ import heapq
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from corral.core.records import (
     Attached,
@@ -96,6 +97,8 @@ class Supervision:
     dirty: set[int] = field(default_factory=set)
     wakeups: list[tuple[float, int]] = field(default_factory=list)
     beats: dict[int, float] = field(default_factory=dict)  # job -> last heartbeat (not journaled)
+    # a job's parameters (an ensemble's param space; readers show them): no I/O, a lookup
+    params_of: Callable[[int], dict[str, Any]] = lambda _job: {}
 
     def __post_init__(self) -> None:
         self._grow(self.total)

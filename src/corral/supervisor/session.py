@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from corral import spec as specs  # templating and params load on first use (lazy)
-from corral.core.records import Attached, Note, Opened, Record, RunUpdate, decode
-from corral.core.states import RunState
+from corral.core.records import Attached, Note, Opened, Record, decode
 from corral.core.supervision import Policy, Supervision
 from corral.journal import JournalLocked, lock_holder, open_for_append, read_journal
 from corral.spec.errors import SpecError
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 from corral.supervisor import proc
 from corral.supervisor.engine import Engine
 from corral.supervisor.layout import Layout
-from corral.supervisor.spawn import Ledger
+from corral.supervisor.reconcile import reconcile
 
 
 class SessionError(Exception):
@@ -51,6 +50,9 @@ class Jobs:
     file: str | None = None
     _cache: dict[int, Task] | None = None
     _dir: str = ""  # str(layout.dir), once: pathlib would cost more than the rendering
+
+    def params(self, job: int) -> dict[str, Any]:
+        return dict(self.space[job])
 
     def task_for(self, job: int) -> Task:
         cache = self._cache if self._cache is not None else {}
@@ -132,6 +134,7 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
         _policy(ens),
         keep_finished=keep_finished,
         remote=ens.backend == "slurm",
+        params_of=jobs.params,
     )
     return sup, jobs
 
@@ -367,70 +370,10 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
     return engine, counts
 
 
-def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
-    """Match every run the journal believes live against the machine and the reapers' ledger."""
-    sup = engine.sup
-    same_boot = not sup.supervisors or sup.supervisors[0].boot_id == proc.boot_id()
-    same_boot = same_boot and (sup.opened is None or sup.opened.boot_id == proc.boot_id())
-    counts = {"attached": 0, "recovered": 0, "lost": 0}
-    now = time.time()
-    live = [(job, run) for job in sorted(sup.live) for run in sup.jobs[job].live_runs()]
-    ledger = Ledger(str(engine.layout.reaper_log), wanted={(job, run.process, run.run) for job, run in live})
-    ledger.refresh()
-    if same_boot and any(
-        run.pid == 0 and ledger.spawn_of((job, run.process, run.run), run.launched_at) is None
-        for job, run in live
-    ):
-        ledger.settle()  # a launch its predecessor asked for may still be under way
-    engine._ledger = ledger  # re-attached runs' ends are read from it too
-    for job, run in live:
-        key = (job, run.process, run.run)
-        pid, ticks = run.pid, run.start_ticks
-        if same_boot and pid == 0:
-            # launched, but the pid never reached the journal: the ledger has it, or else the
-            # environment marks every run carries find it
-            spawned = ledger.spawn_of(key, run.launched_at)
-            if spawned is not None:
-                pid, ticks, _ = spawned
-            else:
-                found = proc.find_marked(engine._needles(*key))
-                leaders = [p for p in found if _is_leader(p)]
-                if leaders:
-                    pid = leaders[0]
-                    ticks = proc.start_ticks(pid) or 0
-            if pid:
-                engine.record(
-                    RunUpdate(
-                        *key, RunState.RUNNING.value, now, pid=pid, start_ticks=ticks, reason="re-attached"
-                    )
-                )
-        if same_boot and pid and proc.alive(pid, ticks) and engine.adopt(key, pid, ticks):
-            counts["attached"] += 1
-            continue
-        status = ledger.end_of(key, run.launched_at) if same_boot else None
-        failure = ledger.failure_of(key, run.launched_at) if same_boot else None
-        if status is None and failure is not None:
-            engine.record(RunUpdate(*key, RunState.FAILED.value, now, reason=failure))
-            counts["recovered"] += 1
-            continue
-        if status is None and same_boot and pid:
-            status = ledger.status(key, run.launched_at)  # its reaper may not have written it yet
-        state = engine._ended(key, status, now, recovered=True)
-        counts["lost" if state is RunState.LOST else "recovered"] += 1
-    return counts
-
-
 def _is_corral(pid: int) -> bool:
     """The lock's pid names a corral supervisor (not a stranger that reused the pid)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return b"corral" in f.read()
-    except OSError:
-        return False
-
-
-def _is_leader(pid: int) -> bool:
-    try:
-        return os.getsid(pid) == pid
     except OSError:
         return False

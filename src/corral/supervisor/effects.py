@@ -1,0 +1,62 @@
+"""What a record asks the shell to do once it is durable (spawn, signal, submit, ...).
+
+A record is a decision; its effect is carried out only after the record is committed (intent
+before effect). This module is the one place that maps a record to its effect.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from corral.core.records import Record, Request, RunUpdate, Signal, Transition
+from corral.core.states import TASK_TERMINAL, RunState, TaskState
+from corral.core.supervision import ENSEMBLE, Supervision
+
+RunKey = tuple[int, str, int]
+
+
+class EffectKind(enum.Enum):
+    SPAWN = "spawn"  # start a LAUNCHING run through the reaper
+    SIGNAL = "signal"  # send `sig` to a run's tree
+    STOP = "stop"  # SIGSTOP a run's tree (pause)
+    CONT = "cont"  # SIGCONT a run's tree (resume)
+    SWEEP = "sweep"  # kill what an ended job's runs left behind
+    SUBMIT = "submit"  # hand a job to the remote backend
+    CANCEL = "cancel"  # cancel remote jobs (job -1: every live one)
+
+
+@dataclass(slots=True)
+class Effect:
+    kind: EffectKind
+    key: RunKey | None = None
+    sig: int = 0  # SIGNAL only
+    job: int = -1  # SWEEP, SUBMIT, CANCEL
+    signalled: bool = False  # SWEEP: a run of the job was signalled (leftovers likely)
+
+
+def effect_of(rec: Record, sup: Supervision, remote: bool) -> Effect | None:
+    """The effect `rec` asks for, judged BEFORE it is folded (see the sweep case)."""
+    if isinstance(rec, RunUpdate):
+        key = (rec.job, rec.process, rec.run)
+        if rec.state == RunState.LAUNCHING:
+            return Effect(EffectKind.SPAWN, key)
+        if rec.state == RunState.PAUSED and rec.reason == "pause":
+            return Effect(EffectKind.STOP, key)
+        if rec.state == RunState.RUNNING and rec.reason == "resume":
+            return Effect(EffectKind.CONT, key)
+    elif isinstance(rec, Signal):
+        return Effect(EffectKind.SIGNAL, (rec.job, rec.process, rec.run), sig=rec.sig)
+    elif remote:
+        if isinstance(rec, Transition) and rec.state == TaskState.SUBMITTED:
+            return Effect(EffectKind.SUBMIT, job=rec.job)
+        if isinstance(rec, Request) and (
+            rec.action == "kill" or (rec.action == "halt" and sup.policy.halt.mode == "kill")
+        ):
+            return Effect(EffectKind.CANCEL, job=-1 if rec.job is None else rec.job)
+    elif isinstance(rec, Transition) and rec.job != ENSEMBLE and rec.state in TASK_TERMINAL:
+        # judged now: once the end is applied, a finished job's runs may be forgotten
+        rt = sup.jobs.get(rec.job)
+        signalled = rt is not None and any(r.signal_sent for p in rt.processes.values() for r in p.runs)
+        return Effect(EffectKind.SWEEP, job=rec.job, signalled=signalled)
+    return None
