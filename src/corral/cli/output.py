@@ -13,147 +13,22 @@ from typing import Any
 import click
 
 from corral.core.records import Opened, Record, RunUpdate, Signal, Transition, decode, to_json
-from corral.core.states import TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
-from corral.core.task import TaskRuntime
 from corral.errors import UserError
 from corral.journal import iter_raw
+
+# the views status --json prints are the observer's too: built in one place, corral/observe/views.py
+from corral.observe.views import job_counts as job_counts
+from corral.observe.views import snapshot_view as snapshot_view
+from corral.observe.views import view as view
 from corral.supervisor import proc
 from corral.supervisor.layout import Layout, parse_log_name
-
-
-def _ts(at: float | None) -> str | None:
-    if at is None:
-        return None
-    return datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")
 
 
 def _short(at: float | None) -> str:
     if at is None:
         return "-"
     return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _processes(rt: TaskRuntime) -> list[dict[str, Any]]:
-    out = []
-    for name, p in rt.processes.items():
-        out.append(
-            {
-                "name": name,
-                "final": p.spec.final,
-                "runs": [
-                    {
-                        "run": r.run,
-                        "state": r.state.value,
-                        "pid": r.pid or None,
-                        "exit_code": r.exit_code,
-                        "started_at": _ts(r.started_at or r.launched_at),
-                        "finished_at": _ts(r.finished_at),
-                        "reason": r.reason or None,
-                    }
-                    for r in p.runs
-                ],
-            }
-        )
-    return out
-
-
-def job_counts(sup: Supervision) -> dict[str, int]:
-    counts = {s.value.lower(): n for s, n in sup.counts.items()}
-    running = sum(
-        sup.counts[s]
-        for s in (TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING, TaskState.SUBMITTED)
-    )
-    return {
-        "total": sup.total,
-        "pending": counts["pending"],
-        "running": running,
-        "succeeded": counts["success"],
-        "failed": counts["failed"],
-        "killed": counts["killed"],
-        "lost": counts["lost"],
-    }
-
-
-def view(
-    sup: Supervision, layout: Layout, supervised: bool, jobs: bool = False, job_state: str | None = None
-) -> dict[str, Any]:
-    opened = sup.opened
-    data: dict[str, Any] = {
-        "id": sup.id,
-        "kind": sup.kind,
-        "name": opened.spec.get("name") if opened else None,
-        "state": sup.state.value,
-        "started_at": _ts(sup.started_at),
-        "finished_at": _ts(sup.finished_at),
-        "supervised": supervised,
-        "supervisor_pid": sup.supervisors[-1].pid if sup.supervisors else None,
-        "sandbox": str(layout.sandbox) if sup.kind == "task" else str(layout.dir / "jobs"),
-        "ports": (opened.context.get("ports", {}) if opened else {}),
-        "dir": str(layout.dir),
-    }
-    if sup.kind == "task":
-        rt = sup.jobs.get(0)
-        data["processes"] = _processes(rt) if rt is not None else []
-    else:
-        data["jobs"] = job_counts(sup)
-        data["halted"] = sup.halted or None
-        if jobs:
-            wanted = job_state.upper() if job_state else None
-            rows = []
-            space_params = sup.params_of
-            for s in sup.summaries():
-                if wanted and s.state.value != wanted and not (wanted == "RUNNING" and s.job in sup.live):
-                    continue
-                rows.append(
-                    {
-                        "job": s.job,
-                        "state": s.state.value,
-                        "attempts": s.attempt + 1 if s.state is not TaskState.PENDING or s.attempt else 0,
-                        "exit_code": s.exit_code,
-                        "params": space_params(s.job),
-                    }
-                )
-            data["job_list"] = rows
-    return data
-
-
-def snapshot_view(layout: Layout, supervised: bool) -> dict[str, Any] | None:
-    """An ensemble's view from its status.json, when that is current; None means replay."""
-    try:
-        snap = json.loads(layout.status_snapshot.read_text())
-        size = layout.journal.stat().st_size
-    except (OSError, ValueError):
-        return None
-    exact = snap.get("journal_size") == size
-    fresh = supervised and time.time() - float(snap.get("updated_at", 0)) < 5.0
-    if not (exact or fresh):
-        return None
-    c = {k.lower(): v for k, v in snap["counts"].items()}
-    running = c.get("active", 0) + c.get("cleaning", 0) + c.get("finalizing", 0) + c.get("submitted", 0)
-    return {
-        "id": snap["id"],
-        "kind": snap["kind"],
-        "state": snap["state"],
-        "started_at": _ts(snap.get("started_at")),
-        "finished_at": _ts(snap.get("finished_at")),
-        "supervised": supervised,
-        "supervisor_pid": snap.get("supervisor_pid"),
-        "dir": str(layout.dir),
-        "sandbox": str(layout.dir / "jobs"),
-        "ports": {},
-        "jobs": {
-            "total": snap["total"],
-            "pending": c.get("pending", 0),
-            "running": running,
-            "succeeded": c.get("success", 0),
-            "failed": c.get("failed", 0),
-            "killed": c.get("killed", 0),
-            "lost": c.get("lost", 0),
-        },
-        "halted": snap.get("halted") or None,
-        "as_of": _ts(snap.get("updated_at")),
-    }
 
 
 def print_status(views: list[dict[str, Any]], verbose: int, show_jobs: bool) -> None:

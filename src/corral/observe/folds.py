@@ -1,0 +1,141 @@
+"""Journals folded once and kept up to date by reading only what was appended since.
+
+A fold is keyed by the journal's inode: a journal replaced (compaction) or shrunk (a torn tail
+repaired by a new supervisor) is folded again from the start; one that grew is read from where
+the last fold stopped. A 10,000-job ensemble polled by twenty clients costs a few new frames
+per poll, not a replay.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from corral.core.records import JobsAdded, Opened, RunUpdate, decode
+from corral.core.supervision import Supervision
+from corral.journal import JournalCorrupt, Stop, scan, scan_journal
+from corral.supervisor.layout import Layout
+from corral.supervisor.session import Jobs, SessionError, supervision_for
+
+MAX_READ = 64 * 1024 * 1024  # bytes read per update; a larger backlog is read over several
+
+
+@dataclass
+class RunCounts:
+    started: int = 0
+    failed: int = 0
+    lost: int = 0
+
+    def count(self, rec: RunUpdate) -> None:
+        if rec.state == "LAUNCHING":
+            self.started += 1
+        elif rec.state == "FAILED":
+            self.failed += 1
+        elif rec.state == "LOST":
+            self.lost += 1
+
+
+@dataclass
+class Fold:
+    layout: Layout
+    sup: Supervision
+    jobs: Jobs | None
+    inode: int
+    consumed: int  # journal offset just past the last frame applied
+    runs: RunCounts = field(default_factory=RunCounts)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply_from(self, fd: int, size: int) -> None:
+        """Apply the whole frames between `consumed` and `size` (a torn tail waits)."""
+        while self.consumed < size:
+            chunk = os.pread(fd, min(size - self.consumed, MAX_READ), self.consumed)
+            if not chunk:
+                return
+            result = scan(chunk, 0)
+            if result.stop is Stop.CORRUPT:
+                raise JournalCorrupt(
+                    self.layout.journal,
+                    self.consumed + (result.error_offset or 0),
+                    result.reason or "corrupt",
+                )
+            for payload in result.payloads:
+                self._apply(payload)
+            if result.end == 0:
+                return  # a frame still being written (or larger than MAX_READ: not possible)
+            self.consumed += result.end
+
+    def _apply(self, payload: bytes) -> None:
+        rec = decode(payload)
+        # as session.replay does: added jobs extend the parameter space before the fold sees them
+        if isinstance(rec, JobsAdded) and self.jobs is not None:
+            self.jobs.space.add(rec.params)
+        elif isinstance(rec, RunUpdate):
+            self.runs.count(rec)
+        self.sup.apply(rec)
+
+
+def open_journal(layout: Layout) -> int:
+    """The journal's fd, refusing a symlink in place of the task directory or the journal."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+    dir_fd = os.open(layout.dir, flags | os.O_DIRECTORY)
+    try:
+        return os.open("journal", flags, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _new_fold(layout: Layout, fd: int, inode: int, size: int) -> Fold:
+    buf = os.pread(fd, min(size, MAX_READ), 0)
+    result = scan_journal(buf)
+    if result.stop is Stop.CORRUPT:
+        raise JournalCorrupt(layout.journal, result.error_offset or 0, result.reason or "corrupt")
+    if not result.payloads:
+        raise SessionError(f"{layout.journal}: no records yet")
+    opened = decode(result.payloads[0])
+    if not isinstance(opened, Opened):
+        raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
+    sup, jobs = supervision_for(opened, layout, keep_finished=opened.kind == "task")
+    fold = Fold(layout, sup, jobs, inode, 0)
+    for payload in result.payloads:
+        fold._apply(payload)
+    fold.consumed = result.end
+    fold.apply_from(fd, size)
+    return fold
+
+
+class Folds:
+    """Up-to-date folds of the journals under a root, the most recently used `capacity` kept."""
+
+    def __init__(self, root: os.PathLike[str] | str, capacity: int = 64) -> None:
+        from pathlib import Path
+
+        self.root = Path(root)
+        self.capacity = capacity
+        self._folds: OrderedDict[str, Fold] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, task_id: str) -> Fold:
+        """The fold of task_id as of now. Raises OSError (no such task, a symlink),
+        JournalCorrupt or SessionError (not a journal)."""
+        layout = Layout(self.root, task_id)
+        fd = open_journal(layout)
+        try:
+            st = os.fstat(fd)
+            with self._lock:
+                fold = self._folds.get(task_id)
+                if fold is not None:
+                    self._folds.move_to_end(task_id)
+            if fold is not None and fold.inode == st.st_ino and fold.consumed <= st.st_size:
+                with fold.lock:
+                    fold.apply_from(fd, st.st_size)
+                return fold
+            fold = _new_fold(layout, fd, st.st_ino, st.st_size)
+            with self._lock:
+                self._folds[task_id] = fold
+                while len(self._folds) > self.capacity:
+                    self._folds.popitem(last=False)
+            return fold
+        finally:
+            os.close(fd)

@@ -1,0 +1,138 @@
+"""Byte ranges of a run's log, rotated backups included, opened without following symlinks.
+
+A log is ROOT/ID/logs/[JOB.]PROCESS.RUN.STREAM and its backups NAME.1, NAME.2... (copytruncate,
+see supervisor/logs.py). Every path component below the root is opened with O_NOFOLLOW
+relative to its parent, so a symlink planted in a task directory cannot make the server read
+another file; only regular files are served.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from corral.core.task import TaskRuntime
+from corral.observe.folds import Fold
+from corral.supervisor.layout import log_name, parse_log_name
+
+MAX_CHUNK = 1024 * 1024
+_NOFOLLOW = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+class LogRefused(Exception):
+    """Not served (a symlink, not a regular file): 403."""
+
+
+class LogMissing(LookupError):
+    """No such run or log file: 404."""
+
+
+@dataclass(frozen=True)
+class Located:
+    process: str
+    run: int
+    name: str  # file name in logs/
+    live: bool
+
+
+def _logs_dir(fold: Fold) -> int:
+    root_dir = os.open(fold.layout.dir, _NOFOLLOW | os.O_DIRECTORY)
+    try:
+        return os.open("logs", _NOFOLLOW | os.O_DIRECTORY, dir_fd=root_dir)
+    except FileNotFoundError:
+        raise LogMissing(f"{fold.layout.id}: no logs yet") from None
+    except OSError as exc:
+        raise LogRefused(f"{fold.layout.id}: logs is not a directory ({exc.strerror})") from None
+    finally:
+        os.close(root_dir)
+
+
+def locate(fold: Fold, job: int, process: str | None, run: int | None, stream: str) -> Located:
+    """The log of run `run` of `process` in `job`; the latest when not given."""
+    sup = fold.sup
+    ensemble = sup.kind == "ensemble"
+    if job >= sup.total or (not ensemble and job != 0):
+        raise LogMissing(f"{fold.layout.id}: no job {job}")
+    rt = sup.jobs.get(job)
+    prefix = job if ensemble else None
+    if rt is not None and (candidate := _from_runtime(rt, process, run)) is not None:
+        name, number, live = candidate
+        return Located(name, number, log_name(prefix, name, number, stream), live)
+    # a finished job of an ensemble is not kept in memory: find its runs on disk
+    fd = _logs_dir(fold)
+    try:
+        names = os.listdir(fd)
+    finally:
+        os.close(fd)
+    found = []
+    for file in names:
+        parsed = parse_log_name(file, prefix, stream)
+        if parsed and (process is None or parsed[0] == process) and (run is None or parsed[1] == run):
+            found.append((parsed[1], parsed[0], file))
+    if not found:
+        raise LogMissing(f"{fold.layout.id}: job {job} has no such log")
+    number, name, file = max(found)
+    return Located(name, number, file, False)
+
+
+def _from_runtime(rt: TaskRuntime, process: str | None, run: int | None) -> tuple[str, int, bool] | None:
+    candidates = [
+        (r.launched_at, name, r.run, r.live)
+        for name, p in rt.processes.items()
+        for r in p.runs
+        if (process is None or name == process) and (run is None or r.run == run)
+    ]
+    if not candidates:
+        return None
+    _, name, number, live = max(candidates)
+    return name, number, live
+
+
+def read_range(
+    fold: Fold, located: Located, rotated: int, offset: int | None, limit: int
+) -> dict[str, object]:
+    """Up to `limit` bytes from `offset` (None: the last `limit` bytes) of the log or backup."""
+    fd = _logs_dir(fold)
+    file = located.name if rotated == 0 else f"{located.name}.{rotated}"
+    try:
+        try:
+            log = os.open(file, _NOFOLLOW, dir_fd=fd)
+        except FileNotFoundError:
+            raise LogMissing(f"{fold.layout.id}: no log file {file}") from None
+        except OSError as exc:  # ELOOP: a symlink
+            raise LogRefused(f"{fold.layout.id}: {file} refused ({exc.strerror})") from None
+        backups = _backups(fd, located.name)
+    finally:
+        os.close(fd)
+    try:
+        st = os.fstat(log)
+        if not stat.S_ISREG(st.st_mode):
+            raise LogRefused(f"{fold.layout.id}: {file} is not a regular file")
+        size = st.st_size
+        start = max(0, size - limit) if offset is None else offset
+        data = os.pread(log, limit, start) if start < size else b""
+    finally:
+        os.close(log)
+    return {
+        "file": file,
+        "process": located.process,
+        "run": located.run,
+        "size": size,
+        "offset": start,
+        "next": start + len(data),
+        "data": data.decode("utf-8", errors="replace"),
+        "live": located.live,
+        "rotated": backups,
+    }
+
+
+def _backups(dir_fd: int, name: str) -> list[dict[str, int]]:
+    out = []
+    for index in range(1, 1000):
+        try:
+            st = os.stat(f"{name}.{index}", dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            break
+        out.append({"index": index, "size": st.st_size})
+    return out

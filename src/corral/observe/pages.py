@@ -1,0 +1,99 @@
+"""The web pages: server-rendered (Jinja2) task list, task, ensemble and log views. A little
+plain JS (static/corral.js) refreshes the parts marked data-refresh and follows live logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from corral.observe.api import ApiError, TaskId, _catalog, fold_of
+from corral.observe.catalog import NoSuchTask
+from corral.observe.schemas import MAX_JOB, PROCESS_NAME, JobStateName, Stream
+from corral.observe.views import job_page
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+router = APIRouter(include_in_schema=False)
+PAGE = 50
+
+
+def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, context)
+
+
+@router.get("/", response_class=HTMLResponse)
+def task_list(request: Request) -> HTMLResponse:
+    return _render(request, "tasks.html", tasks=_catalog(request).views())
+
+
+@router.get("/ui/tasks", response_class=HTMLResponse)
+def task_rows(request: Request) -> HTMLResponse:
+    return _render(request, "_task_rows.html", tasks=_catalog(request).views())
+
+
+def _view(request: Request, task_id: str) -> dict[str, Any]:
+    try:
+        return _catalog(request).entry(task_id).view
+    except NoSuchTask as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+def task_page(
+    request: Request,
+    task_id: TaskId,
+    state: JobStateName | None = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_JOB)] = 0,
+) -> HTMLResponse:
+    view = _view(request, task_id)
+    if view.get("kind") == "ensemble":
+        return _render(request, "ensemble.html", task=view, **_jobs(request, task_id, state, offset))
+    return _render(request, "task.html", task=view)
+
+
+@router.get("/ui/tasks/{task_id}/body", response_class=HTMLResponse)
+def task_body(
+    request: Request,
+    task_id: TaskId,
+    state: JobStateName | None = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_JOB)] = 0,
+) -> HTMLResponse:
+    view = _view(request, task_id)
+    if view.get("kind") == "ensemble":
+        return _render(request, "_ensemble_body.html", task=view, **_jobs(request, task_id, state, offset))
+    return _render(request, "_task_body.html", task=view)
+
+
+def _jobs(request: Request, task_id: str, state: JobStateName | None, offset: int) -> dict[str, Any]:
+    fold = fold_of(_catalog(request), task_id)
+    with fold.lock:
+        matching, rows = job_page(fold.sup, state.value if state else None, offset, PAGE)
+    return {
+        "jobs": rows,
+        "matching": matching,
+        "offset": offset,
+        "page": PAGE,
+        "state": state.value if state else "",
+        "states": [s.value for s in JobStateName],
+    }
+
+
+@router.get("/tasks/{task_id}/log", response_class=HTMLResponse)
+def log_page(
+    request: Request,
+    task_id: TaskId,
+    job: Annotated[int, Query(ge=0, le=MAX_JOB)] = 0,
+    process: Annotated[str | None, Query(pattern=PROCESS_NAME)] = None,
+    run: Annotated[int | None, Query(ge=0, le=MAX_JOB)] = None,
+    stream: Stream = Stream.stdout,
+) -> HTMLResponse:
+    view = _view(request, task_id)
+    query = {"job": job, "stream": stream.value}
+    if process:
+        query["process"] = process
+    if run is not None:
+        query["run"] = run
+    return _render(request, "log.html", task=view, query=query, job=job, process=process, run=run)

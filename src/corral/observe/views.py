@@ -1,0 +1,154 @@
+"""The JSON views of tasks and ensembles: what `corral status --json` prints and the API serves.
+
+Built from a fold of the journal (a Supervision) or an ensemble's status.json snapshot. No I/O
+beyond the snapshot read, no decisions: one place decides the shape both faces share.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from corral.core.states import TaskState
+from corral.core.supervision import Supervision
+from corral.core.task import TaskRuntime
+from corral.supervisor.layout import Layout
+
+RUNNING_STATES = (TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING, TaskState.SUBMITTED)
+
+
+def iso(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")
+
+
+def processes(rt: TaskRuntime) -> list[dict[str, Any]]:
+    out = []
+    for name, p in rt.processes.items():
+        out.append(
+            {
+                "name": name,
+                "final": p.spec.final,
+                "runs": [
+                    {
+                        "run": r.run,
+                        "state": r.state.value,
+                        "pid": r.pid or None,
+                        "exit_code": r.exit_code,
+                        "started_at": iso(r.started_at or r.launched_at),
+                        "finished_at": iso(r.finished_at),
+                        "reason": r.reason or None,
+                    }
+                    for r in p.runs
+                ],
+            }
+        )
+    return out
+
+
+def job_counts(sup: Supervision) -> dict[str, int]:
+    counts = {s.value.lower(): n for s, n in sup.counts.items()}
+    return {
+        "total": sup.total,
+        "pending": counts["pending"],
+        "running": sum(sup.counts[s] for s in RUNNING_STATES),
+        "succeeded": counts["success"],
+        "failed": counts["failed"],
+        "killed": counts["killed"],
+        "lost": counts["lost"],
+    }
+
+
+def view(
+    sup: Supervision, layout: Layout, supervised: bool, jobs: bool = False, job_state: str | None = None
+) -> dict[str, Any]:
+    opened = sup.opened
+    data: dict[str, Any] = {
+        "id": sup.id,
+        "kind": sup.kind,
+        "name": opened.spec.get("name") if opened else None,
+        "state": sup.state.value,
+        "started_at": iso(sup.started_at),
+        "finished_at": iso(sup.finished_at),
+        "supervised": supervised,
+        "supervisor_pid": sup.supervisors[-1].pid if sup.supervisors else None,
+        "sandbox": str(layout.sandbox) if sup.kind == "task" else str(layout.dir / "jobs"),
+        "ports": (opened.context.get("ports", {}) if opened else {}),
+        "dir": str(layout.dir),
+    }
+    if sup.kind == "task":
+        rt = sup.jobs.get(0)
+        data["processes"] = processes(rt) if rt is not None else []
+    else:
+        data["jobs"] = job_counts(sup)
+        data["halted"] = sup.halted or None
+        if jobs:
+            _, data["job_list"] = job_page(sup, job_state, 0, None)
+    return data
+
+
+def job_page(
+    sup: Supervision, job_state: str | None, offset: int, limit: int | None
+) -> tuple[int, list[dict[str, Any]]]:
+    """(jobs matching job_state, the rows of [offset, offset+limit) of them). Parameters are
+    rendered for the page only: a 100,000-job ensemble's page costs its rows, not the ensemble."""
+    wanted = job_state.upper() if job_state else None
+    matching = [
+        s
+        for s in sup.summaries()
+        if not wanted or s.state.value == wanted or (wanted == "RUNNING" and s.job in sup.live)
+    ]
+    end = len(matching) if limit is None else offset + limit
+    params_of = sup.params_of
+    rows = [
+        {
+            "job": s.job,
+            "state": s.state.value,
+            "attempts": s.attempt + 1 if s.state is not TaskState.PENDING or s.attempt else 0,
+            "exit_code": s.exit_code,
+            "params": params_of(s.job),
+        }
+        for s in matching[offset:end]
+    ]
+    return len(matching), rows
+
+
+def snapshot_view(layout: Layout, supervised: bool) -> dict[str, Any] | None:
+    """An ensemble's view from its status.json, when that is current; None means replay."""
+    try:
+        snap = json.loads(layout.status_snapshot.read_text())
+        size = layout.journal.stat().st_size
+    except (OSError, ValueError):
+        return None
+    exact = snap.get("journal_size") == size
+    fresh = supervised and time.time() - float(snap.get("updated_at", 0)) < 5.0
+    if not (exact or fresh):
+        return None
+    c = {k.lower(): v for k, v in snap["counts"].items()}
+    running = c.get("active", 0) + c.get("cleaning", 0) + c.get("finalizing", 0) + c.get("submitted", 0)
+    return {
+        "id": snap["id"],
+        "kind": snap["kind"],
+        "state": snap["state"],
+        "started_at": iso(snap.get("started_at")),
+        "finished_at": iso(snap.get("finished_at")),
+        "supervised": supervised,
+        "supervisor_pid": snap.get("supervisor_pid"),
+        "dir": str(layout.dir),
+        "sandbox": str(layout.dir / "jobs"),
+        "ports": {},
+        "jobs": {
+            "total": snap["total"],
+            "pending": c.get("pending", 0),
+            "running": running,
+            "succeeded": c.get("success", 0),
+            "failed": c.get("failed", 0),
+            "killed": c.get("killed", 0),
+            "lost": c.get("lost", 0),
+        },
+        "halted": snap.get("halted") or None,
+        "as_of": iso(snap.get("updated_at")),
+    }
