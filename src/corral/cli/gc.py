@@ -96,7 +96,7 @@ def gc(
     Never touches one that has not finished or that a live supervisor holds. With no
     condition, everything finished that matches PATTERN (and --state) goes.
     """
-    from corral.cli.main import fail
+    from corral.cli.common import fail
 
     try:
         summary = _collect(pattern, older_than, keep, max_space, states, what, dry_run)

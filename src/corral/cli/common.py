@@ -1,0 +1,151 @@
+"""Helpers shared by the command modules: the root, ids, user errors, the control socket.
+
+Heavy parts (the supervisor, the journal, msgspec structs) are imported inside the functions
+that need them, so a command pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from corral.errors import UserError
+
+if TYPE_CHECKING:
+    from corral.supervisor.layout import Layout
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"corral: {message}", err=True)
+    sys.exit(code)
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """Errors a user can fix. Their modules are looked up only once one was raised, so a
+    command that never loaded the journal does not import it to catch its errors."""
+    if isinstance(exc, UserError):
+        return True
+    from corral.journal import JournalError
+    from corral.spec.errors import SpecError
+    from corral.supervisor.session import SessionError
+
+    return isinstance(exc, SpecError | SessionError | JournalError)
+
+
+def user_errors(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FileNotFoundError as exc:
+            fail(f"{exc.filename}: no such file")
+        except BrokenPipeError:
+            sys.exit(0)
+        except Exception as exc:
+            if _is_user_error(exc):
+                fail(str(exc))
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def root() -> Path:
+    obj = click.get_current_context().obj
+    assert isinstance(obj, Path)
+    return obj
+
+
+def check_id(task_id: str) -> None:
+    from corral.supervisor.layout import valid_id
+
+    if not valid_id(task_id):
+        raise UserError(f"{task_id!r}: not a valid id (letters, digits, . _ @ + -)")
+
+
+def layout(task_id: str) -> Layout:
+    """The layout of an existing task or ensemble under the root."""
+    from corral.supervisor.layout import Layout
+
+    check_id(task_id)
+    found = Layout(root(), task_id)
+    if not found.journal.exists():
+        raise UserError(f"{task_id}: no such task under {found.root}")
+    return found
+
+
+def supervisor_alive(layout: Layout) -> bool:
+    """A live supervisor holds the lock; ask the kernel (flock), not the pid file."""
+    import fcntl
+
+    lock = str(layout.journal) + ".lock"
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def ask(layout: Layout, message: dict[str, Any]) -> dict[str, Any] | None:
+    """Send a request to the live supervisor; None when there is none."""
+    from corral.supervisor import control
+
+    if not supervisor_alive(layout):
+        return None
+    try:
+        answer = control.request(layout.control, message)
+    except OSError:
+        return None
+    if not answer.get("ok"):
+        raise UserError(f"{layout.id}: {answer.get('error', 'refused')}")
+    return answer
+
+
+def port(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise UserError(f"-P {name}={value}: a port is a number") from None
+    if not 0 < number < 65536:
+        raise UserError(f"-P {name}={value}: a port is between 1 and 65535")
+    return number
+
+
+def ensemble_id(ensemble: str | None) -> str:
+    value = ensemble or os.environ.get("CORRAL_TASK_ID")
+    if not value:
+        raise UserError(
+            "name the ensemble with --ensemble ID (or run inside a job, where CORRAL_TASK_ID is set)"
+        )
+    return value
+
+
+def finish(engine: Any, quiet: bool) -> NoReturn:
+    """Supervise `engine` to its end with progress on the terminal; exit with its status."""
+    from corral.cli import output
+    from corral.supervisor.run import exit_status, supervise
+
+    reporter = output.Reporter(engine, quiet=quiet)
+    state = supervise(engine, reporter)
+    reporter.close()
+    click.echo(f"{engine.layout.id}: {state.value}", err=quiet is False)
+    sys.exit(exit_status(state))
+
+
+port_option = click.option(
+    "-P", "--port", "ports", multiple=True, metavar="NAME=PORT", help="Bind {{ports.NAME}}."
+)
+set_option = click.option("--set", "sets", multiple=True, metavar="X=V", help="Bind {{params.X}}.")

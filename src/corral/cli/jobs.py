@@ -1,0 +1,98 @@
+"""Commands meant for inside an ensemble's jobs: submit, wait, heartbeat.
+
+The ensemble defaults to $CORRAL_TASK_ID and the job to $CORRAL_JOB, which every run gets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from corral.cli.common import ask, ensemble_id, layout, set_option, user_errors
+from corral.errors import UserError
+
+
+@click.command()
+@click.option("--ensemble", default=None, help="Ensemble id (default: $CORRAL_TASK_ID).")
+@set_option
+@click.option(
+    "--jsonl", type=click.File("r"), default=None, help="One job per line: a JSON object of params."
+)
+@user_errors
+def submit(ensemble: str | None, sets: tuple[str, ...], jsonl: Any) -> None:
+    """Add jobs to a live ensemble; prints their job numbers."""
+    from corral.supervisor.run import parse_assignments
+
+    where = layout(ensemble_id(ensemble))
+    params: list[dict[str, Any]] = []
+    if jsonl is not None:
+        for n, line in enumerate(jsonl, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise UserError(f"{jsonl.name}:{n}: not JSON ({exc})") from None
+                if not isinstance(row, dict):
+                    raise UserError(f"{jsonl.name}:{n}: a job is a JSON object of params")
+                params.append(row)
+    if sets:
+        params.append(dict(parse_assignments(sets, "--set")))
+    if not params:
+        raise UserError("submit needs --set X=V (one job) or --jsonl FILE")
+    answer = ask(where, {"op": "submit", "params": params})
+    if answer is None:
+        raise UserError(f"{where.id}: no live supervisor to submit to")
+    click.echo(" ".join(str(j) for j in answer["jobs"]))
+
+
+@click.command()
+@click.argument("jobs", nargs=-1, type=int, required=True)
+@click.option("--ensemble", default=None, help="Ensemble id (default: $CORRAL_TASK_ID).")
+@click.option("--timeout", type=float, default=None)
+@user_errors
+def wait(jobs: tuple[int, ...], ensemble: str | None, timeout: float | None) -> None:
+    """Block until the given jobs end; exit 0 if all succeeded, 1 otherwise."""
+    from corral.core.states import TaskState
+    from corral.supervisor.session import replay
+
+    where = layout(ensemble_id(ensemble))
+    deadline = None if timeout is None else time.time() + timeout
+    while True:
+        sup, _ = replay(where)
+        states = {j: (sup.job_state(j) if j < sup.total else None) for j in jobs}
+        if any(s is None for s in states.values()):
+            raise UserError(f"{where.id}: no job {min(j for j, s in states.items() if s is None)}")
+        done = all(
+            s in (TaskState.SUCCESS, TaskState.FAILED, TaskState.KILLED, TaskState.LOST)
+            and j not in sup.retry_set()
+            for j, s in states.items()
+        )
+        if done or sup.terminal:
+            failed = [j for j, s in states.items() if s is not TaskState.SUCCESS]
+            for j, s in states.items():
+                click.echo(f"{j} {s.value if s else '?'}")
+            sys.exit(1 if failed else 0)
+        if deadline is not None and time.time() > deadline:
+            raise UserError(f"timed out waiting for jobs {' '.join(map(str, jobs))}")
+        time.sleep(0.2)
+
+
+@click.command()
+@click.option("--ensemble", default=None)
+@click.option("--job", type=int, default=None, help="Default: $CORRAL_JOB.")
+@user_errors
+def heartbeat(ensemble: str | None, job: int | None) -> None:
+    """Tell the supervisor this job is alive (for jobs with `heartbeat:`)."""
+    where = layout(ensemble_id(ensemble))
+    if job is None:
+        env_job = os.environ.get("CORRAL_JOB")
+        if env_job is None:
+            raise UserError("heartbeat needs --job N (or run inside a job, where CORRAL_JOB is set)")
+        job = int(env_job)
+    if ask(where, {"op": "heartbeat", "job": job}) is None:
+        raise UserError(f"{where.id}: no live supervisor")

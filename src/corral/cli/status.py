@@ -1,0 +1,89 @@
+"""Seeing: `corral status`, `corral read`, `corral tail`. Nothing here changes a journal."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from corral.cli.common import layout, root, supervisor_alive, user_errors
+
+
+@click.command()
+@click.argument("pattern", required=False)
+@click.option("-v", "--verbose", count=True, help="-v sandbox and ports, -vv processes, -vvv every run.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
+@click.option("--jobs", "show_jobs", is_flag=True, help="List the jobs of an ensemble.")
+@click.option(
+    "--state", "job_state", default=None, help="With --jobs: only jobs in this state (e.g. failed)."
+)
+@user_errors
+def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, job_state: str | None) -> None:
+    """Tasks and ensembles under the root, with their state."""
+    import fnmatch
+
+    from corral.cli import output
+    from corral.journal import JournalError
+    from corral.supervisor.layout import Layout, list_ids
+    from corral.supervisor.session import SessionError, replay
+
+    base = root()
+    ids = list_ids(base)
+    if pattern:
+        ids = [i for i in ids if fnmatch.fnmatch(i, pattern) or i == pattern]
+    views = []
+    for task_id in ids:
+        where = Layout(base, task_id)
+        alive = supervisor_alive(where)
+        if not show_jobs:
+            snap = output.snapshot_view(where, alive)
+            if snap is not None:
+                views.append(snap)
+                continue
+        try:
+            sup, _ = replay(where)
+        except FileNotFoundError:
+            continue  # removed meanwhile (corral gc)
+        except (JournalError, SessionError) as exc:
+            views.append({"id": task_id, "state": "UNREADABLE", "error": str(exc)})
+            continue
+        views.append(output.view(sup, where, alive, jobs=show_jobs, job_state=job_state))
+    if as_json:
+        click.echo(json.dumps(views, indent=2, default=str))
+        return
+    output.print_status(views, verbose, show_jobs)
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@click.option("--raw", is_flag=True, help="Every record as written, with its offset.")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def read(task_id: str, raw: bool, as_json: bool) -> None:
+    """Replay the journal of ID and print its history."""
+    from corral.cli import output
+    from corral.supervisor.session import replay
+
+    where = layout(task_id)
+    if raw:
+        output.print_raw(where, as_json)
+        return
+    _, records = replay(where)
+    output.print_history(records, as_json)
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@click.argument("where", nargs=-1)
+@click.option("--stderr", is_flag=True, help="Show stderr instead of stdout.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing while the run is alive.")
+@click.option("-n", "--lines", default=0, help="Only the last N lines (0 = all).")
+@user_errors
+def tail(task_id: str, where: tuple[str, ...], stderr: bool, follow: bool, lines: int) -> None:
+    """The log of the latest run: tail ID [PROCESS] for a task, tail ID JOB [PROCESS] for an ensemble."""
+    from corral.cli import output
+    from corral.supervisor.session import replay
+
+    found = layout(task_id)
+    sup, _ = replay(found)
+    output.tail(sup, found, list(where), "stderr" if stderr else "stdout", follow, lines)
