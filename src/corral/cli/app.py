@@ -45,6 +45,7 @@ COMMANDS: dict[str, Entry] = {
     "recover": Entry("corral.cli.control", "recover", "Take control of ID after its supervisor died: re-attach, recover exits, carry on."),
     "resume": Entry("corral.cli.control", "resume", "Continue (SIGCONT) what `pause` stopped."),
     "run": Entry("corral.cli.run", "run", "Run the task or ensemble in SPEC until it ends."),
+    "serve": Entry("corral.cli.serve", "serve", "Serve the tasks under the root: web page at /, JSON API at /api/v1, metrics at /metrics."),
     "simplerun": Entry("corral.cli.run", "simplerun", "Run one command as a one-process task: corral simplerun -- CMD ARGS..."),
     "slurm-job": Entry("corral.cli.slurm_job", "slurm_job", "On a compute node: supervise job JOB of ID (started by the Slurm backend's sbatch).", hidden=True),
     "status": Entry("corral.cli.status", "status", "Tasks and ensembles under the root, with their state."),

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from corral.cli.main import _root, cli, user_errors
+from corral.cli.common import root, user_errors
 
 
-@cli.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8420, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
@@ -26,6 +26,6 @@ def serve(host: str, port: int, token_file: Path | None) -> None:
     from corral.observe.server import serve as run_server
 
     try:
-        run_server(_root(), host, port, token_file)
+        run_server(root(), host, port, token_file)
     except TokenError as exc:
         raise UserError(str(exc)) from None
