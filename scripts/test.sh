@@ -14,6 +14,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
   fi
+  # the observer's browser test drives Debian's headless Chromium (a download is not possible)
+  if [ ! -x /usr/bin/chromium-headless-shell ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell >/dev/null \
+      || echo "test.sh: chromium-headless-shell did not install; the browser test will skip"
+  fi
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'

@@ -34,7 +34,9 @@ from corral.observe.schemas import (
 from corral.observe.views import job_page
 from corral.supervisor.session import SessionError
 
-TaskId = Annotated[str, Path(min_length=1, max_length=128, description="a task or ensemble id")]
+TaskId = Annotated[
+    str, Path(min_length=1, max_length=128, description="a task or ensemble id", examples=["sweep-1"])
+]
 JobNumber = Annotated[int, Path(ge=0, le=MAX_JOB)]
 MAX_STREAMS = 64  # live event streams at once; each polls its journal
 

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException
 
 from corral.observe import api, pages
-from corral.observe.auth import BodyTooLarge, Guard
+from corral.observe.auth import Guard
 from corral.observe.catalog import Catalog
 from corral.observe.metrics import CatalogCollector
 from corral.observe.resources import Sampler
@@ -79,10 +79,6 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         return _error(request, exc.status_code, str(exc.detail))
-
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(request: Request, exc: BodyTooLarge) -> Response:
-        return _error(request, 413, "the body is too large")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

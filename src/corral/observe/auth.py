@@ -7,7 +7,8 @@
   which this server never grants; a POST whose Origin (or Sec-Fetch-Site) says it comes from
   another site is refused even with a token, so a token pasted into a page cannot be replayed
   from elsewhere.
-- Bodies are limited in size, counted as they arrive (a lying Content-Length does not help).
+- Bodies are limited in size, counted as they arrive (a lying Content-Length does not help)
+  and read whole before a route sees them.
 Refused requests are logged with the client address, never with the token.
 """
 
@@ -90,7 +91,12 @@ class Guard:
         if method in SAFE_METHODS:
             await self.app(scope, receive, send)
             return
-        await self.app(scope, _limited(receive, send), send)
+        body = await _read_body(receive)
+        if body is None:
+            log.warning("refused %s %s: body larger than %d bytes", method, scope["path"], MAX_BODY)
+            await _answer(send, 413, f"a body is at most {MAX_BODY} bytes")
+            return
+        await self.app(scope, _replay(body, receive), send)
 
     def _check(self, scope: dict[str, Any], headers: dict[str, str], method: str) -> tuple[int, str] | None:
         control = method not in SAFE_METHODS
@@ -119,20 +125,32 @@ def _same_origin(origin: str, scope: dict[str, Any], headers: dict[str, str]) ->
     return parts.scheme in ("http", "https") and parts.netloc == host
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-def _limited(receive: Any, send: Any) -> Any:
+async def _read_body(receive: Any) -> bytes | None:
+    """The whole body, or None past MAX_BODY (counted as it arrives: chunked bodies too)."""
+    parts = []
     seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(parts)  # the client went away; the route sees an empty body
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > MAX_BODY:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    sent = False
 
     async def wrapped() -> dict[str, Any]:
-        nonlocal seen
-        message: dict[str, Any] = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > MAX_BODY:
-                raise BodyTooLarge()
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        message: dict[str, Any] = await receive()  # http.disconnect, when it comes
         return message
 
     return wrapped

@@ -3,6 +3,7 @@ plain JS (static/corral.js) refreshes the parts marked data-refresh and follows 
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,23 @@ from corral.observe.schemas import MAX_JOB, PROCESS_NAME, JobStateName, Stream
 from corral.observe.views import job_page
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def duration(started: str | None, finished: str | None) -> str:
+    """'1m 05s' between two ISO times of a view; up to now while a run is alive."""
+    if not started:
+        return ""
+    begin = datetime.fromisoformat(started)
+    end = datetime.fromisoformat(finished) if finished else datetime.now(begin.tzinfo)
+    seconds = max(0, int((end - begin).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+templates.env.filters["duration"] = duration
 router = APIRouter(include_in_schema=False)
 PAGE = 50
 

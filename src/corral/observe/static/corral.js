@@ -34,11 +34,11 @@ function followResources() {
         const data = await answer.json();
         body.replaceChildren();
         if (!data.runs.length) {
-          body.innerHTML = '<tr><td colspan="6" class="muted">no live runs</td></tr>';
+          body.innerHTML = '<tr><td colspan="7" class="muted">no live runs</td></tr>';
         }
         for (const r of data.runs) {
           const row = document.createElement("tr");
-          for (const value of [r.process, r.run, r.pid, r.processes, r.cpu_percent.toFixed(1), formatBytes(r.rss)]) {
+          for (const value of [r.job, r.process, r.run, r.pid, r.processes, r.cpu_percent.toFixed(1), formatBytes(r.rss)]) {
             const cell = document.createElement("td");
             cell.textContent = String(value);
             row.appendChild(cell);
