@@ -127,7 +127,7 @@ def _same_origin(origin: str, scope: dict[str, Any], headers: dict[str, str]) ->
 
 async def _read_body(receive: Any) -> bytes | None:
     """The whole body, or None past MAX_BODY (counted as it arrives: chunked bodies too)."""
-    parts = []
+    parts: list[bytes] = []
     seen = 0
     while True:
         message = await receive()
