@@ -10,13 +10,14 @@ from corral.journal.frame import HEADER_SIZE
 
 
 def test_header_layout() -> None:
-    assert b"CORRALJ\x00" + struct.pack("<HH", 1, 0) == HEADER
+    assert b"CORRALJ\x00" + struct.pack("<HH", 2, 0) == HEADER
     assert len(HEADER) == HEADER_SIZE == 12
 
 
 def test_frame_layout() -> None:
     frame = encode_frame(b"hello")
-    assert frame == struct.pack("<II", 5, zlib.crc32(b"hello")) + b"hello"
+    words = struct.pack("<II", 5, zlib.crc32(b"hello"))
+    assert frame == words + struct.pack("<I", zlib.crc32(words)) + b"hello"
 
 
 def test_payload_bigger_than_max_frame_is_refused() -> None:
@@ -35,7 +36,7 @@ def test_scan_clean() -> None:
     result = scan_journal(buf)
     assert result.stop is Stop.EOF
     assert result.payloads == [b"a", b"bc"]
-    assert result.offsets == [12, 12 + 9]
+    assert result.offsets == [12, 12 + 13]
     assert result.end == len(buf)
 
 
@@ -71,16 +72,25 @@ def test_zero_filled_tail_is_torn() -> None:
     assert (result.stop, result.end, result.payloads) == (Stop.TORN, len(good), [b"a"])
 
 
-def test_frame_with_zeroed_payload_then_zeros_is_torn() -> None:
+def test_frame_whose_last_sectors_were_never_written_is_torn() -> None:
+    good = HEADER + encode_frame(b"a")
+    frame = encode_frame(b"b" * 1000)
+    cut = 512 - len(good)  # the frame's bytes from the first sector boundary on are zeros
+    result = scan_journal(good + frame[:cut] + bytes(len(frame) - cut) + bytes(100))
+    assert (result.stop, result.end) == (Stop.TORN, len(good))
+
+
+def test_frame_with_zeros_inside_a_written_sector_is_corruption() -> None:
+    # Zeros that do not start at a sector boundary are not unwritten sectors: damage.
     good = HEADER + encode_frame(b"a")
     frame = encode_frame(b"bbbb")
-    result = scan_journal(good + frame[:8] + bytes(4) + bytes(100))
-    assert (result.stop, result.end) == (Stop.TORN, len(good))
+    result = scan_journal(good + frame[:12] + bytes(4) + bytes(100))
+    assert (result.stop, result.error_offset) == (Stop.CORRUPT, len(good))
 
 
 def test_impossible_length_with_data_after_is_corruption() -> None:
     good = HEADER + encode_frame(b"a")
-    bad = struct.pack("<II", MAX_FRAME + 1, 0) + b"more data"
+    words = struct.pack("<II", MAX_FRAME + 1, 0)
+    bad = words + struct.pack("<I", zlib.crc32(words)) + b"more data"
     result = scan_journal(good + bad)
     assert (result.stop, result.error_offset) == (Stop.CORRUPT, len(good))
-    assert result.reason is not None and "impossible length" in result.reason

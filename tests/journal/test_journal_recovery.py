@@ -15,6 +15,7 @@ from corral.journal import (
     open_for_append,
     read_journal,
 )
+from corral.journal.frame import FRAME_OVERHEAD
 
 
 def write_journal(path: Path, payloads: list[bytes]) -> list[int]:
@@ -26,7 +27,7 @@ def write_journal(path: Path, payloads: list[bytes]) -> list[int]:
                 writer.commit()
     ends, pos = [], len(HEADER)
     for payload in payloads:
-        pos += 8 + len(payload)
+        pos += FRAME_OVERHEAD + len(payload)
         ends.append(pos)
     return ends
 
@@ -108,14 +109,30 @@ def test_corrupt_message_is_one_readable_line(tmp_path: Path) -> None:
     )
 
 
-def test_flipped_byte_in_last_record_is_a_torn_tail(
+def test_flipped_byte_in_last_record_is_corruption_not_a_torn_tail(
     tmp_path: Path, reference: tuple[bytes, list[bytes], list[int]]
 ) -> None:
-    data, payloads, ends = reference
+    # No interrupted append leaves a whole last frame with a wrong byte: it was committed and
+    # then damaged, so it is reported and kept, never cut.
+    data, _payloads, ends = reference
     path = tmp_path / "journal.bin"
     damaged = bytearray(data)
     damaged[-1] ^= 0xFF
     path.write_bytes(bytes(damaged))
+    with pytest.raises(JournalCorrupt) as info:
+        read_journal(path)
+    assert info.value.offset == ends[-2] and "last frame" in info.value.reason
+    with pytest.raises(JournalCorrupt):
+        open_for_append(path, create=False)
+    assert path.read_bytes() == bytes(damaged)
+
+
+def test_last_record_cut_by_a_crash_is_a_torn_tail(
+    tmp_path: Path, reference: tuple[bytes, list[bytes], list[int]]
+) -> None:
+    data, payloads, ends = reference
+    path = tmp_path / "journal.bin"
+    path.write_bytes(data[:-1])
     contents = read_journal(path)
     assert contents.torn_tail and contents.payloads == payloads[:-1]
     writer, existing = open_for_append(path, create=False)

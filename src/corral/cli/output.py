@@ -15,7 +15,7 @@ import click
 from corral.core.records import Opened, Record, RunUpdate, Signal, Transition, decode, to_json
 from corral.core.supervision import ENSEMBLE, Supervision
 from corral.errors import UserError
-from corral.journal import iter_raw
+from corral.journal import RawFrame, iter_raw
 
 # the views status --json prints are the observer's too: built in one place, corral/observe/views.py
 from corral.observe.views import job_counts as job_counts
@@ -114,15 +114,29 @@ def _short_iso(value: str | None) -> str:
 
 
 def print_raw(layout: Layout, as_json: bool) -> None:
+    """Every frame with its offset; damaged stretches and undecodable records say so and go on."""
     for frame in iter_raw(layout.journal):
-        if not frame.crc_ok:
-            click.echo(f"{frame.offset:>10}  CORRUPT (crc mismatch, {frame.length} bytes)")
-            continue
-        rec = decode(frame.payload)
-        if as_json:
-            click.echo(json.dumps({"offset": frame.offset, **to_json(rec)}, default=str))
+        rec, kind, problem = _raw_record(frame)
+        if rec is not None:
+            if as_json:
+                click.echo(json.dumps({"offset": frame.offset, **to_json(rec)}, default=str))
+            else:
+                click.echo(f"{frame.offset:>10}  {rec!r}")
+        elif as_json:
+            fields = {"offset": frame.offset, "type": kind, "problem": problem, "length": frame.length}
+            click.echo(json.dumps(fields))
         else:
-            click.echo(f"{frame.offset:>10}  {rec!r}")
+            click.echo(f"{frame.offset:>10}  {kind} ({problem}, {frame.length} bytes)")
+
+
+def _raw_record(frame: RawFrame) -> tuple[Record | None, str, str]:
+    """The frame's record, or why there is none: CORRUPT, TORN or UNDECODABLE and the cause."""
+    if not frame.crc_ok:
+        return None, "TORN" if frame.torn else "CORRUPT", frame.problem or "crc mismatch"
+    try:
+        return decode(frame.payload), "", ""
+    except Exception as exc:  # a valid frame holding a record this version cannot decode
+        return None, "UNDECODABLE", str(exc) or type(exc).__name__
 
 
 def describe(rec: Record) -> str:

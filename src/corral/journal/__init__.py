@@ -5,7 +5,7 @@ commit; any number of readers read or follow it without locking. Opening for app
 torn tail and refuses mid-file corruption. Callers encode typed records into the payloads.
 """
 
-from .errors import JournalCorrupt, JournalError, JournalLocked
+from .errors import JournalCorrupt, JournalError, JournalLocked, JournalReadOnly, JournalUnreadable
 from .frame import HEADER, MAX_FRAME, ScanResult, Stop, encode_frame, scan, scan_journal
 from .reader import JournalContents, RawFrame, follow, iter_raw, read_journal
 from .writer import JournalWriter, RepairInfo, lock_holder, open_for_append
@@ -17,6 +17,8 @@ __all__ = [
     "JournalCorrupt",
     "JournalError",
     "JournalLocked",
+    "JournalReadOnly",
+    "JournalUnreadable",
     "JournalWriter",
     "RawFrame",
     "RepairInfo",

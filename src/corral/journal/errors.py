@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 
@@ -30,6 +31,21 @@ class JournalCorrupt(JournalError):
         )
 
 
+class JournalReadOnly(JournalError):
+    """A journal in an older format that this version reads but never appends to or repairs."""
+
+    def __init__(self, path: str | os.PathLike[str], version: int) -> None:
+        self.path = os.fspath(path)
+        self.version = version
+        super().__init__(self.path, version)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: journal format {self.version} (an older corral) is read-only here: "
+            "it cannot tell damage from a torn tail; finish it with the corral that started it"
+        )
+
+
 class JournalLocked(JournalError):
     """Another writer holds the journal's lock (one writer per journal)."""
 
@@ -52,3 +68,45 @@ class JournalLocked(JournalError):
             f"{self.subject} is supervised by {holder} (lock on {self.path}.lock); "
             "use 'corral recover --force' to take over"
         )
+
+
+class JournalUnreadable(JournalError):
+    """The journal path exists but cannot be opened as a journal file (one line, no traceback)."""
+
+    def __init__(self, path: str | os.PathLike[str], cause: OSError) -> None:
+        self.path = os.fspath(path)
+        self.cause = cause
+        super().__init__(self.path, cause.errno)
+
+    def __str__(self) -> str:
+        if self.cause.errno == errno.ELOOP:
+            why = "it is a symbolic link, and journals are never opened through one"
+        else:
+            why = self.cause.strerror or type(self.cause).__name__
+        return f"{self.path}: cannot open the journal: {why}"
+
+
+def open_journal_fd(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
+    """os.open without following a symlink; any failure but a missing file is JournalUnreadable.
+
+    FileNotFoundError passes through: callers decide what a missing journal means.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise JournalUnreadable(path, exc) from None
+    try:
+        if not _is_regular(fd):
+            raise JournalUnreadable(path, OSError(errno.EISDIR, "it is not a regular file"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _is_regular(fd: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(os.fstat(fd).st_mode)

@@ -8,15 +8,23 @@ being written looks like a torn tail and is simply not returned yet.
 from __future__ import annotations
 
 import os
-import struct
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .errors import JournalCorrupt, JournalError
-from .frame import FRAME_OVERHEAD, HEADER_SIZE, MAX_FRAME, Stop, scan, scan_journal
+from .errors import JournalCorrupt, JournalError, JournalUnreadable, open_journal_fd
+from .frame import (
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    LEGACY_VERSION,
+    Stop,
+    header_problem,
+    header_version,
+    scan,
+    scan_journal,
+)
+from .legacy import iter_raw_v1, scan_v1
 
 # Bounded polling: follow() re-checks the file size at most this often (5 stat calls/s at the
 # default). inotify would avoid polling but is not in the standard library.
@@ -33,15 +41,23 @@ class JournalContents:
 
 
 class RawFrame(NamedTuple):
+    """One frame as stored, or one stretch of bytes that is not a valid frame (`problem`)."""
+
     offset: int
-    length: int
+    length: int  # the payload's length; for a damaged stretch, its size in bytes
     crc_ok: bool
-    payload: bytes
+    payload: bytes  # a damaged stretch: its bytes, head included
+    problem: str | None = None  # why this stretch is not a valid frame
+    torn: bool = False  # the stretch is a torn tail (recover would cut it), not corruption
 
 
 def _read_file(path: str | os.PathLike[str]) -> bytes:
-    with open(path, "rb") as f:  # one read of the whole file; scanning does no syscalls
-        return f.read()
+    fd = open_journal_fd(path, os.O_RDONLY)
+    try:
+        with os.fdopen(fd, "rb") as f:  # one read of the whole file; scanning does no syscalls
+            return f.read()
+    except OSError as exc:  # EIO and the like: one line, like every other journal error
+        raise JournalUnreadable(path, exc) from None
 
 
 def read_journal(path: str | os.PathLike[str]) -> JournalContents:
@@ -54,28 +70,35 @@ def read_journal(path: str | os.PathLike[str]) -> JournalContents:
 
 
 def iter_raw(path: str | os.PathLike[str]) -> Iterator[RawFrame]:
-    """Every frame as stored, checked or not, for `corral read --raw`.
+    """Every valid frame, and every damaged stretch between them, for `corral read --raw`.
 
-    Walks past frames with a bad CRC when their length is plausible; stops at an impossible
-    length or a frame that runs past the end, yielding the remaining bytes as its payload.
-    The header is not checked here (see frame.header_problem).
+    After damage the scan resumes at the next valid frame, so the records after it are shown
+    too. A bad header is reported as a damaged 12-byte stretch, then frames are looked for
+    after it as usual.
     """
     buf = _read_file(path)
-    head = struct.Struct("<II")
-    size = len(buf)
+    if not buf:
+        return
+    problem = header_problem(buf)
+    if problem is None and header_version(buf) == LEGACY_VERSION:
+        for offset, length, ok, payload in iter_raw_v1(buf, HEADER_SIZE):
+            yield RawFrame(offset, length, ok, payload, None if ok else "bad format-1 frame")
+        return
+    if problem is not None:
+        yield RawFrame(0, min(len(buf), HEADER_SIZE), False, buf[:HEADER_SIZE], problem)
     pos = HEADER_SIZE
-    while pos < size:
-        if size - pos < FRAME_OVERHEAD:
-            yield RawFrame(pos, 0, False, buf[pos:])
+    while pos < len(buf):
+        result = scan(buf, pos)
+        for offset, payload in zip(result.offsets, result.payloads, strict=True):
+            yield RawFrame(offset, len(payload), True, payload)
+        if result.stop is Stop.EOF:
             return
-        length, crc = head.unpack_from(buf, pos)
-        end = pos + FRAME_OVERHEAD + length
-        if length == 0 or length > MAX_FRAME or end > size:
-            yield RawFrame(pos, length, False, buf[pos + FRAME_OVERHEAD :])
+        until = len(buf) if result.resume is None else result.resume
+        stretch = buf[result.end : until]
+        yield RawFrame(result.end, len(stretch), False, stretch, result.reason, result.stop is Stop.TORN)
+        if result.resume is None:
             return
-        payload = buf[pos + FRAME_OVERHEAD : end]
-        yield RawFrame(pos, length, zlib.crc32(payload) == crc, payload)
-        pos = end
+        pos = result.resume
 
 
 def follow(
@@ -94,6 +117,7 @@ def follow(
     interval = max(poll, MIN_POLL)
     fd: int | None = None
     consumed = 0  # file offset just past the last frame yielded (or the header)
+    version = FORMAT_VERSION  # known once the header has been read
     try:
         while True:
             stopping = stop()
@@ -112,7 +136,11 @@ def follow(
             if size > consumed:
                 # Re-read from the last whole frame: a torn tail may be rewritten after repair.
                 chunk = os.pread(fd, size - consumed, consumed)
-                result = scan_journal(chunk) if consumed == 0 else scan(chunk, 0)
+                if consumed == 0:
+                    result = scan_journal(chunk)
+                    version = result.version
+                else:
+                    result = scan_v1(chunk, 0) if version == LEGACY_VERSION else scan(chunk, 0)
                 if result.stop is Stop.CORRUPT:
                     assert result.error_offset is not None and result.reason is not None
                     raise JournalCorrupt(path, consumed + result.error_offset, result.reason)

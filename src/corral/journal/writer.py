@@ -16,8 +16,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
-from .errors import JournalCorrupt, JournalError, JournalLocked
-from .frame import HEADER, Stop, encode_frame, scan_journal
+from .errors import (
+    JournalCorrupt,
+    JournalError,
+    JournalLocked,
+    JournalReadOnly,
+    JournalUnreadable,
+    open_journal_fd,
+)
+from .frame import HEADER, LEGACY_VERSION, Stop, encode_frame, scan_journal
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +62,10 @@ def lock_holder(path: str | os.PathLike[str]) -> int | None:
 def _acquire_lock(path: str) -> int:
     # os.open fds are close-on-exec (PEP 446): a spawned process must not inherit the lock,
     # or it would keep the journal locked after the supervisor dies.
-    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:  # not ours to take (another user's task, a symlink): one line
+        raise JournalUnreadable(lock_path(path), exc) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -205,7 +215,8 @@ def open_for_append(path: str | os.PathLike[str], *, create: bool) -> tuple[Jour
 
     `create=True` creates the journal if it is missing (and opens it if it exists); with
     `create=False` a missing journal raises FileNotFoundError. Corruption in the middle raises
-    JournalCorrupt and leaves the file unchanged. Another writer raises JournalLocked.
+    JournalCorrupt and leaves the file unchanged, and so does a format-1 journal (which cannot
+    tell damage from a torn tail) with JournalReadOnly. Another writer raises JournalLocked.
     """
     path = os.fspath(path)
     if not create and not os.path.exists(path):
@@ -214,12 +225,14 @@ def open_for_append(path: str | os.PathLike[str], *, create: bool) -> tuple[Jour
     fd = -1
     try:
         flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
-        fd = os.open(path, flags, 0o644)
+        fd = open_journal_fd(path, flags, 0o644)
         buf = _read_all(fd)
         result = scan_journal(buf)
         if result.stop is Stop.CORRUPT:
             assert result.error_offset is not None and result.reason is not None
             raise JournalCorrupt(path, result.error_offset, result.reason)
+        if result.version == LEGACY_VERSION:
+            raise JournalReadOnly(path, result.version)
         repaired = None
         if result.stop is Stop.TORN:
             os.ftruncate(fd, result.end)
