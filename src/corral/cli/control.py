@@ -53,20 +53,22 @@ def kill(task_id: str, grace: float | None, job: int | None) -> None:
 
 
 def wait_terminal(where: Layout, job: int | None, timeout: float | None = None) -> str:
-    from corral.supervisor.session import replay
+    from corral.supervisor.follow import WAKE_BOUND, Follower
 
     deadline = None if timeout is None else time.time() + timeout
-    while True:
-        sup, _ = replay(where)
-        if job is not None and sup.job_state(job).value in ("SUCCESS", "FAILED", "KILLED", "LOST"):
-            return sup.job_state(job).value
-        if sup.terminal:
-            return sup.state.value
-        if not supervisor_alive(where) and not sup.terminal:
-            return sup.state.value
-        if deadline is not None and time.time() > deadline:
-            return sup.state.value
-        time.sleep(0.1)
+    with Follower(where) as follower:
+        while True:
+            sup = follower.refresh()  # only the records committed since the last look
+            if job is not None and sup.job_state(job).value in ("SUCCESS", "FAILED", "KILLED", "LOST"):
+                return sup.job_state(job).value
+            if sup.terminal:
+                return sup.state.value
+            if not supervisor_alive(where) and not sup.terminal:
+                return sup.state.value
+            if deadline is not None and time.time() > deadline:
+                return sup.state.value
+            # woken by a commit, or by the kernel closing a dead supervisor's files
+            follower.wait(WAKE_BOUND if deadline is None else min(WAKE_BOUND, deadline - time.time()))
 
 
 @click.command()

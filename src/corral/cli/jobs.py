@@ -58,28 +58,29 @@ def submit(ensemble: str | None, sets: tuple[str, ...], jsonl: Any) -> None:
 def wait(jobs: tuple[int, ...], ensemble: str | None, timeout: float | None) -> None:
     """Block until the given jobs end; exit 0 if all succeeded, 1 otherwise."""
     from corral.core.states import TaskState
-    from corral.supervisor.session import replay
+    from corral.supervisor.follow import WAKE_BOUND, Follower
 
     where = layout(ensemble_id(ensemble))
     deadline = None if timeout is None else time.time() + timeout
-    while True:
-        sup, _ = replay(where)
-        states = {j: (sup.job_state(j) if j < sup.total else None) for j in jobs}
-        if any(s is None for s in states.values()):
-            raise UserError(f"{where.id}: no job {min(j for j, s in states.items() if s is None)}")
-        done = all(
-            s in (TaskState.SUCCESS, TaskState.FAILED, TaskState.KILLED, TaskState.LOST)
-            and j not in sup.retry_set()
-            for j, s in states.items()
-        )
-        if done or sup.terminal:
-            failed = [j for j, s in states.items() if s is not TaskState.SUCCESS]
-            for j, s in states.items():
-                click.echo(f"{j} {s.value if s else '?'}")
-            sys.exit(1 if failed else 0)
-        if deadline is not None and time.time() > deadline:
-            raise UserError(f"timed out waiting for jobs {' '.join(map(str, jobs))}")
-        time.sleep(0.2)
+    with Follower(where) as follower:
+        while True:
+            sup = follower.refresh()  # only the records committed since the last look
+            states = {j: (sup.job_state(j) if j < sup.total else None) for j in jobs}
+            if any(s is None for s in states.values()):
+                raise UserError(f"{where.id}: no job {min(j for j, s in states.items() if s is None)}")
+            done = all(
+                s in (TaskState.SUCCESS, TaskState.FAILED, TaskState.KILLED, TaskState.LOST)
+                and j not in sup.retry_due
+                for j, s in states.items()
+            )
+            if done or sup.terminal:
+                failed = [j for j, s in states.items() if s is not TaskState.SUCCESS]
+                for j, s in states.items():
+                    click.echo(f"{j} {s.value if s else '?'}")
+                sys.exit(1 if failed else 0)
+            if deadline is not None and time.time() > deadline:
+                raise UserError(f"timed out waiting for jobs {' '.join(map(str, jobs))}")
+            follower.wait(WAKE_BOUND if deadline is None else min(WAKE_BOUND, deadline - time.time()))
 
 
 @click.command()

@@ -213,7 +213,7 @@ def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow
         raise UserError(f"{layout.id}: no run yet")
     _, name, number = max(candidates)
     path = layout.log_file(job, ensemble, name, number, stream)
-    _print_file(path, lines, follow, lambda: _run_live(layout, job, name, number))
+    _print_file(path, lines, follow, _run_live(layout, job, name, number) if follow else None)
 
 
 def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines: int) -> None:
@@ -233,20 +233,30 @@ def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines
     _print_file(max(found)[2], lines, False, lambda: False)
 
 
-def _run_live(layout: Layout, job: int, process: str, number: int) -> bool:
-    from corral.supervisor.session import replay
+def _run_live(layout: Layout, job: int, process: str, number: int) -> Any:
+    """A check of whether the run is alive that reads only the journal's new records."""
+    from corral.supervisor.follow import Follower
 
-    sup, _ = replay(layout)
-    rt = sup.jobs.get(job)
-    run = None if rt is None else rt.find_run(process, number)
-    return run is not None and run.live
+    follower = Follower(layout)
+
+    def live() -> bool:
+        rt = follower.refresh().jobs.get(job)
+        run = None if rt is None else rt.find_run(process, number)
+        return run is not None and run.live
+
+    return live
 
 
 def _print_file(path: Path, lines: int, follow: bool, live: Any) -> None:
+    from corral.journal.watch import FileWatch
+
     out = sys.stdout.buffer
+    watch = FileWatch(path.parent, (path.name,)) if follow and path.parent.exists() else None
     if follow:
         while not path.exists():  # the run may not have started writing yet
-            time.sleep(0.1)
+            if watch is None or not live():
+                return
+            watch.wait(_LIVENESS)
     elif not path.exists():
         return
     with open(path, "rb") as f:
@@ -255,9 +265,8 @@ def _print_file(path: Path, lines: int, follow: bool, live: Any) -> None:
             data = b"".join(data.splitlines(keepends=True)[-lines:])
         out.write(data)
         out.flush()
-        if not follow:
+        if not follow or watch is None:
             return
-        checked = time.time()
         alive = True
         while True:
             chunk = f.read(65536)
@@ -267,11 +276,13 @@ def _print_file(path: Path, lines: int, follow: bool, live: Any) -> None:
                 continue
             if not alive:
                 return
-            if time.time() - checked > 0.5:
-                alive = live()
-                checked = time.time()
-                continue  # one last read after the run ended
-            time.sleep(0.1)
+            # woken by a write to the log; the run's end is looked for at least every
+            # _LIVENESS seconds (one read of the journal's new records)
+            if not watch.wait(_LIVENESS):
+                alive = live()  # one last read after the run ended
+
+
+_LIVENESS = 0.5
 
 
 class Reporter:

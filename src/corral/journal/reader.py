@@ -8,14 +8,12 @@ being written looks like a torn tail and is simply not returned yet.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .errors import JournalCorrupt, JournalError, JournalUnreadable, open_journal_fd
+from .errors import JournalCorrupt, JournalUnreadable, open_journal_fd
 from .frame import (
-    FORMAT_VERSION,
     HEADER_SIZE,
     LEGACY_VERSION,
     Stop,
@@ -24,10 +22,11 @@ from .frame import (
     scan,
     scan_journal,
 )
-from .legacy import iter_raw_v1, scan_v1
+from .legacy import iter_raw_v1
+from .watch import FileWatch, Tail
 
-# Bounded polling: follow() re-checks the file size at most this often (5 stat calls/s at the
-# default). inotify would avoid polling but is not in the standard library.
+# follow() sleeps on inotify (watch.FileWatch), else polls the file size; either way it asks
+# its `stop` callback again at least this often.
 DEFAULT_POLL = 0.2
 MIN_POLL = 0.01
 
@@ -109,49 +108,28 @@ def follow(
 ) -> Iterator[bytes]:
     """Yield every payload from the start of the journal, then new ones as they are committed.
 
-    Polls the file size every `poll` seconds (at least MIN_POLL) while nothing is new; waits
-    for a missing journal to appear and for a frame being written to complete. When `stop()`
-    returns true, reads once more (so records committed before it are not missed) and returns.
-    Raises JournalCorrupt on mid-file corruption.
+    Reads only what was appended since the last look (watch.Tail) and sleeps until the file
+    changes (inotify, else a poll of its size), at most `poll` seconds (at least MIN_POLL) so
+    that `stop` is asked again; waits for a missing journal to appear and for a frame being
+    written to complete. When `stop()` returns true, reads once more (so records committed
+    before it are not missed) and returns. Raises JournalCorrupt on mid-file corruption.
     """
     interval = max(poll, MIN_POLL)
-    fd: int | None = None
-    consumed = 0  # file offset just past the last frame yielded (or the header)
-    version = FORMAT_VERSION  # known once the header has been read
+    where = os.path.abspath(path)
+    tail = Tail(where)
+    watch = FileWatch(os.path.dirname(where), (os.path.basename(where),), poll=interval)
     try:
         while True:
             stopping = stop()
-            if fd is None:
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:
-                    if stopping:
-                        return
-                    time.sleep(interval)
-                    continue
-            size = os.fstat(fd).st_size
-            if size < consumed:
-                raise JournalError(f"{os.fspath(path)}: journal shrank while being followed")
-            progressed = False
-            if size > consumed:
-                # Re-read from the last whole frame: a torn tail may be rewritten after repair.
-                chunk = os.pread(fd, size - consumed, consumed)
-                if consumed == 0:
-                    result = scan_journal(chunk)
-                    version = result.version
-                else:
-                    result = scan_v1(chunk, 0) if version == LEGACY_VERSION else scan(chunk, 0)
-                if result.stop is Stop.CORRUPT:
-                    assert result.error_offset is not None and result.reason is not None
-                    raise JournalCorrupt(path, consumed + result.error_offset, result.reason)
-                if result.end > 0:
-                    consumed += result.end
-                    progressed = True
-                yield from result.payloads
+            try:
+                payloads = tail.read_new()
+            except FileNotFoundError:
+                payloads = []
+            yield from payloads
             if stopping:
                 return
-            if not progressed:
-                time.sleep(interval)
+            if not payloads:
+                watch.wait(interval)
     finally:
-        if fd is not None:
-            os.close(fd)
+        tail.close()
+        watch.close()

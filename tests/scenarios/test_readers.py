@@ -1,0 +1,111 @@
+"""Readers that wait (`wait`, `kill`, `tail -f`) follow the journal instead of replaying it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from corral.core.records import Attached, Opened, Request, Transition, encode
+from corral.core.supervision import ENSEMBLE
+from corral.journal import JournalWriter, encode_frame
+from corral.journal.frame import HEADER
+from corral.spec.model import Ensemble, JobTemplate
+
+
+def _cpu_and_reads(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system) and bytes read (rchar) of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    with open(f"/proc/{pid}/io") as f:
+        rchar = int(next(line for line in f if line.startswith("rchar:")).split()[1])
+    return cpu, rchar
+
+
+def _big_journal(root: Path, task_id: str, records: int) -> Path:
+    """An ensemble of 2 jobs, job 0 ACTIVE, then `records` records that change little (the cost
+    measured below is the waiting, not the fold). Written in one go: no fsync per record."""
+    ens = Ensemble(name="big", job=JobTemplate(argv=("true",)), params={"x": [1, 2]})
+    d = root / task_id
+    d.mkdir(parents=True)
+    head = [
+        Opened("ensemble", task_id, msgspec.to_builtins(ens), 1.0, "host", "boot"),
+        Attached(os.getpid(), 1, 1.0, "host", "boot"),
+        Transition(ENSEMBLE, "ACTIVE", 1.0),
+        Transition(0, "ACTIVE", 1.0),
+    ]
+    frames = [encode_frame(encode(r)) for r in head]
+    frame = encode_frame(encode(Request("resume", 2.0)))
+    path = d / "journal"
+    with open(path, "wb") as f:
+        f.write(HEADER + b"".join(frames))
+        for _ in range(records // 10_000):
+            f.write(frame * 10_000)
+    return path
+
+
+@pytest.mark.slow
+def test_wait_on_a_million_record_journal_uses_bounded_cpu_while_waiting(corral):
+    path = _big_journal(corral.root, "big", 1_000_000)
+    lock = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # a live supervisor, as far as readers can tell
+    waiter = corral.start("wait", "0", "--ensemble", "big")
+    try:
+        # the first read folds all of it; wait until that is over (CPU time stops growing)
+        deadline = time.time() + 300
+        before = _cpu_and_reads(waiter.pid)
+        while True:
+            time.sleep(1.0)  # a sampling period, not a synchronisation
+            now = _cpu_and_reads(waiter.pid)
+            if now[0] - before[0] < 0.05 or time.time() > deadline:
+                break
+            before = now
+        assert waiter.poll() is None, waiter.communicate()
+        start = _cpu_and_reads(waiter.pid)
+        time.sleep(3.0)  # the measured window
+        end = _cpu_and_reads(waiter.pid)
+        cpu, read = end[0] - start[0], end[1] - start[1]
+        # replaying 1M records (~28 MB) every 0.2 s, as before, costs the whole window in CPU
+        assert cpu < 0.3, f"{cpu:.2f} s CPU in 3 s of waiting"
+        assert read < 1_000_000, f"{read} bytes read in 3 s of waiting"
+        os.close(lock)
+        with JournalWriter.open(path, create=False) as w:
+            w.append(encode(Transition(0, "SUCCESS", 3.0)))
+            w.commit()
+        out, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 0, err
+        assert out.split() == ["0", "SUCCESS"]
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.communicate()
+
+
+def test_wait_returns_when_the_jobs_end(corral, spec_file):
+    spec = spec_file(
+        "name: two\njob: {cmd: 'sleep 1; exit {{params.code}}'}\nparams: {code: [0, 3]}\nretries: 0\n"
+    )
+    run = corral.start("run", str(spec), "--id", "two", "-q")
+    corral.wait_for(lambda: (corral.root / "two" / "journal").exists())
+    result = corral("wait", "0", "1", "--ensemble", "two", timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.split() == ["0", "SUCCESS", "1", "FAILED"]
+    run.communicate(timeout=60)
+
+
+def test_tail_follow_prints_output_as_it_comes_and_stops_with_the_run(corral, spec_file):
+    spec = spec_file(
+        "name: talk\nprocesses:\n  - {name: p, cmd: 'for i in 1 2 3; do echo line$i; sleep 0.4; done'}\n"
+    )
+    run = corral.start("run", str(spec), "--id", "talk", "-q")
+    corral.wait_for(lambda: (corral.root / "talk" / "logs" / "p.0.stdout").exists())
+    result = corral("tail", "talk", "p", "-f", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["line1", "line2", "line3"]
+    run.communicate(timeout=60)
