@@ -147,6 +147,10 @@ class JournalWriter:
         self._check_usable()
         self._frames.append(encode_frame(payload))
 
+    def retract(self) -> None:
+        """Take back the last appended record (not committed yet): the caller's fold refused it."""
+        self._frames.pop()
+
     def append_many(self, payloads: Iterable[bytes]) -> None:
         self._check_usable()
         frames = [encode_frame(p) for p in payloads]  # all or nothing on a bad payload

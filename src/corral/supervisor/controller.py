@@ -1,83 +1,145 @@
 """Control requests in, records and answers out.
 
-A request that changes state becomes a record; its answer waits for the commit that makes the
-record durable (Engine.answer_after_commit). Read-only requests are answered at once.
+Every request is decoded into a typed struct (protocol.py) before anything looks at it; a TCP
+client must carry the task's token. A request that changes state becomes a record, which the
+engine encodes, size-checks and hands to the journal writer before folding it; the answer
+waits for the commit that makes it durable. Every error becomes an answer: no request can end
+the supervisor.
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from corral.core.records import JobsAdded, Request
-from corral.supervisor.control import reply
+from corral.core.records import JobsAdded, Request, encode
+from corral.journal import MAX_FRAME
+from corral.supervisor.control import Client, ControlServer
+from corral.supervisor.protocol import (
+    BadRequest,
+    ControlRequest,
+    Heartbeat,
+    Kill,
+    Lose,
+    Pause,
+    Ping,
+    Resume,
+    Status,
+    Submit,
+    decode_request,
+)
 
 if TYPE_CHECKING:
     from corral.supervisor.engine import Engine
+
+log = logging.getLogger("corral.supervisor")
+
+
+class Refused(Exception):
+    """A well-formed request that cannot be carried out now; the message is the answer."""
 
 
 class Controller:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.server: ControlServer | None = None  # set while the loop runs
+        self.token: str | None = None  # required from TCP clients
 
-    def handle(self, conn: Any, req: dict[str, Any]) -> None:
-        op = req.get("op")
+    def handle(self, client: Client, data: bytes) -> None:
         try:
-            if op == "ping":
-                reply(conn, {"ok": True, "pid": os.getpid(), "state": self.engine.sup.state.value})
-            elif op in ("kill", "pause", "resume"):
-                self._act(conn, str(op), req)
-            elif op == "lose":
-                self.engine.answer_after_commit(conn, {"ok": True})
-                self.engine.lose(self.engine.clock())
-            elif op == "heartbeat":
-                self.engine.sup.beat(int(req.get("job", 0)), self.engine.clock())
-                reply(conn, {"ok": True})
-            elif op == "submit":
-                self._submit(conn, req)
-            elif op == "status":
-                sup = self.engine.sup
-                counts = {s.value: n for s, n in sup.counts.items() if n}
-                reply(conn, {"ok": True, "state": sup.state.value, "counts": counts})
-            else:
-                reply(conn, {"ok": False, "error": f"unknown op {op!r}"})
-        except (TypeError, ValueError, KeyError) as exc:
-            reply(conn, {"ok": False, "error": f"bad request: {exc}"})
+            request = decode_request(data)
+        except BadRequest as exc:
+            self._answer(client, {"ok": False, "error": f"bad request: {exc}"})
+            return
+        if client.tcp and not self._token_ok(request.token):
+            log.warning(
+                "control: refused a %s request from %s: wrong or missing token", _op(request), client.peer
+            )
+            self._answer(client, {"ok": False, "error": "wrong or missing token"})
+            return
+        try:
+            self._dispatch(client, request)
+        except Refused as exc:
+            self._answer(client, {"ok": False, "error": str(exc)})
+        except Exception as exc:  # a bug of ours: answer, keep supervising, keep the traceback
+            log.exception("control: %s request failed", _op(request))
+            self._answer(client, {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"})
 
-    def _act(self, conn: Any, op: str, req: dict[str, Any]) -> None:
+    def _token_ok(self, given: str | None) -> bool:
+        if not self.token or given is None:
+            return False
+        return hmac.compare_digest(given.encode(), self.token.encode())  # constant time
+
+    def _answer(self, client: Client, message: dict[str, Any]) -> None:
+        if self.server is not None:
+            self.server.answer(client, message)
+
+    def _dispatch(self, client: Client, request: ControlRequest) -> None:
+        engine, sup = self.engine, self.engine.sup
+        if isinstance(request, Ping):
+            self._answer(client, {"ok": True, "pid": os.getpid(), "state": sup.state.value})
+        elif isinstance(request, Status):
+            counts = {s.value: n for s, n in sup.counts.items() if n}
+            self._answer(client, {"ok": True, "state": sup.state.value, "counts": counts})
+        elif isinstance(request, Kill | Pause | Resume):
+            self._act(request)
+            engine.answer_after_commit(client, {"ok": True})
+        elif isinstance(request, Lose):
+            engine.lose(engine.clock())
+            engine.answer_after_commit(client, {"ok": True})
+        elif isinstance(request, Heartbeat):
+            sup.beat(request.job, engine.clock())
+            self._answer(client, {"ok": True})
+        elif isinstance(request, Submit):
+            first, count = self._submit(request)
+            engine.answer_after_commit(
+                client,
+                {"ok": True, "first": first, "count": count, "jobs": list(range(first, first + count))},
+            )
+
+    def _act(self, request: Kill | Pause | Resume) -> None:
         """kill, pause, resume: of the whole task, a job, or a process of a job."""
         sup = self.engine.sup
-        grace = req.get("grace")
-        job = req.get("job")
-        process = req.get("process")
+        job, process = request.job, request.process
         if job is None and process is not None and not self.engine.ensemble:
             job = 0
-        if job is not None and (not isinstance(job, int) or job not in sup.live):
-            reply(conn, {"ok": False, "error": f"job {job} is not running"})
-            return
-        if process is not None and process not in sup.jobs[job if job is not None else 0].processes:
-            reply(conn, {"ok": False, "error": f"no process named {process!r}"})
-            return
+        if job is not None and job not in sup.live:
+            raise Refused(f"job {job} is not running")
+        if process is not None:
+            rt = sup.jobs.get(job if job is not None else 0)
+            if rt is None or process not in rt.processes:
+                raise Refused(f"no process named {process!r}")
+        grace = request.grace if isinstance(request, Kill) else None
+        op = {Kill: "kill", Pause: "pause", Resume: "resume"}[type(request)]
         self.engine.record(Request(op, self.engine.clock(), job=job, process=process, grace=grace))
-        self.engine.answer_after_commit(conn, {"ok": True})
 
-    def _submit(self, conn: Any, req: dict[str, Any]) -> None:
+    def _submit(self, request: Submit) -> tuple[int, int]:
         engine, sup = self.engine, self.engine.sup
         if not engine.ensemble:
-            reply(conn, {"ok": False, "error": "jobs can only be submitted to an ensemble"})
-            return
+            raise Refused("jobs can only be submitted to an ensemble")
         if sup.terminal or sup.halted:
-            reply(conn, {"ok": False, "error": f"the ensemble is {sup.halted or sup.state.value}"})
-            return
-        params = req.get("params")
-        if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
-            reply(conn, {"ok": False, "error": "submit needs 'params': a list of objects"})
-            return
+            raise Refused(f"the ensemble is {sup.halted or sup.state.value}")
+        params = request.params
         if engine.check_params is not None:
             problem = engine.check_params(params)
             if problem:
-                reply(conn, {"ok": False, "error": problem})
-                return
+                raise Refused(problem)
         first = sup.total
-        engine.record(JobsAdded(first, params, engine.clock()))
-        engine.answer_after_commit(conn, {"ok": True, "jobs": list(range(first, first + len(params)))})
+        record = JobsAdded(first, params, engine.clock())
+        try:
+            size = len(encode(record))
+        except (OverflowError, TypeError) as exc:  # e.g. an integer msgpack cannot hold
+            raise Refused(f"the submission cannot be recorded: {exc}") from None
+        if size > MAX_FRAME:  # refused whole: nothing of it is recorded or started
+            raise Refused(
+                f"a submission of {len(params)} jobs takes {size} bytes in the journal, and one "
+                f"record holds at most {MAX_FRAME}: submit it in parts"
+            )
+        engine.record(record)
+        return first, len(params)
+
+
+def _op(request: ControlRequest) -> str:
+    return type(request).__name__.lower()

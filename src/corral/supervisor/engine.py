@@ -28,7 +28,7 @@ from corral.core.supervision import ENSEMBLE, Supervision
 from corral.core.task import SIGKILL, pause_decisions
 from corral.journal import JournalWriter
 from corral.supervisor import proc
-from corral.supervisor.control import ControlServer, reply
+from corral.supervisor.control import ControlServer
 from corral.supervisor.controller import Controller
 from corral.supervisor.crash import CrashPoints
 from corral.supervisor.effects import Effect, EffectKind, effect_of
@@ -90,12 +90,20 @@ class Engine:
     # -- records -------------------------------------------------------------------------------
 
     def record(self, rec: Record) -> None:
-        """Fold a record in, buffer it for the next commit, and note the effect it asks for."""
+        """Buffer a record for the next commit, fold it in, and note the effect it asks for.
+
+        Write-ahead in the shell too: the record is encoded, size-checked and taken by the
+        writer BEFORE anything folds it or acts on it; a record the fold refuses is taken back,
+        so the journal never holds what its reader would refuse."""
+        self.writer.append(encode(rec))
         effect = effect_of(rec, self.sup, self.backend is not None)
+        try:
+            self.sup.apply(rec)
+        except BaseException:
+            self.writer.retract()
+            raise
         if isinstance(rec, JobsAdded) and self.params_added is not None:
             self.params_added(rec.params)
-        self.sup.apply(rec)
-        self.writer.append(encode(rec))
         if effect is not None:
             self._effects.append(effect)
         if self.on_record is not None:
@@ -123,15 +131,15 @@ class Engine:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self) -> TaskState:
-        """Supervise until the task or ensemble is terminal."""
+    def run(self, tcp: tuple[str, int] | None = None) -> TaskState:
+        """Supervise until the task or ensemble is terminal; `tcp`: listen there too."""
         with Loop() as loop:
             control: ControlServer | None = None
             try:
-                control = ControlServer(self.layout.control)
-                loop.register(control.fileno(), "control")
+                control = ControlServer(self.layout.control, loop.register, loop.unregister, tcp=tcp)
             except OSError as exc:
                 log.warning("no control socket at %s: %s", self.layout.control, exc)
+            self.controller.server = control
             self.launcher.attach(loop)
             try:
                 while True:
@@ -142,6 +150,8 @@ class Engine:
                     self._wait(loop, control, wake)
             finally:
                 self.launcher.detach()
+                self._flush_replies()
+                self.controller.server = None
                 if control is not None:
                     control.close()
 
@@ -182,14 +192,19 @@ class Engine:
             timeout: float | None = 0.0
         else:
             timeout = None if wake is None else max(0.0, wake - self.clock())
+        client_due = control.next_deadline() if control is not None else None
+        if client_due is not None:
+            timeout = client_due if timeout is None else min(timeout, client_due)
         for tag, fd in loop.wait(timeout):
-            if tag == "control" and control is not None:
-                for conn, req in control.accept():
-                    self.controller.handle(conn, req)
+            if tag in ("control", "client") and control is not None:
+                for client, data in control.ready(fd):
+                    self.controller.handle(client, data)
             elif tag == "reaper":
                 self.launcher.reaper_events()
             elif tag == "pidfd":
                 self.launcher.adopted_exit(fd)
+        if control is not None:
+            control.expire()
         self.launcher.rotator.check()
         if self.backend is not None:
             self.backend.poll(self.clock())
@@ -207,8 +222,10 @@ class Engine:
 
     def _flush_replies(self) -> None:
         replies, self._replies = self._replies, []
-        for conn, message in replies:
-            reply(conn, message)
+        server = self.controller.server
+        for client, message in replies:
+            if server is not None:
+                server.answer(client, message)
 
     # -- effects -------------------------------------------------------------------------------
 

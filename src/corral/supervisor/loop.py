@@ -54,9 +54,10 @@ class Loop:
     def active(self) -> bool:
         return self._selector is not None
 
-    def register(self, fd: int, tag: str) -> None:
+    def register(self, fd: int, tag: str, write: bool = False) -> None:
+        """Wake up when `fd` is readable (or writable, with `write`); `wait` returns `tag`."""
         if self._selector is not None:
-            self._selector.register(fd, selectors.EVENT_READ, tag)
+            self._selector.register(fd, selectors.EVENT_WRITE if write else selectors.EVENT_READ, tag)
 
     def unregister(self, fd: int) -> None:
         if self._selector is not None:

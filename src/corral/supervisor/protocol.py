@@ -1,0 +1,81 @@
+"""The control protocol's requests, as typed structs with ranges: decoded before anyone acts.
+
+A request is one JSON object on one line, tagged by "op". Whatever does not decode into one of
+these structs (a wrong type, a number out of range, an unknown op or field, a string too long)
+is refused with the decoder's message naming the field; nothing downstream sees raw JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+MAX_JOB = 2**31 - 1  # job numbers are array indexes in core; far more than any ensemble holds
+MAX_GRACE = 7 * 24 * 3600.0  # a week: finite, so that deadlines stay finite
+MAX_NAME = 256  # a process name
+MAX_TOKEN = 256
+MAX_SUBMIT_JOBS = 100_000  # jobs in one submission (its answer lists their numbers)
+
+Job = Annotated[int, msgspec.Meta(ge=0, le=MAX_JOB)]
+Grace = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_GRACE)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
+Token = Annotated[str, msgspec.Meta(max_length=MAX_TOKEN)]
+Params = Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_SUBMIT_JOBS)]
+
+
+class _Base(msgspec.Struct, tag_field="op", forbid_unknown_fields=True, kw_only=True):
+    token: Token | None = None  # the task's secret: required on TCP, ignored on the unix socket
+
+
+class Ping(_Base, tag="ping"):
+    pass
+
+
+class Status(_Base, tag="status"):
+    pass
+
+
+class Kill(_Base, tag="kill"):
+    job: Job | None = None  # None: the whole task or ensemble
+    process: Name | None = None
+    grace: Grace | None = None
+
+
+class Pause(_Base, tag="pause"):
+    job: Job | None = None
+    process: Name | None = None
+
+
+class Resume(_Base, tag="resume"):
+    job: Job | None = None
+    process: Name | None = None
+
+
+class Lose(_Base, tag="lose"):
+    pass
+
+
+class Heartbeat(_Base, tag="heartbeat"):
+    job: Job = 0
+
+
+class Submit(_Base, tag="submit"):
+    params: Params
+
+
+ControlRequest = Ping | Status | Kill | Pause | Resume | Lose | Heartbeat | Submit
+
+_decoder = msgspec.json.Decoder(ControlRequest)
+
+
+class BadRequest(ValueError):
+    """A request that does not decode; the message says which field and why."""
+
+
+def decode_request(data: bytes) -> ControlRequest:
+    try:
+        request: ControlRequest = _decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError is a DecodeError
+        raise BadRequest(str(exc)) from None
+    return request
