@@ -84,8 +84,8 @@ def list_tasks(
     pattern: Annotated[str | None, Query(max_length=200, description="fnmatch pattern on ids")] = None,
     state: TaskStateName | None = None,
 ) -> Response:
-    views = _catalog(request).views(pattern, state.value if state else None)
-    return _json(views)
+    body = _catalog(request).encoded_list(pattern, state.value if state else None)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/tasks/{task_id}", response_model=TaskView, summary="one task with processes and runs")
@@ -95,7 +95,7 @@ def get_task(request: Request, task_id: TaskId) -> Response:
         entry = catalog.entry(task_id)
     except NoSuchTask as exc:
         raise ApiError(404, str(exc)) from None
-    return _json(entry.view)
+    return Response(entry.encoded, media_type="application/json")
 
 
 @router.get("/tasks/{task_id}/jobs", response_model=JobPage, summary="a page of an ensemble's jobs")

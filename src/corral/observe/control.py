@@ -35,6 +35,7 @@ def _refused(status: int, message: str) -> Outcome:
 
 async def ask_supervisor(layout: Layout, message: dict[str, Any]) -> Outcome | None:
     """The live supervisor's answer, or None when no supervisor holds the journal."""
+    # a fresh reading, not the list's half-second cache: control acts on the answer
     if not liveness.supervised(layout.journal, liveness.held_flocks()):
         return None
     try:

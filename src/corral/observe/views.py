@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -93,26 +94,31 @@ def view(
 def job_page(
     sup: Supervision, job_state: str | None, offset: int, limit: int | None
 ) -> tuple[int, list[dict[str, Any]]]:
-    """(jobs matching job_state, the rows of [offset, offset+limit) of them). Parameters are
-    rendered for the page only: a 100,000-job ensemble's page costs its rows, not the ensemble."""
+    """(jobs matching job_state, the rows of [offset, offset+limit) of them). Only the page's
+    rows are built: a 100,000-job ensemble's page costs its rows, plus a scan of the job states
+    when filtered. RUNNING means holding a slot (ACTIVE, CLEANING, FINALIZING, SUBMITTED)."""
     wanted = job_state.upper() if job_state else None
-    matching = [
-        s
-        for s in sup.summaries()
-        if not wanted or s.state.value == wanted or (wanted == "RUNNING" and s.job in sup.live)
-    ]
+    matching: Sequence[int]
+    if wanted is None:
+        matching = range(sup.total)
+    elif wanted == "RUNNING":
+        matching = sorted(sup.live)
+    else:
+        state = TaskState(wanted)
+        matching = [j for j in range(sup.total) if sup.job_state(j) is state]
     end = len(matching) if limit is None else offset + limit
-    params_of = sup.params_of
-    rows = [
-        {
-            "job": s.job,
-            "state": s.state.value,
-            "attempts": s.attempt + 1 if s.state is not TaskState.PENDING or s.attempt else 0,
-            "exit_code": s.exit_code,
-            "params": params_of(s.job),
-        }
-        for s in matching[offset:end]
-    ]
+    rows = []
+    for job in matching[offset:end]:
+        s = sup.summary(job)
+        rows.append(
+            {
+                "job": s.job,
+                "state": s.state.value,
+                "attempts": s.attempt + 1 if s.state is not TaskState.PENDING or s.attempt else 0,
+                "exit_code": s.exit_code,
+                "params": sup.params_of(s.job),
+            }
+        )
     return len(matching), rows
 
 
