@@ -23,7 +23,7 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
     import fnmatch
 
     from corral.cli import output
-    from corral.journal import JournalError
+    from corral.journal import JournalCorrupt, JournalError, RecordRejected
     from corral.supervisor.layout import Layout, list_ids
     from corral.supervisor.session import SessionError, replay
 
@@ -45,7 +45,9 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
         except FileNotFoundError:
             continue  # removed meanwhile (corral gc)
         except (JournalError, SessionError) as exc:
-            views.append({"id": task_id, "state": "UNREADABLE", "error": str(exc)})
+            # one broken task never hides the others: it is listed with its one-line error
+            bad = "CORRUPT" if isinstance(exc, JournalCorrupt | RecordRejected) else "UNREADABLE"
+            views.append({"id": task_id, "state": bad, "error": str(exc)})
             continue
         views.append(output.view(sup, where, alive, jobs=show_jobs, job_state=job_state))
     if as_json:

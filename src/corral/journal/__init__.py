@@ -5,7 +5,14 @@ commit; any number of readers read or follow it without locking. Opening for app
 torn tail and refuses mid-file corruption. Callers encode typed records into the payloads.
 """
 
-from .errors import JournalCorrupt, JournalError, JournalLocked, JournalReadOnly, JournalUnreadable
+from .errors import (
+    JournalCorrupt,
+    JournalError,
+    JournalLocked,
+    JournalReadOnly,
+    JournalUnreadable,
+    RecordRejected,
+)
 from .frame import HEADER, MAX_FRAME, ScanResult, Stop, encode_frame, scan, scan_journal
 from .reader import JournalContents, RawFrame, follow, iter_raw, read_journal
 from .writer import JournalWriter, RepairInfo, lock_holder, open_for_append
@@ -21,6 +28,7 @@ __all__ = [
     "JournalUnreadable",
     "JournalWriter",
     "RawFrame",
+    "RecordRejected",
     "RepairInfo",
     "ScanResult",
     "Stop",

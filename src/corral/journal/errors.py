@@ -110,3 +110,24 @@ def _is_regular(fd: int) -> bool:
     import stat
 
     return stat.S_ISREG(os.fstat(fd).st_mode)
+
+
+class RecordRejected(JournalError):
+    """A record that checks out as bytes but cannot be replayed: the state it leads to is
+    impossible (a fold error, a record the decoder refuses, a job that does not exist).
+
+    Like corruption, it is reported and never skipped: the journal is left as it is.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], subject: str, offset: int, cause: str) -> None:
+        self.path = os.fspath(path)
+        self.subject = subject
+        self.offset = offset
+        self.cause = cause
+        super().__init__(self.path, subject, offset, cause)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.subject}: journal record at byte {self.offset} cannot be replayed ({self.cause}); "
+            f"nothing was changed, 'corral read --raw' shows the records ({self.path})"
+        )

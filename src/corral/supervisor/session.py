@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from corral import spec as specs  # templating and params load on first use (lazy)
-from corral.core.records import Attached, Note, Opened, Record, decode
+from corral.core.records import Attached, Note, Opened, Record
 from corral.core.supervision import Policy, Supervision
 from corral.journal import JournalLocked, lock_holder, open_for_append, read_journal
 from corral.spec.errors import SpecError
@@ -33,6 +33,7 @@ from corral.supervisor import proc
 from corral.supervisor.engine import Engine
 from corral.supervisor.layout import Layout
 from corral.supervisor.reconcile import reconcile
+from corral.supervisor.replaying import decode_all, rejected
 
 
 class SessionError(Exception):
@@ -167,14 +168,29 @@ def replay(layout: Layout, keep_finished: bool | None = None) -> tuple[Supervisi
     summaries unless asked (a 100,000-job ensemble would not fit otherwise).
     """
     contents = read_journal(layout.journal)
-    records = [decode(p) for p in contents.payloads]
+    records = decode_all(layout, contents.payloads, contents.offsets)
     if not records or not isinstance(records[0], Opened):
         raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
     keep = records[0].kind == "task" if keep_finished is None else keep_finished
-    sup, jobs = supervision_for(records[0], layout, keep)
-    for rec in records:
-        _apply(sup, jobs, rec)
+    sup, _jobs = _fold(layout, records, contents.payloads, contents.offsets, keep)
     return sup, records
+
+
+def _fold(
+    layout: Layout, records: list[Record], payloads: list[bytes], offsets: list[int] | None, keep: bool
+) -> tuple[Supervision, Jobs | None]:
+    """Fold every record; one that leads to an impossible state is RecordRejected (one line)."""
+    assert isinstance(records[0], Opened)
+    index = 0
+    try:
+        sup, jobs = supervision_for(records[0], layout, keep)
+        for index, rec in enumerate(records):  # noqa: B007 (index names the bad record)
+            _apply(sup, jobs, rec)
+    except OSError:
+        raise  # the world, not the journal (a params file gone): its own message
+    except Exception as exc:
+        raise rejected(layout, payloads, offsets, index, exc) from None
+    return sup, jobs
 
 
 def _apply(sup: Supervision, jobs: Jobs | None, rec: Record) -> None:
@@ -332,16 +348,14 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
                     raise
                 time.sleep(0.02)
     try:
-        records = [decode(p) for p in payloads]
+        records = decode_all(layout, payloads, None)
         if not records:
             raise SessionError(
                 f"{layout.id}: its journal has no records (killed while starting); run it again"
             )
         if not isinstance(records[0], Opened):
             raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
-        sup, jobs = supervision_for(records[0], layout, keep_finished=records[0].kind == "task")
-        for rec in records:
-            _apply(sup, jobs, rec)
+        sup, jobs = _fold(layout, records, payloads, None, records[0].kind == "task")
     except BaseException:
         writer.close()
         raise

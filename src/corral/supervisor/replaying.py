@@ -1,0 +1,48 @@
+"""Turning a record that cannot be replayed into one line that names the task and the offset.
+
+Readers (status, read, wait) and recovery fold the same records; whatever goes wrong while
+decoding or folding one of them - a FoldError, a record the decoder refuses, a job that does
+not exist - becomes RecordRejected with the record's byte offset, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from corral.core.records import Record, decode
+from corral.journal import RecordRejected
+from corral.journal.frame import FRAME_OVERHEAD, HEADER_SIZE
+from corral.supervisor.layout import Layout
+
+
+def offset_of(payloads: Sequence[bytes], offsets: Sequence[int] | None, index: int) -> int:
+    """The byte offset of record `index`; computed from the frame sizes when not given
+    (only on the error path, so the fold pays nothing for it)."""
+    if offsets is not None:
+        return offsets[index]
+    return HEADER_SIZE + sum(FRAME_OVERHEAD + len(p) for p in payloads[:index])
+
+
+def rejected(
+    layout: Layout,
+    payloads: Sequence[bytes],
+    offsets: Sequence[int] | None,
+    index: int,
+    exc: Exception,
+) -> RecordRejected:
+    cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    cause = " ".join(cause.split())  # one line, whatever the exception's text holds
+    return RecordRejected(layout.journal, f"task {layout.id}", offset_of(payloads, offsets, index), cause)
+
+
+def decode_all(layout: Layout, payloads: Sequence[bytes], offsets: Sequence[int] | None) -> list[Record]:
+    """Every record; RecordRejected for the first one the decoder refuses."""
+    try:
+        return [decode(p) for p in payloads]
+    except Exception as exc:
+        for index, payload in enumerate(payloads):  # cold path: find which one
+            try:
+                decode(payload)
+            except Exception:
+                raise rejected(layout, payloads, offsets, index, exc) from None
+        raise
