@@ -12,8 +12,10 @@ from typing import Any
 
 from corral.core.records import Opened, decode
 from corral.core.supervision import Supervision
+from corral.journal.frame import FRAME_OVERHEAD
 from corral.journal.watch import FileWatch, Tail
 from corral.supervisor.layout import Layout
+from corral.supervisor.replaying import rejected
 
 # seconds a waiting reader sleeps at most between two looks: a supervisor's death is seen by
 # the lock, not in the journal, and a kernel without inotify (or a dropped event) is a bound
@@ -37,14 +39,21 @@ class Follower:
         payloads = self.tail.read_new()
         if self.tail.restarted:
             self._sup = None  # a new file (compacted): fold it from its start
-        for payload in payloads:
-            record = decode(payload)
-            if self._sup is None:
-                if not isinstance(record, Opened):
-                    raise SessionError(f"{self.layout.journal}: no Opened record; not a corral journal")
-                keep = record.kind == "task" if self.keep_finished is None else self.keep_finished
-                self._sup, self._jobs = supervision_for(record, self.layout, keep)
-            _apply(self._sup, self._jobs, record)
+        index = 0
+        try:
+            for index, payload in enumerate(payloads):  # noqa: B007 (index names a bad record)
+                record = decode(payload)
+                if self._sup is None:
+                    if not isinstance(record, Opened):
+                        raise SessionError(f"{self.layout.journal}: no Opened record; not a corral journal")
+                    keep = record.kind == "task" if self.keep_finished is None else self.keep_finished
+                    self._sup, self._jobs = supervision_for(record, self.layout, keep)
+                _apply(self._sup, self._jobs, record)
+        except (OSError, SessionError):
+            raise
+        except Exception as exc:  # an impossible record: one line with its offset (replaying.py)
+            start = self.tail.offset - sum(FRAME_OVERHEAD + len(p) for p in payloads)
+            raise rejected(self.layout, payloads, None, index, exc, start) from None
         if self._sup is None:
             raise SessionError(f"{self.layout.journal}: no Opened record; not a corral journal")
         return self._sup

@@ -15,12 +15,14 @@ from corral.journal.frame import FRAME_OVERHEAD, HEADER_SIZE
 from corral.supervisor.layout import Layout
 
 
-def offset_of(payloads: Sequence[bytes], offsets: Sequence[int] | None, index: int) -> int:
-    """The byte offset of record `index`; computed from the frame sizes when not given
-    (only on the error path, so the fold pays nothing for it)."""
+def offset_of(
+    payloads: Sequence[bytes], offsets: Sequence[int] | None, index: int, start: int = HEADER_SIZE
+) -> int:
+    """The byte offset of record `index`; computed from the frame sizes (the first frame at
+    `start`) when not given: only on the error path, so the fold pays nothing for it."""
     if offsets is not None:
         return offsets[index]
-    return HEADER_SIZE + sum(FRAME_OVERHEAD + len(p) for p in payloads[:index])
+    return start + sum(FRAME_OVERHEAD + len(p) for p in payloads[:index])
 
 
 def rejected(
@@ -29,10 +31,12 @@ def rejected(
     offsets: Sequence[int] | None,
     index: int,
     exc: Exception,
+    start: int = HEADER_SIZE,
 ) -> RecordRejected:
     cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     cause = " ".join(cause.split())  # one line, whatever the exception's text holds
-    return RecordRejected(layout.journal, f"task {layout.id}", offset_of(payloads, offsets, index), cause)
+    offset = offset_of(payloads, offsets, index, start)
+    return RecordRejected(layout.journal, f"task {layout.id}", offset, cause)
 
 
 def decode_all(layout: Layout, payloads: Sequence[bytes], offsets: Sequence[int] | None) -> list[Record]:
