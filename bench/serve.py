@@ -109,6 +109,7 @@ async def client_loop(
     url: str, live: str, total: int, until: float, interval: float, out: dict[str, list[float]]
 ) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        await asyncio.sleep(random.uniform(0, interval))  # independent pollers are not in step
         while time.time() < until:
             began = time.perf_counter()
             answer = await http.get("/api/v1/tasks")
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace, work: Path, root: Path, env: dict[str, str]) -
         deadline = time.time() + 30
         while True:
             try:
-                httpx.get(url + "/metrics", timeout=1)
+                httpx.get(url + "/static/corral.js", timeout=1)  # folds nothing: the first list is cold
                 break
             except httpx.HTTPError:
                 if time.time() > deadline:

@@ -199,3 +199,10 @@ def test_kill_with_a_dead_supervisor_recovers_and_kills(tmp_path: Any) -> None:
                 time.sleep(0.1)
     finally:
         cleanup(root)
+
+
+def test_the_list_is_gzipped_for_clients_that_accept_it(client: Any) -> None:
+    zipped = client.get("/api/v1/tasks", headers={"Accept-Encoding": "gzip"})
+    plain = client.get("/api/v1/tasks", headers={"Accept-Encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
+    assert [v["id"] for v in zipped.json()] == [v["id"] for v in plain.json()]

@@ -84,8 +84,14 @@ def list_tasks(
     pattern: Annotated[str | None, Query(max_length=200, description="fnmatch pattern on ids")] = None,
     state: TaskStateName | None = None,
 ) -> Response:
-    body = _catalog(request).encoded_list(pattern, state.value if state else None)
-    return Response(body, media_type="application/json")
+    listing = _catalog(request).encoded_list(pattern, state.value if state else None)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(
+            listing.gzipped,
+            media_type="application/json",
+            headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
+        )
+    return Response(listing.body, media_type="application/json", headers={"Vary": "Accept-Encoding"})
 
 
 @router.get("/tasks/{task_id}", response_model=TaskView, summary="one task with processes and runs")
