@@ -15,6 +15,7 @@ from corral.journal import (
     open_for_append,
     read_journal,
 )
+from corral.journal.writer import JournalFull
 
 HOLD_LOCK = """
 import sys
@@ -119,7 +120,8 @@ def test_failed_fdatasync_makes_writer_unusable(journal_path: Path, monkeypatch:
     writer = JournalWriter.open(journal_path, create=True)
 
     def fail(fd: int) -> None:
-        raise OSError(5, "Input/output error")
+        # not one a retry can cure (ENOSPC/EDQUOT/EIO are: test_journal_writer_full.py)
+        raise OSError(9, "Bad file descriptor")
 
     monkeypatch.setattr(os, "fdatasync", fail)
     writer.append(b"a")
@@ -145,14 +147,15 @@ def test_failed_write_is_cut_back_to_a_frame_boundary(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "write", short_then_fail)
-    writer.append(b"lost")
-    with pytest.raises(OSError):
+    writer.append(b"retried")
+    with pytest.raises(JournalFull):
         writer.commit()
-    monkeypatch.undo()
-    writer.close()
     contents = read_journal(journal_path)
-    assert contents.payloads == [b"kept"]
+    assert contents.payloads == [b"kept"]  # the 5 bytes written before the error are cut
     assert not contents.torn_tail
+    monkeypatch.undo()
+    writer.close()  # room again: the buffered record is committed whole
+    assert read_journal(journal_path).payloads == [b"kept", b"retried"]
 
 
 def test_second_writer_gets_journal_locked_naming_holder(journal_path: Path) -> None:

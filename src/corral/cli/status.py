@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -50,10 +51,29 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
             views.append({"id": task_id, "state": bad, "error": str(exc)})
             continue
         views.append(output.view(sup, where, alive, jobs=show_jobs, job_state=job_state))
+    _journal_problems(base, views)
     if as_json:
         click.echo(json.dumps(views, indent=2, default=str))
         return
     output.print_status(views, verbose, show_jobs)
+    for v in views:
+        if v.get("journal_error"):
+            click.echo(f"{v['id']}: cannot write its journal ({v['journal_error']}): launching nothing new")
+
+
+def _journal_problems(base: Any, views: list[dict[str, Any]]) -> None:
+    """A live supervisor that cannot write its journal (disk full) can only say so itself."""
+    from corral.supervisor import control
+    from corral.supervisor.layout import Layout
+
+    for v in views:
+        if v.get("supervised"):
+            try:
+                answer = control.request(Layout(base, v["id"]).control, {"op": "ping"}, timeout=2.0)
+            except (OSError, ValueError):
+                continue
+            if answer.get("journal"):
+                v["journal_error"] = answer["journal"]
 
 
 @click.command()

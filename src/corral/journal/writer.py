@@ -10,6 +10,7 @@ rescans and repairs the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterable
@@ -109,6 +110,23 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+_RETRYABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+
+
+class JournalFull(JournalError):
+    """The journal cannot be written now (file system full, quota, I/O error); the commit may
+    be tried again: nothing of it is in the file."""
+
+    def __init__(self, path: str, cause: OSError) -> None:
+        self.path = path
+        self.errno = cause.errno
+        self.strerror = cause.strerror or str(cause)
+        super().__init__(path, self.strerror)
+
+    def __str__(self) -> str:
+        return f"{self.path}: cannot write the journal: {self.strerror}"
+
+
 class JournalWriter:
     """Appends framed records to one journal file; holds its exclusive lock while open."""
 
@@ -157,7 +175,12 @@ class JournalWriter:
         self._frames.extend(frames)
 
     def commit(self) -> None:
-        """Make every buffered record durable: one write, one fdatasync. No-op if none."""
+        """Make every buffered record durable: one write, one fdatasync. No-op if none.
+
+        A full file system (ENOSPC, EDQUOT) or an I/O error (EIO) raises JournalFull and leaves
+        the writer usable: the file is cut back to the last durable frame and the records stay
+        buffered, so the same commit can be tried again when there is room. Any other failure,
+        or a cut that fails, makes the writer refuse to go on."""
         self._check_usable()
         if not self._frames:
             return
@@ -170,15 +193,32 @@ class JournalWriter:
             while view:  # regular files write in full barring errors; loop to be certain
                 written = os.write(fd, view)
                 view = view[written:]
+            os.fdatasync(fd)
+        except OSError as exc:
+            # Cut what this commit wrote so the file ends on a frame boundary again; after a
+            # failed fdatasync too: nothing past the last durable frame is trusted, and a retry
+            # writes it all again.
+            try:
+                os.ftruncate(fd, self._size)
+            except OSError:
+                raise exc from None
+            if exc.errno in _RETRYABLE:
+                self._failed = False
+                raise JournalFull(self.path, exc) from exc
+            raise
         except BaseException:
-            # Cut the partial write so the file ends on a frame boundary again.
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, self._size)
             raise
-        os.fdatasync(fd)
         self._failed = False
         self._size += len(data)
         self._frames.clear()
+
+    def abandon(self) -> None:
+        """Drop the buffered records and refuse further commits (giving up on a full disk:
+        what they said is redone by recovery from the runs and the reaper's ledger)."""
+        self._frames.clear()
+        self._failed = True
 
     def close(self) -> None:
         """Commit what is buffered (unless a commit already failed), then release the lock."""

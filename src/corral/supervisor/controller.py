@@ -78,20 +78,28 @@ class Controller:
 
     def _dispatch(self, client: Client, request: ControlRequest) -> None:
         engine, sup = self.engine, self.engine.sup
-        if isinstance(request, Ping):
-            self._answer(client, {"ok": True, "pid": os.getpid(), "state": sup.state.value})
-        elif isinstance(request, Status):
-            counts = {s.value: n for s, n in sup.counts.items() if n}
-            self._answer(client, {"ok": True, "state": sup.state.value, "counts": counts})
+        if isinstance(request, Ping | Status):
+            answer: dict[str, Any] = {"ok": True, "pid": os.getpid(), "state": sup.state.value}
+            if isinstance(request, Status):
+                answer["counts"] = {s.value: n for s, n in sup.counts.items() if n}
+            if engine.committer.problem is not None:
+                answer["journal"] = engine.committer.problem
+                answer["journal_since"] = engine.committer.since
+            self._answer(client, answer)
+        elif isinstance(request, Heartbeat):  # kept in memory only: no record, no commit
+            sup.beat(request.job, engine.clock())
+            self._answer(client, {"ok": True})
+        elif engine.committer.problem is not None:
+            raise Refused(
+                f"the supervisor cannot write its journal ({engine.committer.problem}); "
+                "try again when there is room"
+            )
         elif isinstance(request, Kill | Pause | Resume):
             self._act(request)
             engine.answer_after_commit(client, {"ok": True})
         elif isinstance(request, Lose):
             engine.lose(engine.clock())
             engine.answer_after_commit(client, {"ok": True})
-        elif isinstance(request, Heartbeat):
-            sup.beat(request.job, engine.clock())
-            self._answer(client, {"ok": True})
         elif isinstance(request, Submit):
             first, count = self._submit(request)
             engine.answer_after_commit(

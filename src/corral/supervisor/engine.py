@@ -28,6 +28,7 @@ from corral.core.supervision import ENSEMBLE, Supervision
 from corral.core.task import SIGKILL, pause_decisions
 from corral.journal import JournalWriter
 from corral.supervisor import proc
+from corral.supervisor.committer import Committer
 from corral.supervisor.control import ControlServer
 from corral.supervisor.controller import Controller
 from corral.supervisor.crash import CrashPoints
@@ -64,6 +65,7 @@ class Engine:
         self.params_added: Callable[[list[dict[str, Any]]], Any] | None = None  # grows the space
         self.check_params: Callable[[list[dict[str, Any]]], str | None] | None = None
         self.crash = CrashPoints()
+        self.committer = Committer(writer, self.crash, layout.id)
         self.env = RunEnvironment(layout, ensemble)
         self.launcher = Launcher(sup, self.env, self.record, clock, self.crash, dict(os.environ))
         self.sweeper = Sweeper(self.launcher)
@@ -113,10 +115,12 @@ class Engine:
         """Answers go out only after the records they confirm are durable."""
         self._replies.append((conn, message))
 
-    def _commit(self) -> None:
-        self.crash.hit("commit")
-        self.writer.commit()
+    def _commit(self, *, crash_point: bool = True) -> bool:
+        """Commit; False while the journal cannot be written (the committer retries)."""
+        if not self.committer.commit(crash_point=crash_point):
+            return False
         self._pending_since = None
+        return True
 
     def _commit_due(self) -> bool:
         """Records that ask for nothing (a run's pid, a note) need not cost an fdatasync of their
@@ -150,7 +154,7 @@ class Engine:
                     self._wait(loop, control, wake)
             finally:
                 self.launcher.detach()
-                self._flush_replies()
+                self._replies.clear()  # never confirm what did not become durable
                 self.controller.server = None
                 if control is not None:
                     control.close()
@@ -167,9 +171,10 @@ class Engine:
             self.record(Request("kill", now, grace=None if self._interrupts == 1 else 0.0))
         wake = self._decide(now)
         if self._effects or self._replies or self._commit_due():
-            self._commit()
-            self._flush_replies()
-            self._carry_out()
+            if self._commit():  # effects only once their records are durable
+                self._flush_replies()
+                self._carry_out()
+            wake = earliest(wake, _after(now, self.committer.retry_in()))
         elif self._pending_since is not None:
             wake = earliest(wake, now + max(0.0, self._pending_since + COMMIT_DELAY - time.monotonic()))
         if self.sweeper.at is not None:
@@ -179,8 +184,8 @@ class Engine:
             self.on_turn(self.sup)
         self.snapshots.maybe(self.sup, self.writer.size, now)
         if self.sup.terminal and not launcher.busy:
-            self.writer.commit()
-            self._pending_since = None
+            if not self._commit(crash_point=False):
+                return earliest(wake, _after(now, self.committer.retry_in()))
             self.sweeper.sweep([])
             self.snapshots.maybe(self.sup, self.writer.size, now, force=True)
             return _DONE
@@ -299,4 +304,10 @@ class _Done:
 
 
 _DONE = _Done()
+
+
+def _after(now: float, seconds: float | None) -> float | None:
+    return None if seconds is None else now + seconds
+
+
 _SIGNALS = {EffectKind.STOP: int(signal.SIGSTOP), EffectKind.CONT: int(signal.SIGCONT)}

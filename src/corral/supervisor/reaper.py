@@ -201,8 +201,13 @@ class Reaper:
         if self.lines:
             data = "".join(self.lines).encode()
             self.lines.clear()
-            while data:
-                data = data[os.write(self.ledger, data) :]
+            try:
+                while data:
+                    data = data[os.write(self.ledger, data) :]
+            except OSError:
+                # a full disk: keep the rest for the next turn and tell the supervisor anyway (a
+                # line another reaper's write cuts in two is skipped by the ledger's reader)
+                self.lines.append(data.decode(errors="replace"))
         if self.events:
             if self.supervisor:
                 self.out += b"".join(self.events)
@@ -245,7 +250,8 @@ def main(argv: list[str]) -> int:
     writing = False
     while requests_open or reaper.runs:
         try:
-            ready = poll.poll()
+            # ledger lines a full disk refused are tried again every second
+            ready = poll.poll(1000 if reaper.lines else None)
         except InterruptedError:
             ready = []
         for fd, _ in ready:

@@ -114,7 +114,11 @@ def detach(layout: Layout, make_engine: Callable[[], Engine]) -> int:
         except BaseException as exc:  # report to the parent, then leave
             with contextlib.suppress(OSError):
                 os.write(write_fd, f"error {exc}\n".encode())
-            traceback.print_exc()
+            if isinstance(exc, UserError):  # e.g. a journal that stayed unwritable: one line
+                with contextlib.suppress(OSError):
+                    print(f"corral: {exc}", file=sys.stderr)
+            else:
+                traceback.print_exc()
             code = 1
         finally:
             sys.stdout.flush()
