@@ -32,20 +32,41 @@ class LogMissing(LookupError):
 class Located:
     process: str
     run: int
-    name: str  # file name in logs/
+    name: str  # file name in its directory
     live: bool
+    where: tuple[str, ...] = ("logs",)  # the directory, below ROOT/ID
 
 
-def _logs_dir(fold: Fold) -> int:
-    root_dir = os.open(fold.layout.dir, _NOFOLLOW | os.O_DIRECTORY)
+def _open_dir(fold: Fold, parts: tuple[str, ...]) -> int:
+    """ROOT/ID/parts... as a directory fd, no component followed if it is a symlink."""
+    fd = os.open(fold.layout.dir, _NOFOLLOW | os.O_DIRECTORY)
     try:
-        return os.open("logs", _NOFOLLOW | os.O_DIRECTORY, dir_fd=root_dir)
-    except FileNotFoundError:
-        raise LogMissing(f"{fold.layout.id}: no logs yet") from None
-    except OSError as exc:
-        raise LogRefused(f"{fold.layout.id}: logs is not a directory ({exc.strerror})") from None
+        for part in parts:
+            try:
+                child = os.open(part, _NOFOLLOW | os.O_DIRECTORY, dir_fd=fd)
+            except FileNotFoundError:
+                raise LogMissing(f"{fold.layout.id}: no {'/'.join(parts)} yet") from None
+            except OSError as exc:
+                raise LogRefused(f"{fold.layout.id}: {part} refused ({exc.strerror})") from None
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _listdir(fold: Fold, parts: tuple[str, ...], dirs: bool = False) -> list[str]:
+    """Names in ROOT/ID/parts (only the real directories with dirs=True); [] when missing."""
+    try:
+        fd = _open_dir(fold, parts)
+    except LogMissing:
+        return []
+    try:
+        with os.scandir(fd) as entries:
+            return [e.name for e in entries if not dirs or e.is_dir(follow_symlinks=False)]
     finally:
-        os.close(root_dir)
+        os.close(fd)
 
 
 def locate(fold: Fold, job: int, process: str | None, run: int | None, stream: str) -> Located:
@@ -56,24 +77,38 @@ def locate(fold: Fold, job: int, process: str | None, run: int | None, stream: s
         raise LogMissing(f"{fold.layout.id}: no job {job}")
     rt = sup.jobs.get(job)
     prefix = job if ensemble else None
-    if rt is not None and (candidate := _from_runtime(rt, process, run)) is not None:
+    if not sup.remote and rt is not None and (candidate := _from_runtime(rt, process, run)) is not None:
         name, number, live = candidate
         return Located(name, number, log_name(prefix, name, number, stream), live)
-    # a finished job of an ensemble is not kept in memory: find its runs on disk
-    fd = _logs_dir(fold)
-    try:
-        names = os.listdir(fd)
-    finally:
-        os.close(fd)
+    # a finished job of an ensemble is not kept in memory, and a Slurm job's runs are in its
+    # node journal (its logs in slurm/JOB/SLURM_ID/logs, a task of its own): look on disk
+    places: list[tuple[tuple[str, ...], int | None]] = [(("logs",), prefix)]
+    if sup.remote:
+        runs_of_job = _listdir(fold, ("slurm", str(job)), dirs=True)  # one per Slurm job id
+        places = [(("slurm", str(job), ident, "logs"), None) for ident in runs_of_job]
     found = []
-    for file in names:
-        parsed = parse_log_name(file, prefix, stream)
-        if parsed and (process is None or parsed[0] == process) and (run is None or parsed[1] == run):
-            found.append((parsed[1], parsed[0], file))
+    for parts, file_prefix in places:
+        for file in _listdir(fold, parts):
+            parsed = parse_log_name(file, file_prefix, stream)
+            if parsed and (process is None or parsed[0] == process) and (run is None or parsed[1] == run):
+                mtime = _mtime(fold, parts, file) if sup.remote else 0.0
+                found.append((mtime, parsed[1], parsed[0], file, parts))
     if not found:
         raise LogMissing(f"{fold.layout.id}: job {job} has no such log")
-    number, name, file = max(found)
-    return Located(name, number, file, False)
+    _, number, name, file, parts = max(found)
+    live = sup.remote and job in sup.live
+    return Located(name, number, file, live, parts)
+
+
+def _mtime(fold: Fold, parts: tuple[str, ...], file: str) -> float:
+    """When a Slurm job ran more than once (requeued), its newest log wins."""
+    fd = _open_dir(fold, parts)
+    try:
+        return os.stat(file, dir_fd=fd, follow_symlinks=False).st_mtime
+    except OSError:
+        return 0.0
+    finally:
+        os.close(fd)
 
 
 def _from_runtime(rt: TaskRuntime, process: str | None, run: int | None) -> tuple[str, int, bool] | None:
@@ -93,7 +128,7 @@ def read_range(
     fold: Fold, located: Located, rotated: int, offset: int | None, limit: int
 ) -> dict[str, object]:
     """Up to `limit` bytes from `offset` (None: the last `limit` bytes) of the log or backup."""
-    fd = _logs_dir(fold)
+    fd = _open_dir(fold, located.where)
     file = located.name if rotated == 0 else f"{located.name}.{rotated}"
     try:
         try:
