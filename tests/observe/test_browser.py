@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conftest import Corral, Server  # tests/observe/conftest.py
+from observe_helpers import Corral, Server
 
 CHROMIUM = "/usr/bin/chromium-headless-shell"
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip)")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from observe_helpers import Corral
 
-from conftest import Corral  # tests/observe/conftest.py
 from corral.journal import read_journal
 from corral.journal.frame import HEADER_SIZE
 from corral.observe import liveness

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
-
-from conftest import AUTH, TOKEN  # tests/observe/conftest.py
+from observe_helpers import AUTH, TOKEN
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis import checks  # noqa: E402

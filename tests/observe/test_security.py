@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from observe_helpers import AUTH, TOKEN, Corral, app_client, wait_for
 
-from conftest import AUTH, TOKEN, Corral, app_client, wait_for  # tests/observe/conftest.py
 from corral.observe.app import create_app
 from corral.observe.auth import MAX_BODY, TokenError, load_or_create_token
 
@@ -217,3 +217,33 @@ def test_token_file_symlink_is_refused(tmp_path: Path) -> None:
 
 def test_refused_requests_leave_the_live_ensemble_running(client: Any, observed: Corral) -> None:
     wait_for(lambda: client.get("/api/v1/tasks/live-1").json()["jobs"]["running"] >= 2)
+
+
+def test_a_trickling_body_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from corral.observe import auth
+
+    monkeypatch.setattr(auth, "BODY_DEADLINE", 0.2)
+    reached: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)  # a client that never finishes its body
+        return {}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v1/tasks/live-1/kill",
+        "headers": [(b"authorization", f"Bearer {TOKEN}".encode())],
+    }
+    asyncio.run(auth.Guard(app, TOKEN, require_all=False)(scope, receive, send))
+    assert sent[0]["status"] == 408 and reached == []

@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from conftest import Corral, Server, free_port  # tests/observe/conftest.py
+from observe_helpers import Corral, Server, free_port
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from observe_helpers import TOKEN, Corral, app_client, cleanup
 
-from conftest import TOKEN, Corral, app_client, cleanup  # tests/observe/conftest.py
 from corral.backends.slurm_client import SlurmClient
 from corral.observe.app import create_app
 

@@ -7,13 +7,14 @@
   which this server never grants; a POST whose Origin (or Sec-Fetch-Site) says it comes from
   another site is refused even with a token, so a token pasted into a page cannot be replayed
   from elsewhere.
-- Bodies are limited in size, counted as they arrive (a lying Content-Length does not help)
-  and read whole before a route sees them.
+- Bodies are limited in size, counted as they arrive (a lying Content-Length does not help),
+  and in time; they are read whole before a route sees them.
 Refused requests are logged with the client address, never with the token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 log = logging.getLogger("corral.observe")
 
 MAX_BODY = 8 * 1024 * 1024  # a submit of ~100,000 small rows
+BODY_DEADLINE = 30.0  # seconds for a whole body: a trickling client holds nothing for long
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -91,7 +93,12 @@ class Guard:
         if method in SAFE_METHODS:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        try:
+            body = await asyncio.wait_for(_read_body(receive), BODY_DEADLINE)
+        except TimeoutError:
+            log.warning("refused %s %s: body too slow", method, scope["path"])
+            await _answer(send, 408, f"the body must arrive within {BODY_DEADLINE:.0f} s")
+            return
         if body is None:
             log.warning("refused %s %s: body larger than %d bytes", method, scope["path"], MAX_BODY)
             await _answer(send, 413, f"a body is at most {MAX_BODY} bytes")

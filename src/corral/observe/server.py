@@ -7,6 +7,8 @@ from pathlib import Path
 
 from corral.observe.auth import is_loopback, load_or_create_token
 
+MAX_CONNECTIONS = 512
+
 
 def serve(root: Path, host: str, port: int, token_file: Path | None) -> None:
     import uvicorn
@@ -27,4 +29,13 @@ def serve(root: Path, host: str, port: int, token_file: Path | None) -> None:
         "every request needs it" if require_all else "POST requests need it",
     )
     app = create_app(root, token, require_all=require_all)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, server_header=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        limit_concurrency=MAX_CONNECTIONS,  # beyond it: 503, not a server out of file descriptors
+        timeout_keep_alive=5,
+    )

@@ -7,7 +7,7 @@ import signal
 import time
 from typing import Any
 
-from conftest import AUTH, Corral, status_json, wait_for  # tests/observe/conftest.py
+from observe_helpers import AUTH, Corral, status_json, wait_for
 
 
 def _without_volatile(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -178,7 +178,8 @@ def test_control_of_an_ended_task_is_a_conflict(client: Any) -> None:
 
 
 def test_kill_with_a_dead_supervisor_recovers_and_kills(tmp_path: Any) -> None:
-    from conftest import LIVE, TOKEN, app_client, cleanup
+    from observe_helpers import LIVE, TOKEN, app_client, cleanup
+
     from corral.observe.app import create_app
 
     root = tmp_path / "root"
