@@ -10,7 +10,6 @@ The public surface is small on purpose:
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +48,12 @@ def run(
     Bad specs raise SpecError (one line, naming the field).
     """
     from corral.spec import spec_from_python
-    from corral.supervisor.layout import Layout, default_root
+    from corral.supervisor.layout import Layout, default_root, new_id
     from corral.supervisor.run import new_engine, render_for_run, supervise
 
     subject = spec_from_python(spec)
     base = Path(root) if root is not None else default_root()
-    task_id = id or f"{subject.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000}"
+    task_id = new_id(subject.name, id)
     layout = Layout(base.absolute(), task_id)
     prepared = render_for_run(subject, layout, dict(ports or {}), dict(params or {}), file=None)
     engine = new_engine(layout, prepared, {"ports": dict(ports or {}), "params": dict(params or {})}, None)

@@ -64,10 +64,9 @@ def root() -> Path:
 
 
 def check_id(task_id: str) -> None:
-    from corral.supervisor.layout import valid_id
+    from corral.supervisor.layout import check_id as check
 
-    if not valid_id(task_id):
-        raise UserError(f"{task_id!r}: not a valid id (letters, digits, . _ @ + -)")
+    check(task_id)
 
 
 def layout(task_id: str) -> Layout:
@@ -125,7 +124,7 @@ def port(name: str, value: str) -> int:
 
 
 def ensemble_id(ensemble: str | None) -> str:
-    value = ensemble or os.environ.get("CORRAL_TASK_ID")
+    value = ensemble if ensemble is not None else os.environ.get("CORRAL_TASK_ID")
     if not value:
         raise UserError(
             "name the ensemble with --ensemble ID (or run inside a job, where CORRAL_TASK_ID is set)"

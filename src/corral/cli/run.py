@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -54,7 +53,7 @@ def run(
 ) -> None:
     """Run the task or ensemble in SPEC until it ends."""
     from corral import spec as specs
-    from corral.supervisor.layout import Layout
+    from corral.supervisor.layout import Layout, new_id
     from corral.supervisor.run import new_engine, parse_assignments, render_for_run
 
     if retry_failed is not None:
@@ -64,7 +63,7 @@ def run(
     subject = specs.load_spec(spec)
     port_map = {k: port(k, v) for k, v in parse_assignments(ports, "-P")}
     params = dict(parse_assignments(sets, "--set"))
-    task_id = task_id or f"{subject.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000}"
+    task_id = new_id(subject.name, task_id)
     check_id(task_id)
     where = Layout(root(), task_id)
     prepared = render_for_run(subject, where, port_map, params, file=spec)
@@ -108,12 +107,12 @@ def simplerun(name: str, task_id: str | None, detach: bool, command: tuple[str, 
     """Run one command as a one-process task: corral simplerun -- CMD ARGS..."""
     from corral.spec import Process, validate_task
     from corral.spec.model import Task
-    from corral.supervisor.layout import Layout
+    from corral.supervisor.layout import Layout, new_id
     from corral.supervisor.run import new_engine, render_for_run
 
     task = Task(name=name, processes=(Process(name=name, argv=tuple(command)),))
     validate_task(task)
-    task_id = task_id or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000}"
+    task_id = new_id(name, task_id)
     where = Layout(root(), task_id)
     prepared = render_for_run(task, where, {}, {}, file=None)
     if detach:

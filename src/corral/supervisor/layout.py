@@ -8,7 +8,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+from corral.errors import UserError
+
+# An id is one path component that no shell, glob or option parser reads as anything else:
+# never empty, no '/', no '..', no newline, no leading '.', '-' or '+' (hidden files, a gc's
+# trash, options).
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
+ID_RULE = "letters, digits and . _ @ + - (at most 128), starting with a letter or a digit"
+
+
+class InvalidId(UserError, ValueError):
+    """An id that is not one safe path component (one line, exit status 2 from the CLI)."""
 
 
 def default_root() -> Path:
@@ -20,7 +30,24 @@ def default_root() -> Path:
 
 
 def valid_id(task_id: str) -> bool:
-    return bool(_ID.match(task_id))
+    # fullmatch: `$` would let a trailing newline through
+    return isinstance(task_id, str) and _ID.fullmatch(task_id) is not None
+
+
+def check_id(task_id: str) -> str:
+    """The one id check every command and the Python API go through (Layout calls it)."""
+    if not valid_id(task_id):
+        raise InvalidId(f"{task_id!r}: not a valid id: use {ID_RULE}")
+    return task_id
+
+
+def new_id(name: str, given: str | None) -> str:
+    """The id to use: the one given (checked, even when empty), else NAME-TIMESTAMP-PID."""
+    import time
+
+    if given is not None:
+        return check_id(given)
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +56,9 @@ class Layout:
 
     root: Path
     id: str
+
+    def __post_init__(self) -> None:
+        check_id(self.id)
 
     @property
     def dir(self) -> Path:
