@@ -220,6 +220,10 @@ params:
     assert result.returncode == 0, result.stderr
     assert [(tmp_path / f"j{i}").read_text().count("run") for i in range(3)] == [1, 2, 1]
     assert corral.status("rf1")["state"] == "SUCCESS"
+    # a run's identity is unique in the task: the retried job's run is run 1, not run 0 again
+    runs = {(r["job"], r["run"]) for r in raw_records(corral, "rf1") if r["type"] == "RunUpdate"}
+    assert sorted(run for job, run in runs if job == 1) == [0, 1]
+    assert sorted(run for job, run in runs if job != 1) == [0, 0]
 
 
 def test_progress_lines_when_not_a_terminal(corral, spec_file):

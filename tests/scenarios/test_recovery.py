@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -93,7 +94,9 @@ max_failures: 0
     sup = corral.start("run", str(spec), "--id", "af1")
     corral.wait_for(lambda: _running(corral, "af1", "a") and _running(corral, "af1", "b"))
     _kill_supervisor(sup)
-    time.sleep(2.5)  # both end while nobody supervises them
+    # both end while nobody supervises them (their reaper writes their ends to the ledger)
+    ledger = corral.root / "af1" / "reaper.log"
+    corral.wait_for(lambda: ledger.read_text().count("\nE\t") == 2, timeout=60)
     result = corral("recover", "af1")
     assert "2 exit codes recovered" in result.stderr, result.stderr
     view = corral.status("af1")
@@ -153,6 +156,30 @@ processes:
     run = runs_of(corral.status("ext1"), "work")[0]
     assert (run["state"], run["exit_code"]) == ("FAILED", -9)
     assert "signal 9" in run["reason"]
+
+
+def test_recovered_exit_keeps_its_real_stop_time(corral, spec_file):
+    """An exit learned from the ledger is recorded at the time the reaper saw it, not at the
+    time of the recovery."""
+    spec = spec_file("""
+name: when
+processes:
+  - {name: work, cmd: "sleep 300"}
+""")
+    sup, pid = _start_running(corral, spec, "when1", "work")
+    _kill_supervisor(sup)
+    os.killpg(pid, signal.SIGKILL)
+    ledger = corral.root / "when1" / "reaper.log"
+    line = corral.wait_for(
+        lambda: next((x for x in ledger.read_text().splitlines() if x.startswith("E\t0\twork\t0\t")), None)
+    )
+    ended_at = float(line.split("\t")[6])
+    assert corral("recover", "when1").returncode == 1
+    out = corral("read", "when1", "--raw", "--json", check=True).stdout
+    records = [json.loads(x) for x in out.splitlines()]
+    end = next(r for r in records if r["type"] == "RunUpdate" and r["state"] == "FAILED")
+    recovered = next(r for r in records if r["type"] == "Attached" and r["recovered"])
+    assert abs(end["at"] - ended_at) < 1e-3 and end["at"] < recovered["at"]
 
 
 def test_second_supervisor_refused_then_force_takeover(corral, spec_file):
@@ -357,9 +384,9 @@ processes:
 
 
 def test_retry_failed_crash_before_spawn_does_not_take_the_earlier_attempts_run(corral, spec_file):
-    """retry-failed numbers the job's runs from 0 again; a crash between the relaunch's intent
-    and its spawn must leave that run LOST (it never started), not re-attached to the earlier
-    attempt's pid or given the earlier attempt's exit code from the ledger."""
+    """retry-failed numbers the job's runs on (run 1 here); a crash between the relaunch's
+    intent and its spawn must leave that run LOST (it never started), not re-attached to the
+    earlier attempt's pid or given the earlier attempt's exit code from the ledger."""
     spec = spec_file("""
 name: rf
 job:
@@ -374,8 +401,8 @@ params:
     assert corral("recover", "rf1").returncode == 1  # the retried job exits 3 again
     history = corral("read", "rf1", check=True).stdout
     tail = history[history.index("retry-failed") :]
-    assert "main[0] -> LOST" in tail, tail
-    assert "main[0] -> RUNNING" not in tail and "main[0] -> FAILED" not in tail, tail
+    assert "main[1] -> LOST" in tail, tail
+    assert "main[0]" not in tail and "main[1] -> RUNNING" not in tail, tail
 
 
 def test_console_runs_started_after_sighup_let_go_of_the_terminal(corral, spec_file):

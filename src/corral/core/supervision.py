@@ -97,6 +97,7 @@ class Supervision:
     dirty: set[int] = field(default_factory=set)
     wakeups: list[tuple[float, int]] = field(default_factory=list)
     beats: dict[int, float] = field(default_factory=dict)  # job -> last heartbeat (not journaled)
+    run_numbers: dict[int, dict[str, int]] = field(default_factory=dict)  # forgotten failed jobs
     # a job's parameters (an ensemble's param space; readers show them): no I/O, a lookup
     params_of: Callable[[int], dict[str, Any]] = lambda _job: {}
 
@@ -142,6 +143,7 @@ class Supervision:
             if not 0 <= job < self.total:
                 raise FoldError(f"record for job {job}, but the journal has {self.total} jobs")
             rt = TaskRuntime(job, self.task_for(job))
+            rt.next_run = self.run_numbers.pop(job, rt.next_run)
             rt.state = self.job_state(job)
             rt.attempt = self.attempts[job]
             self.jobs[job] = rt
@@ -227,6 +229,9 @@ class Supervision:
             if after is not TaskState.SUCCESS and not retry:
                 self.failed_jobs.add(job)
             if not self.keep_finished and not retry:
+                if after is not TaskState.SUCCESS and rt.next_run:
+                    # `--retry-failed` may start it again: its run numbers must go on
+                    self.run_numbers[job] = rt.next_run
                 del self.jobs[job]
                 self.dirty.discard(job)
                 return

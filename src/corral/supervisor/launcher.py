@@ -284,7 +284,7 @@ class Launcher:
             status = ledger.end_of(key, self.launched_at(key))
             if status is not None:
                 del self.children[pid]
-                self.end_run(key, status, now)
+                self.end_run(key, status, ledger.ended_at(key, self.launched_at(key)) or now)
             elif proc.start_ticks(pid) is None:  # gone, and not even a zombie of ours
                 del self.children[pid]
                 self.end_run(key, None, now)
@@ -335,4 +335,6 @@ class Launcher:
             self._loop.unregister(fd)
         os.close(fd)
         # the run's reaper (a predecessor's) writes its status a moment after the pidfd fires
-        self.end_run(key, self.ledger().status(key, self.launched_at(key)), self.clock())
+        ledger, since = self.ledger(), self.launched_at(key)
+        status = ledger.status(key, since)
+        self.end_run(key, status, ledger.ended_at(key, since) or self.clock())

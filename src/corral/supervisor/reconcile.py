@@ -67,7 +67,9 @@ def reconcile(engine: Engine, last: Record | None) -> dict[str, int]:
             continue
         if status is None and same_boot and pid:
             status = ledger.status(key, run.launched_at)  # its reaper may not have written it yet
-        state = engine.launcher.end_run(key, status, now, recovered=True)
+        # the real stop time, when the ledger has it: not the moment we learned of it
+        at = (ledger.ended_at(key, run.launched_at) or now) if status is not None else now
+        state = engine.launcher.end_run(key, status, at, recovered=True)
         counts["lost" if state is RunState.LOST else "recovered"] += 1
     return counts
 

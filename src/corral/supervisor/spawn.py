@@ -207,6 +207,10 @@ class Ledger:
     def end_of(self, key: RunKey, since: float) -> int | None:
         return self.ended[key] if key in self.ended and self._fresh("E", key, since) else None
 
+    def ended_at(self, key: RunKey, since: float) -> float | None:
+        """When the reaper saw the run end (its E line), if it did."""
+        return self.at.get(("E", key)) if self.end_of(key, since) is not None else None
+
     def failure_of(self, key: RunKey, since: float) -> str | None:
         return self.failed[key] if key in self.failed and self._fresh("F", key, since) else None
 
