@@ -126,6 +126,12 @@ def decode(payload: bytes) -> Record:
     return record
 
 
+def decode_many(payloads: list[bytes]) -> list[Record]:
+    """Every payload decoded, in order (a replay's loop: no Python call per record)."""
+    dec = _decoder.decode
+    return [dec(p) for p in payloads]
+
+
 def to_json(record: Record) -> dict[str, Any]:
     """A record as a JSON-friendly mapping with its type name, for `corral read --raw --json`."""
     data: dict[str, Any] = {"type": type(record).__name__}

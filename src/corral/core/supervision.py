@@ -152,17 +152,22 @@ class Supervision:
     # -- the fold ------------------------------------------------------------------------------
 
     def apply(self, record: Record) -> None:
-        if isinstance(record, RunUpdate | Signal):
-            rt = self._runtime(record.job)
-            rt.apply(record)
-            if isinstance(record, RunUpdate) and record.exit_code is not None:
-                self.exit_codes[record.job] = record.exit_code
-            self.dirty.add(record.job)
-        elif isinstance(record, Transition):
+        # exact types first (records are final structs; mypy narrows on `type(x) is`): the
+        # two commonest records are most of a replay's time (bench/replay.py)
+        if type(record) is RunUpdate:
+            job = record.job
+            (self.jobs.get(job) or self._runtime(job)).apply(record)
+            if record.exit_code is not None:
+                self.exit_codes[job] = record.exit_code
+            self.dirty.add(job)
+        elif type(record) is Transition:
             if record.job == ENSEMBLE:
                 self._apply_own(record)
             else:
                 self._apply_job(record)
+        elif isinstance(record, Signal):
+            self._runtime(record.job).apply(record)
+            self.dirty.add(record.job)
         elif isinstance(record, Request):
             self._apply_request(record)
         elif isinstance(record, JobsAdded):

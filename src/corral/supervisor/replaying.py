@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from corral.core.records import Record, decode
+from corral.core.records import Record, decode, decode_many
 from corral.journal import RecordRejected
 from corral.journal.frame import FRAME_OVERHEAD, HEADER_SIZE
 from corral.supervisor.layout import Layout
@@ -42,7 +42,7 @@ def rejected(
 def decode_all(layout: Layout, payloads: Sequence[bytes], offsets: Sequence[int] | None) -> list[Record]:
     """Every record; RecordRejected for the first one the decoder refuses."""
     try:
-        return [decode(p) for p in payloads]
+        return decode_many(list(payloads))
     except Exception as exc:
         for index, payload in enumerate(payloads):  # cold path: find which one
             try:
