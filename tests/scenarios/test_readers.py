@@ -109,3 +109,70 @@ def test_tail_follow_prints_output_as_it_comes_and_stops_with_the_run(corral, sp
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["line1", "line2", "line3"]
     run.communicate(timeout=60)
+
+
+def _without(corral, names: tuple[str, ...], task_id: str, *args: str) -> str:
+    """The output of `status` without some of what supervisors leave for readers."""
+    d = corral.root / task_id
+    moved = []
+    for name in names:
+        if (d / name).exists():
+            (d / name).rename(d / f"{name}.aside")
+            moved.append(name)
+    try:
+        result = corral("status", task_id, *args, "--json", check=True)
+    finally:
+        for name in moved:
+            (d / f"{name}.aside").rename(d / name)
+    return result.stdout
+
+
+def test_status_from_the_checkpoint_and_status_json_equals_a_replay(corral, spec_file):
+    ens = spec_file(
+        "name: e\njob: {cmd: 'exit $(( {{params.i}} % 4 == 0 ))'}\nparams: {i: {range: [0, 12]}}\n"
+        "retries: 1\njob_limit: 3\n",
+        "ens.yaml",
+    )
+    task = spec_file(
+        "name: t\nprocesses:\n  - {name: a, cmd: 'exit 0'}\n  - {name: b, cmd: 'exit 3', after: [a], max_failures: 2}\n"
+        "  - {name: fin, cmd: 'true', final: true}\n",
+        "task.yaml",
+    )
+    assert corral("run", str(ens), "--id", "e1", "-q").returncode == 1
+    assert corral("run", str(task), "--id", "t1", "-q").returncode == 1
+    everything = ("checkpoint", "status.json")
+    assert (corral.root / "e1" / "checkpoint").exists() and (corral.root / "t1" / "checkpoint").exists()
+    # a task: from status.json (written when it ended), then from its checkpoint, then replayed
+    replayed = _without(corral, everything, "t1")
+    assert corral("status", "t1", "--json", check=True).stdout == replayed
+    assert _without(corral, ("status.json",), "t1") == replayed
+    # an ensemble's job table: from its checkpoint, and replayed
+    for args in [(), ("--jobs",), ("--jobs", "--state", "failed")]:
+        assert _without(corral, ("status.json",), "e1", *args) == _without(corral, everything, "e1", *args)
+
+
+def test_recover_from_a_checkpoint_runs_every_job_exactly_once(corral, spec_file, tmp_path):
+    from corral.supervisor import checkpoints
+    from corral.supervisor.layout import Layout
+    from corral.supervisor.session import replay
+
+    ledger = tmp_path / "ledger"
+    spec = spec_file(
+        f"name: e\njob: {{cmd: 'echo {{{{params.i}}}} >> {ledger}; sleep 0.3'}}\n"
+        "params: {i: {range: [0, 16]}}\njob_limit: 3\n"
+    )
+    run = corral.start("run", str(spec), "--id", "e1", "-q")
+    journal = corral.root / "e1" / "journal"
+    corral.wait_for(lambda: journal.exists() and corral.status("e1")["jobs"]["succeeded"] >= 5)
+    run.kill()  # SIGKILL: the supervisor dies mid-way, its reaper and jobs go on
+    run.communicate()
+    # the checkpoint a supervisor writes now and then, as of what is committed
+    layout = Layout(corral.root, "e1")
+    sup, _ = replay(layout)
+    checkpoints.write(layout, sup, os.path.getsize(layout.journal), 0, time.time())
+    result = corral("recover", "e1", "-q", timeout=120)
+    assert result.returncode == 0, result.stderr
+    view = corral.status("e1")
+    assert view["state"] == "SUCCESS" and view["jobs"]["succeeded"] == 16
+    lines = ledger.read_text().split()
+    assert sorted(map(int, lines)) == list(range(16)), lines  # every job once, none twice

@@ -84,7 +84,7 @@ def supervisor_alive(layout: Layout) -> bool:
     """A live supervisor holds the lock; ask the kernel (flock), not the pid file."""
     import fcntl
 
-    lock = str(layout.journal) + ".lock"
+    lock = os.path.join(os.fspath(layout.root), layout.id, "journal.lock")  # no pathlib: per task
     try:
         fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:

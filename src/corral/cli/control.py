@@ -32,15 +32,16 @@ def kill(task_id: str, grace: float | None, job: int | None) -> None:
     """Kill ID gracefully (final processes still run). Works when its supervisor is dead."""
     from corral.cli import output
     from corral.core.records import Request
+    from corral.supervisor.checkpoints import fold_journal
     from corral.supervisor.run import supervise
-    from corral.supervisor.session import replay, take_over
+    from corral.supervisor.session import take_over
 
     where = layout(task_id)
     if ask(where, {"op": "kill", "grace": grace, "job": job}) is not None:
         state = wait_terminal(where, job)
         click.echo(f"{task_id}: {state}")
         return
-    sup, _ = replay(where)
+    sup = fold_journal(where)
     if sup.terminal:
         click.echo(f"{task_id}: already {sup.state.value}")
         return
@@ -76,13 +77,14 @@ def wait_terminal(where: Layout, job: int | None, timeout: float | None = None) 
 @user_errors
 def lose(task_id: str) -> None:
     """Give up on ID: kill every live process tree, run no finalizers, mark it LOST."""
-    from corral.supervisor.session import replay, take_over
+    from corral.supervisor.checkpoints import fold_journal
+    from corral.supervisor.session import take_over
 
     where = layout(task_id)
     if ask(where, {"op": "lose"}) is not None:
         click.echo(f"{task_id}: {wait_terminal(where, None, timeout=30)}")
         return
-    sup, _ = replay(where)
+    sup = fold_journal(where)
     if sup.terminal:
         click.echo(f"{task_id}: already {sup.state.value}")
         return
@@ -95,13 +97,14 @@ def lose(task_id: str) -> None:
 
 def _pause_resume(op: str, task_id: str, process: str | None, job: int | None) -> None:
     from corral.core.records import Request
-    from corral.supervisor.session import replay, take_over
+    from corral.supervisor.checkpoints import fold_journal
+    from corral.supervisor.session import take_over
 
     where = layout(task_id)
     if ask(where, {"op": op, "process": process, "job": job}) is not None:
         click.echo(f"{task_id}: {op} requested")
         return
-    sup, _ = replay(where)
+    sup = fold_journal(where)
     if sup.terminal:
         raise UserError(f"{task_id}: already {sup.state.value}")
     # no supervisor: take the lock just long enough to stop/continue the trees and record it

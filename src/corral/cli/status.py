@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -25,8 +24,9 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
 
     from corral.cli import output
     from corral.journal import JournalCorrupt, JournalError, RecordRejected
+    from corral.supervisor.checkpoints import fold_journal
     from corral.supervisor.layout import Layout, list_ids
-    from corral.supervisor.session import SessionError, replay
+    from corral.supervisor.session import SessionError
 
     base = root()
     ids = list_ids(base)
@@ -42,7 +42,7 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
                 views.append(snap)
                 continue
         try:
-            sup, _ = replay(where)
+            sup = fold_journal(where)
         except FileNotFoundError:
             continue  # removed meanwhile (corral gc)
         except (JournalError, SessionError) as exc:
@@ -53,7 +53,11 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
         views.append(output.view(sup, where, alive, jobs=show_jobs, job_state=job_state))
     _journal_problems(base, views)
     if as_json:
-        click.echo(json.dumps(views, indent=2, default=str))
+        import msgspec
+
+        # msgspec formats in C: 100,000 job rows in milliseconds, where json.dumps(indent=2)
+        # (pure Python once indent is set) took a second
+        click.echo(msgspec.json.format(msgspec.json.encode(views, enc_hook=str), indent=2).decode())
         return
     output.print_status(views, verbose, show_jobs)
     for v in views:
@@ -104,8 +108,8 @@ def read(task_id: str, raw: bool, as_json: bool) -> None:
 def tail(task_id: str, where: tuple[str, ...], stderr: bool, follow: bool, lines: int) -> None:
     """The log of the latest run: tail ID [PROCESS] for a task, tail ID JOB [PROCESS] for an ensemble."""
     from corral.cli import output
-    from corral.supervisor.session import replay
+    from corral.supervisor.checkpoints import fold_journal
 
     found = layout(task_id)
-    sup, _ = replay(found)
+    sup = fold_journal(found)
     output.tail(sup, found, list(where), "stderr" if stderr else "stdout", follow, lines)

@@ -17,7 +17,16 @@ import time
 from collections.abc import Iterable
 
 from .errors import JournalCorrupt, JournalError, open_journal_fd
-from .frame import FORMAT_VERSION, LEGACY_VERSION, Stop, scan, scan_journal
+from .frame import (
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    LEGACY_VERSION,
+    Stop,
+    header_problem,
+    header_version,
+    scan,
+    scan_journal,
+)
 from .legacy import scan_v1
 
 # <sys/inotify.h>
@@ -45,10 +54,12 @@ class Tail:
     then reopened from its start: `restarted` tells the caller to fold afresh.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, offset: int = 0) -> None:
+        """`offset`: a frame boundary to start from (a checkpoint's), instead of the start."""
         self.path = os.fspath(path)
         self._fd: int | None = None
         self._ino = 0
+        self._start = offset
         self.offset = 0  # just past the last whole frame returned (0: header not read yet)
         self.version = FORMAT_VERSION  # the file's format, known once its header is read
         self.restarted = False
@@ -70,6 +81,13 @@ class Tail:
     def _open(self) -> None:
         fd = open_journal_fd(self.path, os.O_RDONLY)
         self._fd, self._ino, self.offset = fd, os.fstat(fd).st_ino, 0
+        start, self._start = self._start, 0
+        if start > HEADER_SIZE:
+            head = os.pread(fd, HEADER_SIZE, 0)
+            problem = header_problem(head)
+            if problem is not None:
+                raise JournalCorrupt(self.path, 0, problem)
+            self.version, self.offset = header_version(head), start
 
     def _replaced(self) -> bool:
         try:

@@ -25,7 +25,18 @@ from .errors import (
     JournalUnreadable,
     open_journal_fd,
 )
-from .frame import HEADER, LEGACY_VERSION, Stop, encode_frame, scan_journal
+from .frame import (
+    HEADER,
+    HEADER_SIZE,
+    LEGACY_VERSION,
+    ScanResult,
+    Stop,
+    encode_frame,
+    header_problem,
+    header_version,
+    scan,
+    scan_journal,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,34 @@ def _release_lock(fd: int) -> None:
         os.close(fd)
 
 
+def _scan_from(fd: int, start: int) -> tuple[ScanResult, int] | None:
+    """The frames from `start` to the end (and the file size), or None when `start` is not a
+    usable frame boundary of a current-format journal (the caller reads everything)."""
+    size = os.fstat(fd).st_size
+    head = os.pread(fd, HEADER_SIZE, 0)
+    if size < start or header_problem(head) is not None or header_version(head) == LEGACY_VERSION:
+        return None
+    chunk = os.pread(fd, size - start, start)
+    result = scan(chunk, 0)
+    if result.stop is Stop.CORRUPT or len(chunk) != size - start:
+        return None  # corruption is reported by the full scan, with its offset in the file
+    return result, size
+
+
+def _resumed_writer(
+    path: str, fd: int, lock_fd: int, start: int, result: ScanResult, size: int
+) -> tuple[JournalWriter, list[bytes]]:
+    repaired = None
+    end = start + result.end
+    if result.stop is Stop.TORN:
+        os.ftruncate(fd, end)
+        os.fsync(fd)
+        repaired = RepairInfo(end, size - end, result.reason or "torn tail")
+    writer = JournalWriter(path, fd, lock_fd, end, repaired)
+    writer.read_from = start
+    return writer, result.payloads
+
+
 def _read_all(fd: int) -> bytes:
     size = os.fstat(fd).st_size
     chunks: list[bytes] = []
@@ -133,6 +172,7 @@ class JournalWriter:
     def __init__(self, path: str, fd: int, lock_fd: int, size: int, repaired: RepairInfo | None):
         # Use JournalWriter.open() or open_for_append(); this only assembles the parts.
         self.path = path
+        self.read_from = 0  # the payloads open_for_append returned start here (0: the start)
         self.repaired = repaired
         self._fd: int | None = fd
         self._lock_fd = lock_fd
@@ -254,8 +294,14 @@ class JournalWriter:
             raise JournalError(f"{self.path}: an earlier commit failed; reopen the journal to recover")
 
 
-def open_for_append(path: str | os.PathLike[str], *, create: bool) -> tuple[JournalWriter, list[bytes]]:
+def open_for_append(
+    path: str | os.PathLike[str], *, create: bool, resume_at: int = 0
+) -> tuple[JournalWriter, list[bytes]]:
     """Lock the journal, read it once, repair a torn tail, and return the writer and payloads.
+
+    `resume_at` (a frame boundary a checkpoint covers up to) reads and returns only the
+    payloads after it: the prefix was checked when the checkpoint's records were committed.
+    If the bytes there do not scan as frames, the whole journal is read as usual.
 
     `create=True` creates the journal if it is missing (and opens it if it exists); with
     `create=False` a missing journal raises FileNotFoundError. Corruption in the middle raises
@@ -270,6 +316,9 @@ def open_for_append(path: str | os.PathLike[str], *, create: bool) -> tuple[Jour
     try:
         flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
         fd = open_journal_fd(path, flags, 0o644)
+        resumed = _scan_from(fd, resume_at) if resume_at > HEADER_SIZE else None
+        if resumed is not None:
+            return _resumed_writer(path, fd, lock_fd, resume_at, *resumed)
         buf = _read_all(fd)
         result = scan_journal(buf)
         if result.stop is Stop.CORRUPT:

@@ -28,6 +28,7 @@ from corral.core.supervision import ENSEMBLE, Supervision
 from corral.core.task import SIGKILL, pause_decisions
 from corral.journal import JournalWriter
 from corral.supervisor import proc
+from corral.supervisor.checkpoints import CheckpointWriter
 from corral.supervisor.committer import Committer
 from corral.supervisor.control import ControlServer
 from corral.supervisor.controller import Controller
@@ -70,6 +71,7 @@ class Engine:
         self.launcher = Launcher(sup, self.env, self.record, clock, self.crash, dict(os.environ))
         self.sweeper = Sweeper(self.launcher)
         self.snapshots = Snapshots(layout, ensemble)
+        self.checkpoints = CheckpointWriter(layout)
         self.controller = Controller(self)
         self._effects: list[Effect] = []
         self._replies: list[tuple[Any, dict[str, Any]]] = []
@@ -183,11 +185,13 @@ class Engine:
         if self.on_turn is not None:
             self.on_turn(self.sup)
         self.snapshots.maybe(self.sup, self.writer.size, now)
+        self.checkpoints.maybe(self.sup, self.writer.size, self.writer.pending, now)
         if self.sup.terminal and not launcher.busy:
             if not self._commit(crash_point=False):
                 return earliest(wake, _after(now, self.committer.retry_in()))
             self.sweeper.sweep([])
             self.snapshots.maybe(self.sup, self.writer.size, now, force=True)
+            self.checkpoints.maybe(self.sup, self.writer.size, self.writer.pending, now, force=True)
             return _DONE
         poll_at = self.backend.due() if self.backend is not None else None
         return earliest(wake, launcher.rotator.due(), poll_at)

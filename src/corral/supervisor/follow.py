@@ -10,12 +10,11 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from corral.core.records import Opened, decode
+from corral.core.records import Opened
 from corral.core.supervision import Supervision
-from corral.journal.frame import FRAME_OVERHEAD
+from corral.journal.frame import HEADER_SIZE
 from corral.journal.watch import FileWatch, Tail
 from corral.supervisor.layout import Layout
-from corral.supervisor.replaying import rejected
 
 # seconds a waiting reader sleeps at most between two looks: a supervisor's death is seen by
 # the lock, not in the journal, and a kernel without inotify (or a dropped event) is a bound
@@ -33,27 +32,30 @@ class Follower:
         self._jobs: Any = None  # session.Jobs of an ensemble: grows with submitted params
 
     def refresh(self) -> Supervision:
-        """The fold as of every record committed so far."""
-        from corral.supervisor.session import SessionError, _apply, supervision_for
+        """The fold as of every record committed so far. An impossible record is one line
+        with its offset (RecordRejected, as in replaying.py)."""
+        from corral.supervisor.checkpoints import fold_onto, start
+        from corral.supervisor.replaying import decode_all
+        from corral.supervisor.session import SessionError, supervision_for
 
+        if self._sup is None and self.tail.offset == 0:
+            started = start(self.layout, self.keep_finished)  # skip what a checkpoint holds
+            if started is not None:
+                self.tail.close()
+                self._sup, self._jobs, self.tail = started
+        before = self.tail.offset
         payloads = self.tail.read_new()
         if self.tail.restarted:
-            self._sup = None  # a new file (compacted): fold it from its start
-        index = 0
-        try:
-            for index, payload in enumerate(payloads):  # noqa: B007 (index names a bad record)
-                record = decode(payload)
-                if self._sup is None:
-                    if not isinstance(record, Opened):
-                        raise SessionError(f"{self.layout.journal}: no Opened record; not a corral journal")
-                    keep = record.kind == "task" if self.keep_finished is None else self.keep_finished
-                    self._sup, self._jobs = supervision_for(record, self.layout, keep)
-                _apply(self._sup, self._jobs, record)
-        except (OSError, SessionError):
-            raise
-        except Exception as exc:  # an impossible record: one line with its offset (replaying.py)
-            start = self.tail.offset - sum(FRAME_OVERHEAD + len(p) for p in payloads)
-            raise rejected(self.layout, payloads, None, index, exc, start) from None
+            self._sup, before = None, 0  # a new file (compacted): fold it from its start
+        if payloads and self._sup is None:
+            first = decode_all(self.layout, payloads[:1], None)[0]  # a bad one: RecordRejected
+            if not isinstance(first, Opened):
+                raise SessionError(f"{self.layout.journal}: no Opened record; not a corral journal")
+            keep = first.kind == "task" if self.keep_finished is None else self.keep_finished
+            self._sup, self._jobs = supervision_for(first, self.layout, keep)
+        if payloads:
+            assert self._sup is not None
+            fold_onto(self.layout, self._sup, self._jobs, payloads, max(before, HEADER_SIZE))
         if self._sup is None:
             raise SessionError(f"{self.layout.journal}: no Opened record; not a corral journal")
         return self._sup

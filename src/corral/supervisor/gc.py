@@ -108,7 +108,8 @@ def parts(layout: Layout, what: str) -> list[Path]:
 
 def survey(root: Path, ids: Iterable[str], conditions: Conditions) -> Survey:
     """Read every matching task once: what it is, whether it ended, how much it holds."""
-    from corral.supervisor.session import SessionError, replay
+    from corral.supervisor.checkpoints import fold_journal
+    from corral.supervisor.session import SessionError
 
     found: list[Candidate] = []
     total = 0
@@ -119,7 +120,7 @@ def survey(root: Path, ids: Iterable[str], conditions: Conditions) -> Survey:
         whole = disk_usage(layout.dir)
         total += whole
         try:
-            sup, _ = replay(layout, keep_finished=False)
+            sup = fold_journal(layout)
         except (JournalError, SessionError, OSError, ValueError):
             continue  # unreadable or vanished: not known to be finished, so not ours to remove
         if not sup.terminal or sup.state not in conditions.states:
@@ -213,10 +214,11 @@ def _writer_lock(layout: Layout):  # type: ignore[no-untyped-def]
 
 
 def _still_finished(layout: Layout, conditions: Conditions) -> bool:
-    from corral.supervisor.session import SessionError, replay
+    from corral.supervisor.checkpoints import fold_journal
+    from corral.supervisor.session import SessionError
 
     try:
-        sup, _ = replay(layout, keep_finished=False)
+        sup = fold_journal(layout)
     except (JournalError, SessionError, OSError, ValueError):
         return False
     return sup.terminal and sup.state in conditions.states

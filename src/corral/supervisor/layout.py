@@ -130,5 +130,7 @@ def list_ids(root: Path) -> list[str]:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return []
-    # valid ids never start with '.': a gc's trash (.gc-ID-...) is never listed
-    return [n for n in names if valid_id(n) and (root / n / "journal").exists()]
+    # valid ids never start with '.': a gc's trash (.gc-ID-...) is never listed; os.path, not
+    # pathlib: a root of 10,000 tasks is listed at every `status`
+    base = os.fspath(root)
+    return [n for n in names if valid_id(n) and os.path.exists(os.path.join(base, n, "journal"))]

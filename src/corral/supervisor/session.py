@@ -331,8 +331,15 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
     """Recover: lock, replay, reconcile every live run with reality, return the engine."""
     if not layout.journal.exists():
         raise SessionError(f"{layout.id}: no such task under {layout.root}")
+    from corral.supervisor.checkpoints import restored
+
+    # start from the checkpoint when there is one: only the records after it are read
+    found = restored(layout, keep_finished=None)
+    if found is not None and found[0].keep_finished != (found[0].kind == "task"):
+        found = None  # kept with other detail than a supervisor keeps
+    resume_at = found[2] if found is not None else 0
     try:
-        writer, payloads = open_for_append(layout.journal, create=False)
+        writer, payloads = open_for_append(layout.journal, create=False, resume_at=resume_at)
     except JournalLocked:
         if not force:
             raise
@@ -342,21 +349,27 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
         deadline = time.time() + 5.0
         while True:
             try:
-                writer, payloads = open_for_append(layout.journal, create=False)
+                writer, payloads = open_for_append(layout.journal, create=False, resume_at=resume_at)
                 break
             except JournalLocked:
                 if time.time() > deadline:
                     raise
                 time.sleep(0.02)
     try:
-        records = decode_all(layout, payloads, None)
-        if not records:
-            raise SessionError(
-                f"{layout.id}: its journal has no records (killed while starting); run it again"
-            )
-        if not isinstance(records[0], Opened):
-            raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
-        sup, jobs = _fold(layout, records, payloads, None, records[0].kind == "task")
+        if found is not None and writer.read_from == resume_at:
+            from corral.supervisor.checkpoints import fold_onto
+
+            sup, jobs, _ = found
+            records = fold_onto(layout, sup, jobs, payloads, resume_at)
+        else:
+            records = decode_all(layout, payloads, None)
+            if not records:
+                raise SessionError(
+                    f"{layout.id}: its journal has no records (killed while starting); run it again"
+                )
+            if not isinstance(records[0], Opened):
+                raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
+            sup, jobs = _fold(layout, records, payloads, None, records[0].kind == "task")
     except BaseException:
         writer.close()
         raise

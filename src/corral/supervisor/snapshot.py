@@ -14,7 +14,7 @@ SNAPSHOT_INTERVAL = 1.0
 
 
 def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: float) -> None:
-    data = {
+    data: dict[str, object] = {
         "id": sup.id,
         "kind": sup.kind,
         "state": sup.state.value,
@@ -27,14 +27,39 @@ def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: flo
         "journal_size": journal_size,
         "updated_at": now,
     }
+    if sup.kind == "task":
+        data.update(_task_detail(sup))
     tmp = layout.status_snapshot.with_suffix(".tmp")
     with contextlib.suppress(OSError):
         tmp.write_text(json.dumps(data))
         os.replace(tmp, layout.status_snapshot)
 
 
+def _task_detail(sup: Supervision) -> dict[str, object]:
+    """What `status` shows of a task beyond its state: written once, when the task ends, so
+    that `status` of a root of 10,000 finished tasks reads 10,000 small files, no journal."""
+    opened = sup.opened
+    rt = sup.jobs.get(0)
+    runs = {
+        name: [
+            [r.run, r.state.value, r.pid, r.exit_code, r.started_at or r.launched_at, r.finished_at, r.reason]
+            for r in p.runs
+        ]
+        for name, p in (rt.processes.items() if rt is not None else ())
+    }
+    return {
+        "name": opened.spec.get("name") if opened else None,
+        "ports": opened.context.get("ports", {}) if opened else {},
+        "supervisor_pid": sup.supervisors[-1].pid if sup.supervisors else None,
+        "processes": [
+            [name, p.spec.final, runs[name]] for name, p in (rt.processes.items() if rt is not None else ())
+        ],
+    }
+
+
 class Snapshots:
-    """Writes the snapshot at most every SNAPSHOT_INTERVAL (ensembles only)."""
+    """Writes the snapshot at most every SNAPSHOT_INTERVAL (ensembles), and once when a task
+    or an ensemble ends (`force`)."""
 
     def __init__(self, layout: Layout, enabled: bool) -> None:
         self.layout = layout
@@ -42,6 +67,6 @@ class Snapshots:
         self.at = 0.0
 
     def maybe(self, sup: Supervision, journal_size: int, now: float, *, force: bool = False) -> None:
-        if self.enabled and (force or now - self.at >= SNAPSHOT_INTERVAL):
+        if (self.enabled and (force or now - self.at >= SNAPSHOT_INTERVAL)) or (force and sup.terminal):
             self.at = now
             write_snapshot(self.layout, sup, journal_size, now)

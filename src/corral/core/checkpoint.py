@@ -1,0 +1,220 @@
+"""A checkpoint: the fold of a journal's first N records, as one typed value.
+
+Readers and `recover` restore it and apply only the records after it, instead of replaying a
+100,000-job journal from its first byte. `capture(sup)` and `restore(sup, checkpoint)` are pure
+and exact: restoring a capture and folding the same later records gives the same state as
+folding everything (tests/core/test_checkpoint.py checks it on random journals).
+
+The job table (state, attempts, exit code of every job) is three packed arrays; jobs still in
+memory (live, or waiting for a retry decision; every job of a task) keep their whole runtime.
+What is not folded from records (heartbeats, wake-up heaps, `dirty`) is not captured: every
+restored runtime is marked dirty, so the next `decide()` looks at it again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+from array import array
+from dataclasses import fields
+from typing import Any
+
+import msgspec
+
+from corral.core.records import Attached, JobsAdded, Note, Opened
+from corral.core.states import TASK_LIVE, RunState, TaskState
+from corral.core.supervision import Supervision
+from corral.core.task import ProcessRuntime, Run, TaskRuntime
+
+CHECKPOINT_VERSION = 1
+_RUN_FIELDS = tuple(f.name for f in fields(Run))
+_TASK_SCALARS = tuple(
+    f.name for f in fields(TaskRuntime) if f.name not in ("job", "spec", "processes", "paused_processes")
+)
+
+
+class ProcessImage(msgspec.Struct, array_like=True, frozen=True):
+    name: str
+    runs: list[tuple[Any, ...]]  # Run fields in _RUN_FIELDS order
+    failures: int
+    lost: int
+    succeeded: bool
+
+
+class JobImage(msgspec.Struct, array_like=True, frozen=True):
+    job: int
+    scalars: list[Any]  # TaskRuntime fields in _TASK_SCALARS order
+    paused_processes: list[str]
+    processes: list[ProcessImage]
+
+
+class Checkpoint(msgspec.Struct, array_like=True, frozen=True):
+    """The state after folding `records` records, the last of them at time `at`."""
+
+    version: int
+    records: int
+    at: float
+    kind: str
+    id: str
+    keep_finished: bool
+    opened: Opened | None
+    total: int
+    next_new: int
+    state: str
+    reason: str
+    started_at: float | None
+    finished_at: float | None
+    supervisors: list[Attached]
+    notes: list[Note]
+    states: bytes  # array("b") of TaskState codes, little-endian
+    attempts: bytes  # array("H")
+    exit_codes: bytes  # array("i")
+    retry_due: dict[int, float]
+    added: list[JobsAdded]
+    submitted: dict[int, str]
+    halted: str
+    kill_requested: bool
+    kill_grace: float | None
+    lose_requested: bool
+    paused: bool
+    failed_jobs: list[int]
+    jobs: list[JobImage]
+
+
+def _packed(values: array) -> bytes:  # type: ignore[type-arg]
+    if sys.byteorder == "big":  # checkpoints are little-endian wherever they are written
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _unpacked(typecode: str, data: bytes) -> array:  # type: ignore[type-arg]
+    values = array(typecode)
+    values.frombytes(data)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values
+
+
+def _code(state: TaskState) -> int:
+    return list(TaskState).index(state)
+
+
+def _job_image(rt: TaskRuntime) -> JobImage:
+    return JobImage(
+        rt.job,
+        [getattr(rt, name) for name in _TASK_SCALARS],
+        sorted(rt.paused_processes),
+        [
+            ProcessImage(
+                name,
+                [tuple(getattr(run, f) for f in _RUN_FIELDS) for run in p.runs],
+                p.failures,
+                p.lost,
+                p.succeeded,
+            )
+            for name, p in rt.processes.items()
+        ],
+    )
+
+
+def capture(sup: Supervision, records: int, at: float) -> Checkpoint:
+    """The fold `sup` as a checkpoint of its first `records` records (the last one at `at`)."""
+    return Checkpoint(
+        CHECKPOINT_VERSION,
+        records,
+        at,
+        sup.kind,
+        sup.id,
+        sup.keep_finished,
+        sup.opened,
+        sup.total,
+        sup.next_new,
+        sup.state.value,
+        sup.reason,
+        sup.started_at,
+        sup.finished_at,
+        list(sup.supervisors),
+        list(sup.notes),
+        _packed(sup.states),
+        _packed(sup.attempts),
+        _packed(sup.exit_codes),
+        dict(sup.retry_due),
+        list(sup.added),
+        dict(sup.submitted),
+        sup.halted,
+        sup.kill_requested,
+        sup.kill_grace,
+        sup.lose_requested,
+        sup.paused,
+        sorted(sup.failed_jobs),
+        [_job_image(rt) for _, rt in sorted(sup.jobs.items())],
+    )
+
+
+def _runtime(sup: Supervision, image: JobImage) -> TaskRuntime:
+    rt = TaskRuntime(image.job, sup.task_for(image.job))
+    for name, value in zip(_TASK_SCALARS, image.scalars, strict=True):
+        setattr(rt, name, value)
+    rt.state = TaskState(rt.state)
+    rt.next_run = dict(rt.next_run)
+    rt.paused_processes = set(image.paused_processes)
+    for p in image.processes:
+        process = rt.processes.get(p.name)
+        if process is None:  # the spec no longer has it: the checkpoint is not for this spec
+            raise ValueError(f"checkpoint: job {image.job} has no process {p.name!r}")
+        runs = [Run(*values) for values in p.runs]
+        for run in runs:
+            run.state = RunState(run.state)
+        rt.processes[p.name] = ProcessRuntime(process.spec, runs, p.failures, p.lost, p.succeeded)
+    return rt
+
+
+def restore(sup: Supervision, ckpt: Checkpoint) -> None:
+    """Make `sup`, an empty fold of the same journal (same Opened record), the checkpoint's.
+
+    Raises ValueError when the checkpoint does not fit (another kind, id or job count).
+    """
+    if ckpt.version != CHECKPOINT_VERSION or ckpt.kind != sup.kind or ckpt.id != sup.id:
+        raise ValueError("checkpoint: of another journal or version")
+    sup.opened = ckpt.opened
+    for added in ckpt.added:
+        sup.apply(added)  # grows the table (the caller has grown the parameter space)
+    states, attempts = _unpacked("b", ckpt.states), _unpacked("H", ckpt.attempts)
+    exit_codes = _unpacked("i", ckpt.exit_codes)
+    if not len(states) == len(attempts) == len(exit_codes) == sup.total == ckpt.total:
+        raise ValueError("checkpoint: job table of another size")
+    sup.states, sup.attempts, sup.exit_codes = states, attempts, exit_codes
+    codes = list(TaskState)
+    sup.counts = {state: 0 for state in TaskState}
+    for code in set(states):
+        sup.counts[codes[code]] = states.count(code)
+    holding = {_code(s) for s in TASK_LIVE | {TaskState.SUBMITTED}}  # jobs that hold a slot
+    sup.live = {j for j, code in enumerate(states) if code in holding}
+    sup.next_new = ckpt.next_new
+    sup.state = TaskState(ckpt.state)
+    sup.reason, sup.started_at, sup.finished_at = ckpt.reason, ckpt.started_at, ckpt.finished_at
+    sup.supervisors, sup.notes = list(ckpt.supervisors), list(ckpt.notes)
+    sup.retry_due = dict(ckpt.retry_due)
+    sup.retry_at = [(due, job) for job, due in sup.retry_due.items()]
+    heapq.heapify(sup.retry_at)
+    sup.submitted = dict(ckpt.submitted)
+    sup.halted, sup.kill_requested, sup.kill_grace = ckpt.halted, ckpt.kill_requested, ckpt.kill_grace
+    sup.lose_requested, sup.paused = ckpt.lose_requested, ckpt.paused
+    sup.failed_jobs = set(ckpt.failed_jobs)
+    sup.jobs = {image.job: _runtime(sup, image) for image in ckpt.jobs}
+    sup.dirty = set(sup.jobs)
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Checkpoint)
+
+
+def encode_checkpoint(ckpt: Checkpoint) -> bytes:
+    return _encoder.encode(ckpt)
+
+
+def decode_checkpoint(data: bytes | memoryview) -> Checkpoint:
+    """Raises msgspec.DecodeError / ValidationError for bytes that are not a checkpoint."""
+    ckpt: Checkpoint = _decoder.decode(data)
+    return ckpt
