@@ -207,3 +207,32 @@ def test_the_list_is_gzipped_for_clients_that_accept_it(client: Any) -> None:
     plain = client.get("/api/v1/tasks", headers={"Accept-Encoding": "identity"})
     assert zipped.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
     assert [v["id"] for v in zipped.json()] == [v["id"] for v in plain.json()]
+
+
+def test_serving_takes_no_lock_while_supervisors_start(client: Any, observed: Corral) -> None:
+    """Readers never lock: while the API is polled, no lock of this process appears in
+    /proc/locks and new supervisors start without finding a journal locked."""
+    import threading
+
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def poll() -> None:
+        while not stop.is_set():
+            for path in ("/api/v1/tasks", "/api/v1/tasks/web-1", "/api/v1/tasks/live-1/jobs", "/metrics"):
+                assert client.get(path).status_code == 200
+            with open("/proc/locks") as f:
+                seen.extend(line for line in f if f" {os.getpid()} " in line)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for n in range(3):
+            result = observed("simplerun", "--id", f"quick-{n}", "--", "true")
+            assert result.returncode == 0, result.stderr
+    finally:
+        stop.set()
+        poller.join()
+    assert seen == []
+    listed = client.get("/api/v1/tasks", params={"pattern": "quick-*"}).json()  # a list not built yet
+    assert [(v["id"], v["state"]) for v in listed] == [(f"quick-{n}", "SUCCESS") for n in range(3)]
