@@ -18,7 +18,11 @@ from corral.spec.errors import SpecError
 from corral.spec.model import Ensemble, Halt, JobTemplate, Logger, Process, Resources, Rotate, Slurm, Task
 
 __all__ = [
+    "CallError",
+    "CallFailed",
+    "DependencyFailed",
     "Ensemble",
+    "Executor",
     "Halt",
     "JobTemplate",
     "Logger",
@@ -32,6 +36,17 @@ __all__ = [
     "TaskState",
     "run",
 ]
+
+_EXECUTOR = ("Executor", "CallError", "CallFailed", "DependencyFailed")
+
+
+def __getattr__(name: str) -> Any:
+    # the executor (and cloudpickle) load on first use: `import corral` stays light for the CLI
+    if name in _EXECUTOR:
+        from corral import executor
+
+        return getattr(executor, name)
+    raise AttributeError(f"module 'corral' has no attribute {name!r}")
 
 
 def run(

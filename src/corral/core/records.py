@@ -78,7 +78,8 @@ class Signal(msgspec.Struct, tag="sig", array_like=True, frozen=True):
 
 
 class Request(msgspec.Struct, tag="req", array_like=True, frozen=True):
-    """A user asked for something: kill, lose, pause, resume, halt, retry-failed."""
+    """A user asked for something: kill, lose, pause, resume, halt, retry-failed; and for an
+    executor's ensemble: yield / wake (a call waiting for sub-calls), drain, reopen."""
 
     action: str
     at: float

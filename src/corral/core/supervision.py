@@ -100,6 +100,10 @@ class Supervision:
     run_numbers: dict[int, dict[str, int]] = field(default_factory=dict)  # forgotten failed jobs
     # a job's parameters (an ensemble's param space; readers show them): no I/O, a lookup
     params_of: Callable[[int], dict[str, Any]] = lambda _job: {}
+    # the executor's ensemble stays open while drivers may add calls (set by its supervisor,
+    # not journaled: a plain `corral recover` lets it end once idle)
+    hold: bool = False
+    yielded: set[int] = field(default_factory=set)  # paused jobs that gave their slot back
 
     def __post_init__(self) -> None:
         self._grow(self.total)
@@ -230,6 +234,7 @@ class Supervision:
             self.retry_due.pop(job, None)
         if after in TASK_TERMINAL:
             self.beats.pop(job, None)
+            self.yielded.discard(job)
             retry = self._may_retry(rt)
             if after is not TaskState.SUCCESS and not retry:
                 self.failed_jobs.add(job)
@@ -283,6 +288,23 @@ class Supervision:
                 else:
                     rt.paused_processes.discard(rec.process)
                 self.dirty.add(job)
+        elif rec.action in ("yield", "wake") and rec.job is not None:
+            # a call waiting for its sub-calls: paused like `pause`, and its slot is free
+            rt = self._runtime(rec.job)
+            rt.paused = rec.action == "yield"
+            if rt.paused:
+                self.yielded.add(rec.job)
+            else:
+                self.yielded.discard(rec.job)
+            self.dirty.add(rec.job)
+        elif rec.action == "drain":  # start nothing new; running jobs go on
+            self.halted = self.halted or "drained"
+        elif rec.action == "reopen":  # an executor's ensemble takes calls again
+            self.halted = ""
+            self.kill_requested = False
+            if self.state in TASK_TERMINAL:
+                self.state = TaskState.ACTIVE
+                self.finished_at = None
         elif rec.action == "halt":
             self.halted = self.halted or "halt policy"
             if self.policy.halt.mode == "kill":
@@ -402,10 +424,12 @@ class Supervision:
         if self.halted or self.paused or self.lose_requested:
             return None
         limit = self.policy.job_limit
-        free = (limit - len(self.live)) if limit > 0 else 1 << 30
+        busy = len(self.live) - len(self.yielded) if self.yielded else len(self.live)
+        free = (limit - busy) if limit > 0 else 1 << 30
         wake: float | None = None
-        cpus_used = sum(self.jobs[j].spec.resources.cpus for j in self.live) if self.policy.cpus else 0.0
-        memory_used = sum(self.jobs[j].spec.resources.memory for j in self.live) if self.policy.memory else 0
+        holding = self.live - self.yielded if self.yielded else self.live
+        cpus_used = sum(self.jobs[j].spec.resources.cpus for j in holding) if self.policy.cpus else 0.0
+        memory_used = sum(self.jobs[j].spec.resources.memory for j in holding) if self.policy.memory else 0
         while free > 0:
             job = -1
             if self.retry_at:
@@ -424,12 +448,12 @@ class Supervision:
                 job = self.next_new
             task = self.jobs[job].spec if job in self.jobs else self.task_for(job)
             need_cpu, need_mem = task.resources.cpus, task.resources.memory
-            if self.policy.cpus and self.live and cpus_used + need_cpu > self.policy.cpus:
+            if self.policy.cpus and holding and cpus_used + need_cpu > self.policy.cpus:
                 if job != self.next_new:
                     heapq.heappush(self.retry_at, (now, job))
                     self.retry_due[job] = now
                 break
-            if self.policy.memory and self.live and memory_used + need_mem > self.policy.memory:
+            if self.policy.memory and holding and memory_used + need_mem > self.policy.memory:
                 if job != self.next_new:
                     heapq.heappush(self.retry_at, (now, job))
                     self.retry_due[job] = now
@@ -446,6 +470,8 @@ class Supervision:
 
     def _ending(self) -> TaskState | None:
         """The ensemble's end state once nothing runs, or None while work remains."""
+        if self.hold and not (self.kill_requested or self.lose_requested):
+            return None
         if self.retry_due and not self.halted:
             return None
         if self.next_new < self.total and not self.halted:

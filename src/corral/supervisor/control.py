@@ -128,6 +128,18 @@ class ControlServer:
             self._unregister(client.fileno())
             self._register(client.fileno(), "client", True)
 
+    def release(self, client: Client, deadline: float | None = None) -> socket.socket | None:
+        """Hand a client's socket over (a stream that outlives one answer: an executor's
+        watch); with `deadline`, keep serving it but allow it that long for its answer."""
+        if deadline is not None:
+            client.deadline = deadline
+            return None
+        fd = client.fileno()
+        if self.clients.pop(fd, None) is None:
+            return None
+        self._unregister(fd)
+        return client.sock
+
     def close(self) -> None:
         for client in list(self.clients.values()):
             self._drop(client)

@@ -19,15 +19,19 @@ from corral.journal import MAX_FRAME
 from corral.supervisor.control import Client, ControlServer
 from corral.supervisor.protocol import (
     BadRequest,
+    Calls,
     ControlRequest,
     Heartbeat,
     Kill,
     Lose,
     Pause,
     Ping,
+    Requeue,
     Resume,
     Status,
     Submit,
+    Watch,
+    Yield,
     decode_request,
 )
 
@@ -94,6 +98,10 @@ class Controller:
                 f"the supervisor cannot write its journal ({engine.committer.problem}); "
                 "try again when there is room"
             )
+        elif type(request) in engine.ops:  # an extension's request (an executor's calls)
+            engine.ops[type(request)](client, request)
+        elif isinstance(request, Calls | Watch | Yield | Requeue):
+            raise Refused(f"{_op(request)}: this task is not an executor")
         elif isinstance(request, Kill | Pause | Resume):
             self._act(request)
             engine.answer_after_commit(client, {"ok": True})

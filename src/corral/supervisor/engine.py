@@ -77,6 +77,11 @@ class Engine:
         self._replies: list[tuple[Any, dict[str, Any]]] = []
         self._pending_since: float | None = None  # when the oldest uncommitted effect-free record came
         self._interrupts = 0
+        # extensions (the executor, corral/executor/book.py): more control requests, more
+        # descriptors to watch, a reaper-compatible helper program (launcher.helper)
+        self.ops: dict[type, Callable[[Any, Any], None]] = {}
+        self._watched: dict[int, Callable[[], None]] = {}
+        self._loop: Loop | None = None
 
     @property
     def public(self) -> dict[str, str]:
@@ -113,6 +118,15 @@ class Engine:
         if self.on_record is not None:
             self.on_record(rec)
 
+    def watch(self, fd: int, callback: Callable[[], None] | None) -> None:
+        """Call `callback` in the loop when `fd` is readable (None: stop watching it)."""
+        if callback is None:
+            if self._watched.pop(fd, None) is not None and self._loop is not None:
+                self._loop.unregister(fd)
+        elif self._loop is not None:
+            self._watched[fd] = callback
+            self._loop.register(fd, "watched")
+
     def answer_after_commit(self, conn: Any, message: dict[str, Any]) -> None:
         """Answers go out only after the records they confirm are durable."""
         self._replies.append((conn, message))
@@ -147,6 +161,7 @@ class Engine:
                 log.warning("no control socket at %s: %s", self.layout.control, exc)
             self.controller.server = control
             self.launcher.attach(loop)
+            self._loop = loop
             try:
                 while True:
                     wake = self._turn(loop)
@@ -156,6 +171,7 @@ class Engine:
                     self._wait(loop, control, wake)
             finally:
                 self.launcher.detach()
+                self._loop = None
                 self._replies.clear()  # never confirm what did not become durable
                 self.controller.server = None
                 if control is not None:
@@ -212,6 +228,8 @@ class Engine:
                 self.launcher.reaper_events()
             elif tag == "pidfd":
                 self.launcher.adopted_exit(fd)
+            elif tag == "watched" and fd in self._watched:
+                self._watched[fd]()
         if control is not None:
             control.expire()
         self.launcher.rotator.check()

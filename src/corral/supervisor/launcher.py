@@ -58,6 +58,7 @@ class Launcher:
         self.hung_up = False  # the terminal went away: console runs write to /dev/null from now
         self._ledger: Ledger | None = None
         self._loop: Loop | None = None
+        self.helper: list[str] | None = None  # a reaper-compatible program (the call zygote)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -159,7 +160,7 @@ class Launcher:
         os.makedirs(self.env.logs_prefix, exist_ok=True)
         if self.env.ensemble:
             os.makedirs(self.env.jobs_prefix, exist_ok=True)
-        spawner = self.spawner = Spawner(str(self.env.layout.reaper_log), self.base_env, console)
+        spawner = self.spawner = Spawner(str(self.env.layout.reaper_log), self.base_env, console, self.helper)
         if self._loop is not None:
             self._loop.register(spawner.fileno(), "reaper")
         return spawner

@@ -64,7 +64,46 @@ class Submit(_Base, tag="submit"):
     params: Params
 
 
-ControlRequest = Ping | Status | Kill | Pause | Resume | Lose | Heartbeat | Submit
+# -- an executor's ensemble (corral/executor/book.py) ------------------------------------------
+
+CallHash = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
+
+
+class CallRow(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One call as journaled (the params of its job)."""
+
+    call: CallHash
+    fn: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    retries: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=MAX_GRACE * 52)] | None = None
+    cpus: Annotated[float, msgspec.Meta(ge=0, le=1e6)] = 0.0
+    memory: Annotated[int, msgspec.Meta(ge=0, le=2**62)] = 0
+
+
+class Calls(_Base, tag="calls"):
+    """Journal these calls (those not known by their identity yet)."""
+
+    rows: Annotated[list[CallRow], msgspec.Meta(min_length=1, max_length=MAX_SUBMIT_JOBS)]
+
+
+class Watch(_Base, tag="watch"):
+    """Keep the connection: final call ends come on it, one JSON line per turn."""
+
+
+class Yield(_Base, tag="yield"):
+    """A running call waits for these calls: pause it (its slot is free) until they end."""
+
+    job: Job
+    calls: Annotated[list[CallHash], msgspec.Meta(min_length=1, max_length=MAX_SUBMIT_JOBS)]
+
+
+class Requeue(_Base, tag="requeue"):
+    """Start nothing more; kill the running calls and journal them again as pending."""
+
+
+ControlRequest = (
+    Ping | Status | Kill | Pause | Resume | Lose | Heartbeat | Submit | Calls | Watch | Yield | Requeue
+)
 
 _decoder = msgspec.json.Decoder(ControlRequest)
 

@@ -228,7 +228,8 @@ class Reaper:
         del self.out[:sent]
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], make=Reaper) -> int:  # type: ignore[no-untyped-def]
+    """`make`: the Reaper class (the executor's call zygote passes a subclass that forks)."""
     ledger = argv[1]
     console = (5, 6) if len(argv) > 2 and argv[2] == "console" else None
     # descriptors our starter left open for its children are not for the runs
@@ -241,7 +242,7 @@ def main(argv: list[str]) -> int:
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     _signal.signal(_signal.SIGCHLD, lambda *_: None)
-    reaper = Reaper(ledger, console)
+    reaper = make(ledger, console)
     poll = select.poll()
     poll.register(3, select.POLLIN)
     poll.register(wake_r, select.POLLIN)

@@ -37,7 +37,11 @@ def command_argv(cmd: str | None, argv: Sequence[str] | None) -> list[str]:
 class Spawner:
     """The supervisor's end of one reaper process."""
 
-    def __init__(self, ledger: str, env: Mapping[str, str], console: bool) -> None:
+    def __init__(
+        self, ledger: str, env: Mapping[str, str], console: bool, helper: Sequence[str] | None = None
+    ) -> None:
+        """`helper`: the program to start instead of the reaper (the executor's call zygote,
+        which speaks the same protocol); it gets the ledger and the console flag appended."""
         req_r, self._req_w = os.pipe2(os.O_CLOEXEC)
         self._ev_r, ev_w = os.pipe2(os.O_CLOEXEC)
         # above 10 first, so that moving them to 3 and 4 in the child cannot clobber each other
@@ -48,7 +52,8 @@ class Spawner:
             actions += [(os.POSIX_SPAWN_DUP2, 1, 5), (os.POSIX_SPAWN_DUP2, 2, 6)]
         for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
             actions.append((os.POSIX_SPAWN_OPEN, fd, os.devnull, flags, 0))
-        argv = [sys.executable, "-S", "-I", REAPER, ledger, "console" if console else "-"]
+        prefix = list(helper) if helper else [sys.executable, "-S", "-I", REAPER]
+        argv = [*prefix, ledger, "console" if console else "-"]
         try:
             self.pid = os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True)
         except BaseException:

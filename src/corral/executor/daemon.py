@@ -1,0 +1,120 @@
+"""The executor's supervisor: started detached by the first driver, found again by the next.
+
+It is an ordinary corral supervisor of an ensemble whose jobs are calls (journal, reaper
+ledger, recovery, `corral status/read/tail/kill` all as for `corral run --detach`), with the
+call zygote as its reaper and a Book (book.py) installed. A driver talks to it over the
+control socket. A new driver with the same id attaches to it if it lives; else it takes the
+journal over (recovery: re-attaches to calls still running, reads the ends of the others from
+the ledger) or creates it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+from typing import Any, Literal
+
+from corral.errors import UserError
+from corral.executor.book import Book
+from corral.journal import JournalLocked, lock_holder
+from corral.spec.model import Ensemble, JobTemplate, Slurm
+from corral.supervisor import control
+from corral.supervisor.engine import Engine
+from corral.supervisor.layout import Layout
+from corral.supervisor.run import detach
+from corral.supervisor.session import SessionError, _has_records, create, take_over
+
+RUNNER = "corral.executor.runner"
+ZYGOTE = [sys.executable, "-m", "corral.executor.zygote"]
+
+
+def ensemble_for(
+    max_workers: int | None, backend: Literal["local", "slurm"], slurm: dict[str, Any] | None
+) -> Ensemble:
+    job = JobTemplate(argv=(sys.executable, "-m", RUNNER, "{{task.dir}}/calls/{{params.call}}"))
+    return Ensemble(
+        name="executor",
+        job=job,
+        params={"call": ()},  # no jobs to begin with: drivers add them (JobsAdded)
+        job_limit=max_workers or 0,
+        backend=backend,
+        slurm=Slurm(**(slurm or {})),
+    )
+
+
+def alive(layout: Layout) -> bool:
+    try:
+        return bool(control.request(layout.control, {"op": "ping"}, timeout=5.0).get("ok"))
+    except (OSError, ValueError):
+        return False
+
+
+def _engine(layout: Layout, spec: Ensemble) -> Engine:
+    if layout.journal.exists() and _has_records(layout):
+        engine, _ = take_over(layout)
+        if engine.sup.kind != "ensemble" or "executor" not in (
+            engine.sup.opened.context if engine.sup.opened else {}
+        ):
+            engine.writer.close()
+            raise SessionError(f"{layout.id}: exists and is not an executor")
+    else:
+        engine = create(layout, spec, context={"executor": 1})
+    if spec.backend == "local":
+        engine.launcher.helper = ZYGOTE
+    Book(engine)
+    engine.writer.commit()
+    return engine
+
+
+def ensure(layout: Layout, spec: Ensemble, wait: float = 15.0) -> None:
+    """A live supervisor for this executor, started (detached) if none answers."""
+    deadline = time.monotonic() + wait
+    while True:
+        if alive(layout):
+            return
+        if _locked(layout):
+            # a supervisor that is ending (or starting) holds the journal: wait for it
+            if time.monotonic() > deadline:
+                holder = lock_holder(layout.journal)
+                raise UserError(f"{layout.id}: supervised by pid {holder}, which does not answer")
+            time.sleep(0.02)
+            continue
+        try:
+            detach(layout, lambda: _engine(layout, spec))
+            # its control socket opens when its loop starts, a moment after the journal
+            while not alive(layout):
+                if time.monotonic() > deadline:
+                    raise UserError(f"{layout.id}: the executor's supervisor started but does not answer")
+                time.sleep(0.002)
+            return
+        except UserError as exc:
+            # a supervisor that is ending still holds the lock, or one just started: try again
+            if time.monotonic() > deadline or ("supervised by" not in str(exc) and "Locked" not in str(exc)):
+                raise
+        except JournalLocked:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.02)
+
+
+def _locked(layout: Layout) -> bool:
+    """Some process holds the journal's lock (asked of the kernel: a pid in the file may be stale)."""
+    try:
+        fd = os.open(f"{layout.journal}.lock", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops our shared lock at once
+    return False
+
+
+def calls_dir(layout: Layout) -> str:
+    path = os.path.join(str(layout.dir), "calls")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path

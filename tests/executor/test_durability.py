@@ -1,0 +1,86 @@
+"""Calls outlive their driver: a SIGKILLed driver, a rerun, and re-queueing on shutdown."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import executor_calls as calls
+import pytest
+
+import corral
+from corral.core.records import Note, Transition, decode
+from corral.journal import read_journal
+
+DRIVER = str(Path(__file__).parent / "driver_script.py")
+
+
+def start_driver(root: Path, ident: str, log: Path, gate: Path, n: int, first: int) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.pop("CORRAL_TASK_ID", None)
+    return subprocess.Popen(
+        [sys.executable, DRIVER, str(root), ident, str(log), str(gate), str(n), str(first)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def wait_line(proc: subprocess.Popen[str], wanted: str) -> list[str]:
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line.strip())
+        if line.strip() == wanted:
+            return seen
+    raise AssertionError(
+        f"the driver ended before {wanted!r}: {seen} {proc.stderr.read() if proc.stderr else ''}"
+    )
+
+
+def test_a_killed_driver_leaves_calls_running_and_a_rerun_gets_each_once(root: Path, tmp_path: Path) -> None:
+    log, gate = tmp_path / "starts", tmp_path / "gate"
+    first = start_driver(root, "durable", log, gate, 8, 4)
+    wait_line(first, "finished")  # calls 0-3 done; 4-7 running, held by the gate
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    second = start_driver(root, "durable", log, gate, 8, 4)
+    wait_line(second, "finished")  # stored results: 0-3 not run again
+    gate.touch()  # the calls the first driver started may finish now
+    lines = wait_line(second, "done")
+    assert second.wait(timeout=60) == 0
+    results = {int(p[1]): int(p[2]) for p in (line.split() for line in lines) if p[0] == "result"}
+    assert results == {i: i * i for i in range(8)}
+    assert Counter(log.read_text().split()) == {str(i): 1 for i in range(8)}  # each ran once
+
+
+def test_shutdown_with_cancel_futures_requeues(root: Path, tmp_path: Path) -> None:
+    log, gate = tmp_path / "starts", tmp_path / "gate"
+    ex = corral.Executor(id="requeue", root=root, max_workers=2)
+    running = [ex.submit(calls.counted, str(log), i, str(gate)) for i in range(2)]
+    queued = [ex.submit(calls.counted, str(log), i, str(gate)) for i in range(2, 4)]
+    deadline = __import__("time").monotonic() + 60
+    while not (log.exists() and len(log.read_text().split()) == 2):  # both started
+        assert __import__("time").monotonic() < deadline
+        cf.wait(running, timeout=0.05)
+    ex.shutdown(cancel_futures=True)
+    for f in running + queued:
+        with pytest.raises(cf.CancelledError):
+            f.result(timeout=30)
+    recs = [decode(p) for p in read_journal(root / "requeue" / "journal").payloads]
+    notes = [r.text for r in recs if isinstance(r, Note) and "re-queued" in r.text]
+    assert len(notes) == 2
+    ends = {r.job: r.state for r in recs if isinstance(r, Transition) and r.job in (0, 1)}
+    assert set(ends.values()) <= {"KILLED", "CLEANING", "ACTIVE"} and "FAILED" not in ends.values()
+    gate.touch()
+    with corral.Executor(id="requeue", root=root, max_workers=2) as again:
+        futs = [again.submit(calls.counted, str(log), i, str(gate)) for i in range(4)]
+        assert [f.result(timeout=120) for f in futs] == [0, 1, 4, 9]
+    starts = Counter(log.read_text().split())
+    assert starts == {"0": 2, "1": 2, "2": 1, "3": 1}  # the killed ones ran again, the rest once
