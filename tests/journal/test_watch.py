@@ -118,3 +118,18 @@ def test_filewatch_wakes_when_a_writer_is_killed(journal_path: Path) -> None:
     assert time.monotonic() - started < 30
     child.wait(timeout=30)
     watch.close()
+
+
+def test_tail_can_start_at_a_frame_boundary(journal_path: Path) -> None:
+    with JournalWriter.open(journal_path, create=True) as w:
+        w.append_many([b"a", b"b"])
+        w.commit()
+        middle = w.size
+        w.append_many([b"c", b"d"])
+        w.commit()
+    tail = Tail(journal_path, offset=middle)
+    assert tail.read_new() == [b"c", b"d"]
+    tail.close()
+    journal_path.write_bytes(b"NOTAJOURNAL!" + b"\0" * 40)
+    with pytest.raises(JournalCorrupt):
+        Tail(journal_path, offset=middle).read_new()

@@ -82,7 +82,7 @@ class Tail:
         fd = open_journal_fd(self.path, os.O_RDONLY)
         self._fd, self._ino, self.offset = fd, os.fstat(fd).st_ino, 0
         start, self._start = self._start, 0
-        if start > HEADER_SIZE:
+        if start >= HEADER_SIZE:
             head = os.pread(fd, HEADER_SIZE, 0)
             problem = header_problem(head)
             if problem is not None:
