@@ -26,6 +26,7 @@ python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 
 python3 -m ruff check src tests bench
 python3 -m mypy
+lint-imports  # the layer contracts in pyproject.toml ([tool.importlinter])
 
 if [ "$(id -u)" = 0 ] && [ -x scripts/slurm-up.sh ]; then
   # 16 advertised CPUs (oversubscribed): many tiny jobs start at once, which keeps the Slurm

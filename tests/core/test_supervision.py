@@ -385,3 +385,46 @@ def test_replayed_retry_request_is_not_granted_twice() -> None:
     rt = sup.job(0)
     assert rt is not None and not rt.retry_requested
     assert sup.retry_set() == {0}
+
+
+# -- requeues (remote jobs) ---------------------------------------------------------------------
+
+
+def _remote(retries: int) -> Supervision:
+    return Supervision("ensemble", "e", lambda _j: ONE, 1, Policy(retries=retries), remote=True)
+
+
+def test_requeues_do_not_spend_the_retry_budget() -> None:
+    """A preempted job requeued twice still has its one retry for a failure of its own."""
+    from corral.core.records import Cause
+
+    sup = _remote(retries=1)
+    t = 0.0
+    recs: list[Record] = [Transition(ENSEMBLE, "ACTIVE", t)]
+    for attempt in range(2):
+        recs += [
+            Transition(0, "SUBMITTED", t, "", attempt),
+            Transition(0, "ACTIVE", t, "", attempt),
+            Transition(0, "LOST", t, "slurm PREEMPTED", attempt),
+            Transition(0, "PENDING", t, "requeue", attempt + 1, cause=Cause.REQUEUE),
+        ]
+    recs += [Transition(0, "SUBMITTED", t, "", 2), Transition(0, "ACTIVE", t, "", 2), Transition(0, "FAILED", t, "", 2)]
+    fold(recs, sup)
+    assert sup.requeues == {0: 2}
+    retry = [r for r in sup.decide(100.0).records if isinstance(r, Transition) and r.job == 0]
+    assert [(r.state, r.attempt, r.cause) for r in retry] == [("PENDING", 3, Cause.RETRY)]
+
+
+def test_requeue_cause_of_an_old_journal_is_read_from_its_reason() -> None:
+    """Journals written before `cause` existed said "requeue" in the reason text."""
+    sup = _remote(retries=0)
+    fold(
+        [
+            Transition(ENSEMBLE, "ACTIVE", 0.0),
+            Transition(0, "SUBMITTED", 0.0),
+            Transition(0, "LOST", 0.0, "slurm NODE_FAIL"),
+            Transition(0, "PENDING", 0.0, "requeue", 1),
+        ],
+        sup,
+    )
+    assert sup.requeues == {0: 1}

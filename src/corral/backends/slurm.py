@@ -30,35 +30,43 @@ from corral.backends.slurm_client import (
     SlurmState,
     SlurmTimeout,
 )
-from corral.core.records import Note, Submitted, Transition
-from corral.core.states import TASK_TERMINAL, TaskState
+from corral.core.outcome import Observation, Seen, judge
+from corral.core.records import Cause, Note, Submitted, Transition
+from corral.core.states import TaskState
 from corral.errors import UserError
 from corral.spec.model import Slurm, Task
 
 if TYPE_CHECKING:
     from corral.supervisor.engine import Engine
 
-REQUEUE_STATES = {SlurmState.PREEMPTED, SlurmState.NODE_FAIL, SlurmState.BOOT_FAIL, SlurmState.TIMEOUT}
-RUNNING_STATES = {
-    SlurmState.RUNNING,
-    SlurmState.COMPLETING,
-    SlurmState.SUSPENDED,
-    SlurmState.SIGNALING,
-    SlurmState.STAGE_OUT,
+# Every Slurm state in the core's words (core/outcome.py decides what each means; the README's
+# Slurm section shows both tables). Total over SlurmState: a test checks every member.
+SEEN: dict[SlurmState, Seen] = {
+    SlurmState.PENDING: Seen.QUEUED,
+    SlurmState.CONFIGURING: Seen.QUEUED,
+    SlurmState.REQUEUED: Seen.QUEUED,
+    SlurmState.REQUEUE_HOLD: Seen.QUEUED,
+    SlurmState.REQUEUE_FED: Seen.QUEUED,
+    SlurmState.SPECIAL_EXIT: Seen.QUEUED,  # requeued and held by Slurm: not an end
+    SlurmState.RESIZING: Seen.QUEUED,
+    SlurmState.STOPPED: Seen.QUEUED,  # stopped by an admin: it may go on, nothing to decide
+    SlurmState.UNKNOWN: Seen.QUEUED,  # a state this client does not know: wait, decide nothing
+    SlurmState.RUNNING: Seen.RUNNING,
+    SlurmState.COMPLETING: Seen.RUNNING,
+    SlurmState.SUSPENDED: Seen.RUNNING,
+    SlurmState.SIGNALING: Seen.RUNNING,
+    SlurmState.STAGE_OUT: Seen.RUNNING,
+    SlurmState.COMPLETED: Seen.COMPLETED,
+    SlurmState.FAILED: Seen.FAILED,
+    SlurmState.CANCELLED: Seen.CANCELLED,
+    SlurmState.TIMEOUT: Seen.TIMEOUT,
+    SlurmState.PREEMPTED: Seen.PREEMPTED,
+    SlurmState.NODE_FAIL: Seen.NODE_FAIL,
+    SlurmState.BOOT_FAIL: Seen.BOOT_FAIL,
+    SlurmState.OUT_OF_MEMORY: Seen.OUT_OF_MEMORY,
+    SlurmState.DEADLINE: Seen.DEADLINE,
+    SlurmState.REVOKED: Seen.REVOKED,
 }
-# what Slurm's own end state means when the node's journal has no end to report
-SLURM_END = {
-    SlurmState.COMPLETED: (TaskState.LOST, "slurm COMPLETED but the job's journal has no end"),
-    SlurmState.FAILED: (TaskState.FAILED, "slurm FAILED"),
-    SlurmState.CANCELLED: (TaskState.KILLED, "slurm CANCELLED"),
-    SlurmState.TIMEOUT: (TaskState.FAILED, "slurm TIMEOUT"),
-    SlurmState.PREEMPTED: (TaskState.LOST, "slurm PREEMPTED"),
-    SlurmState.NODE_FAIL: (TaskState.LOST, "slurm NODE_FAIL"),
-    SlurmState.BOOT_FAIL: (TaskState.LOST, "slurm BOOT_FAIL"),
-    SlurmState.OUT_OF_MEMORY: (TaskState.FAILED, "slurm OUT_OF_MEMORY"),
-    SlurmState.DEADLINE: (TaskState.FAILED, "slurm DEADLINE"),
-}
-MAX_REQUEUES = 5  # requeues after preemption / walltime, beyond the retries
 VANISHED_GRACE = 30.0  # a submitted job missing from squeue this long is judged by its journal
 
 
@@ -262,49 +270,35 @@ class SlurmBackend:
         self._engine().record(Note(f"slurm commands: {counts}", now))
 
     def _update(self, job: int, info: SlurmJobInfo | None, now: float) -> None:
+        """Observe one job (Slurm's state, its node journal), let the core judge, record."""
         engine = self._engine()
         sup = engine.sup
         rt = sup.jobs[job]
-        if info is not None and info.state in RUNNING_STATES:
-            if rt.state is TaskState.SUBMITTED:
-                engine.record(Transition(job, TaskState.ACTIVE.value, now, "", rt.attempt))
+        seen = Seen.GONE if info is None else SEEN[info.state]
+        node_state, node_exit = (None, None)
+        if seen not in (Seen.RUNNING, Seen.QUEUED):
+            node_state, node_exit = self._node_end(job)
+        verdict = judge(
+            Observation(
+                seen,
+                rt.state,
+                node_state,
+                node_exit,
+                cancelled=job in self.cancelled or rt.kill_requested,  # rt: durable, survives recovery
+                recent=now - self.submitted_at.get(job, 0.0) < VANISHED_GRACE,
+                requeue=self.slurm.requeue,
+                requeues=sup.requeues.get(job, 0),
+                kill_requested=sup.kill_requested,
+            )
+        )
+        if verdict is None:
             return
-        if info is not None and not info.terminal:
-            return  # PENDING, CONFIGURING, REQUEUED...: still waiting
-        node_state, exit_code = self._node_end(job)
-        cancelled = job in self.cancelled or rt.kill_requested  # rt: durable, survives recovery
-        recent = now - self.submitted_at.get(job, 0.0) < VANISHED_GRACE
-        if info is None and not cancelled and recent and node_state not in TASK_TERMINAL:
-            return
-        slurm_state = info.state if info is not None else None
-        if cancelled and node_state is not TaskState.SUCCESS and slurm_state is SlurmState.CANCELLED:
-            # scancel signals every process of the job: the run may have died of it before the
-            # node's supervisor recorded the kill (its journal then says FAILED, exit 143)
-            state, reason = TaskState.KILLED, "cancelled"
-        elif slurm_state in REQUEUE_STATES or node_state not in TASK_TERMINAL:
-            # the node could not finish its journal: Slurm's word decides
-            if slurm_state is None:
-                state, reason = (
-                    (TaskState.KILLED, "cancelled")
-                    if cancelled
-                    else (TaskState.LOST, "gone from Slurm without an end in its journal")
-                )
-            else:
-                state, reason = SLURM_END.get(slurm_state, (TaskState.LOST, f"slurm {slurm_state.value}"))
-                if cancelled and state is not TaskState.FAILED:
-                    state, reason = TaskState.KILLED, "cancelled"
-        else:
-            assert node_state is not None
-            state, reason = node_state, f"slurm {slurm_state.value}" if slurm_state else ""
-        code = exit_code if node_state in TASK_TERMINAL else None
-        engine.record(Transition(job, state.value, now, reason, rt.attempt, code))
-        if (
-            self.slurm.requeue
-            and slurm_state in REQUEUE_STATES
-            and not sup.kill_requested
-            and rt.attempt < sup.policy.retries + MAX_REQUEUES
-        ):
-            engine.record(Transition(job, TaskState.PENDING.value, now, "requeue", rt.attempt + 1))
+        state, reason, code = verdict.state.value, verdict.reason, verdict.exit_code
+        engine.record(Transition(job, state, now, reason, rt.attempt, code))
+        if verdict.requeue:
+            engine.record(
+                Transition(job, TaskState.PENDING.value, now, "requeue", rt.attempt + 1, cause=Cause.REQUEUE)
+            )
 
     def _resolve(self, jobs: list[int], now: float) -> None:
         """Find `jobs` (SUBMITTED, no Slurm id in the journal) by job name: record the ids of

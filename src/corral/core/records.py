@@ -10,6 +10,7 @@ New optional fields may only be added at the end of a struct (old journals still
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import msgspec
@@ -41,6 +42,17 @@ class Attached(msgspec.Struct, tag="sup", array_like=True, frozen=True):
     recovered: bool = False
 
 
+class Cause(StrEnum):
+    """Why a job starts a new attempt (PENDING after an end): decides which budget pays and
+    the backoff. Decisions read this, never the display text in `reason`. Journals written
+    before the field existed carry the cause as the reason text: `cause_of` reads both."""
+
+    NONE = ""
+    RETRY = "retry"  # the job failed and has retries left (`retries:`)
+    RETRY_FAILED = "retry-failed"  # `corral run --retry-failed`: no backoff, no budget
+    REQUEUE = "requeue"  # the batch system ended it through no fault of its own (own budget)
+
+
 class Transition(msgspec.Struct, tag="task", array_like=True, frozen=True):
     """A task (job `job` of an ensemble; job 0 for a plain task) changes state."""
 
@@ -50,6 +62,17 @@ class Transition(msgspec.Struct, tag="task", array_like=True, frozen=True):
     reason: str = ""
     attempt: int = 0
     exit_code: int | None = None  # a remote job's exit code (its own journal is elsewhere)
+    cause: Cause = Cause.NONE
+
+
+def cause_of(rec: Transition) -> Cause:
+    """A transition's cause; journals older than the `cause` field put it in `reason`."""
+    if rec.cause is not Cause.NONE:
+        return rec.cause
+    try:
+        return Cause(rec.reason)
+    except ValueError:
+        return Cause.NONE
 
 
 class RunUpdate(msgspec.Struct, tag="run", array_like=True, frozen=True):

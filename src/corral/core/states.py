@@ -1,7 +1,9 @@
-"""The state machines of runs and tasks, as one table each.
+"""The state machines of runs, tasks (and an ensemble's jobs) and ensembles, as one table each.
 
-The fold (core/fold.py) checks every transition against these tables, and the README renders
-them. Names are part of the user contract: they appear in the journal, the CLI and `--json`.
+The folds check every transition against these tables: core/task.py for a task (or job) and
+its runs, core/supervision.py for an ensemble as a whole; a property test proves that
+no fold of any record sequence gets past them (tests/core/test_transitions.py). The README
+renders them. Names are part of the user contract: they appear in the journal, the CLI, `--json`.
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.FAILED: frozenset({TaskState.PENDING}),
     TaskState.KILLED: frozenset({TaskState.PENDING}),
     TaskState.LOST: frozenset({TaskState.PENDING}),
+}
+
+# An ensemble as a whole: it starts, it ends, and `corral run --retry-failed` (a Request, not a
+# Transition) reopens an ended one.
+ENSEMBLE_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset({TaskState.ACTIVE} | _TASK_ENDS),
+    TaskState.ACTIVE: frozenset(_TASK_ENDS),
+    TaskState.SUCCESS: frozenset({TaskState.ACTIVE}),
+    TaskState.FAILED: frozenset({TaskState.ACTIVE}),
+    TaskState.KILLED: frozenset({TaskState.ACTIVE}),
+    TaskState.LOST: frozenset({TaskState.ACTIVE}),
 }
 
 RUN_LIVE = frozenset({RunState.LAUNCHING, RunState.RUNNING, RunState.PAUSED})

@@ -15,6 +15,7 @@ from typing import Any
 
 from corral.core.records import (
     Attached,
+    Cause,
     JobsAdded,
     Note,
     Opened,
@@ -24,8 +25,9 @@ from corral.core.records import (
     Signal,
     Submitted,
     Transition,
+    cause_of,
 )
-from corral.core.states import TASK_LIVE, TASK_TERMINAL, TaskState
+from corral.core.states import ENSEMBLE_TRANSITIONS, TASK_LIVE, TASK_TERMINAL, TaskState
 from corral.core.task import SIGTERM, Decision, FoldError, TaskRuntime, decide_task
 from corral.spec.model import Halt, Task
 
@@ -88,6 +90,7 @@ class Supervision:
     retry_due: dict[int, float] = field(default_factory=dict)
     added: list[JobsAdded] = field(default_factory=list)
     submitted: dict[int, str] = field(default_factory=dict)  # job -> scheduler id
+    requeues: dict[int, int] = field(default_factory=dict)  # job -> requeues used (own budget)
     halted: str = ""  # why no more jobs are launched ("" = not halted)
     kill_requested: bool = False
     kill_grace: float | None = None
@@ -194,8 +197,14 @@ class Supervision:
         elif isinstance(record, Opened):
             self.opened = record
 
+    def _move(self, new: TaskState) -> None:
+        """The ensemble's own state changes (a plain task's mirrors its job 0, checked there)."""
+        if self.kind == "ensemble" and new is not self.state and new not in ENSEMBLE_TRANSITIONS[self.state]:
+            raise FoldError(f"ensemble {self.state} -> {new} is not allowed")
+        self.state = new
+
     def _apply_own(self, rec: Transition) -> None:
-        self.state = TaskState(rec.state)
+        self._move(TaskState(rec.state))
         if rec.reason:
             self.reason = rec.reason
         if self.state is TaskState.ACTIVE and self.started_at is None:
@@ -225,7 +234,10 @@ class Supervision:
             self._apply_own(rec)
         if after is TaskState.PENDING and before in TASK_TERMINAL:
             # a retry: the backoff doubles at each attempt, capped at a minute
-            delay = 0.0 if rec.reason == "retry-failed" else self.policy.retry_backoff
+            cause = cause_of(rec)
+            if cause is Cause.REQUEUE:
+                self.requeues[job] = self.requeues.get(job, 0) + 1
+            delay = 0.0 if cause is Cause.RETRY_FAILED else self.policy.retry_backoff
             delay = min(60.0, delay * (2 ** max(0, rt.attempt - 1)))
             heapq.heappush(self.retry_at, (rec.at + delay, job))
             self.retry_due[job] = rec.at + delay
@@ -247,10 +259,14 @@ class Supervision:
                 return
         self.dirty.add(job)
 
+    def _retries_used(self, rt: TaskRuntime) -> int:
+        """Attempts paid by the retry budget: requeues have their own (core/outcome.py)."""
+        return rt.attempt - self.requeues.get(rt.job, 0)
+
     def _may_retry(self, rt: TaskRuntime) -> bool:
         return (
             rt.state in (TaskState.FAILED, TaskState.LOST)
-            and rt.attempt < self.policy.retries
+            and self._retries_used(rt) < self.policy.retries
             and not self.halted
             and not self.kill_requested
         )
@@ -319,7 +335,7 @@ class Supervision:
             self.kill_requested = False
             self.lose_requested = False
             if self.state in TASK_TERMINAL:
-                self.state = TaskState.ACTIVE
+                self._move(TaskState.ACTIVE)
                 self.finished_at = None
             for job in range(self.total):
                 if self.job_state(job) in (TaskState.FAILED, TaskState.LOST, TaskState.KILLED):
@@ -356,9 +372,9 @@ class Supervision:
             if rt.terminal:
                 if rt.retry_requested:
                     rt.retry_requested = False
-                    out.append(Transition(job, TaskState.PENDING.value, now, "retry-failed", rt.attempt + 1))
+                    out.append(_again(rt, now, Cause.RETRY_FAILED))
                 elif self._may_retry(rt):
-                    out.append(Transition(job, TaskState.PENDING.value, now, "retry", rt.attempt + 1))
+                    out.append(_again(rt, now, Cause.RETRY))
                 continue
             if self.remote and rt.state is not TaskState.PENDING:
                 continue  # the backend moves remote jobs along (SUBMITTED -> ACTIVE -> end)
@@ -483,6 +499,11 @@ class Supervision:
         if self.counts[TaskState.SUCCESS] == self.total:
             return TaskState.SUCCESS
         return TaskState.FAILED
+
+
+def _again(rt: TaskRuntime, now: float, cause: Cause) -> Transition:
+    """A new attempt of an ended job (the reason text repeats the cause for `corral read`)."""
+    return Transition(rt.job, TaskState.PENDING.value, now, cause.value, rt.attempt + 1, cause=cause)
 
 
 def fold(records: Iterable[Record], supervision: Supervision) -> Supervision:
