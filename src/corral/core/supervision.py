@@ -334,13 +334,19 @@ class Supervision:
             self.halted = ""
             self.kill_requested = False
             self.lose_requested = False
-            if self.state in TASK_TERMINAL:
+            if self.state in TASK_TERMINAL and self.kind == "ensemble":
+                # an ensemble reopens; a plain task's state follows its job 0 (FAILED -> PENDING)
                 self._move(TaskState.ACTIVE)
                 self.finished_at = None
             for job in range(self.total):
                 if self.job_state(job) in (TaskState.FAILED, TaskState.LOST, TaskState.KILLED):
                     self._runtime(job).retry_requested = True
                     self.dirty.add(job)
+
+    def _task_retry_asked(self) -> bool:
+        """A plain task ended, and `--retry-failed` asked for its job 0 again."""
+        rt = self.jobs.get(0) if self.kind == "task" else None
+        return rt is not None and rt.retry_requested
 
     def beat(self, job: int, now: float) -> None:
         """A heartbeat from a job; kept in memory only (a recovery restarts the watchdog)."""
@@ -356,11 +362,11 @@ class Supervision:
         if self.state is TaskState.PENDING:
             if self.kind == "task":
                 start = TaskState.SUBMITTED if self.remote else TaskState.ACTIVE
-                out.append(Transition(0, start.value, now))
+                out.append(Transition(0, start.value, now, "", self.attempts[0]))
             else:
                 out.append(Transition(ENSEMBLE, TaskState.ACTIVE.value, now))
             return Decision(out, None)
-        if self.terminal:
+        if self.terminal and not self._task_retry_asked():
             return Decision(out, None)
         while self.wakeups and self.wakeups[0][0] <= now:
             self.dirty.add(heapq.heappop(self.wakeups)[1])
