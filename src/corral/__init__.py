@@ -56,11 +56,13 @@ def run(
     id: str | None = None,
     ports: dict[str, int] | None = None,
     params: dict[str, Any] | None = None,
+    group_readable: bool = False,
 ) -> TaskState:
     """Run a task or an ensemble to its end under `root` and return its final state.
 
     The same journal, logs and guarantees as `corral run`: `corral status/read/tail` see it.
-    Bad specs raise SpecError (one line, naming the field).
+    Bad specs raise SpecError (one line, naming the field). The task's directory is private
+    (0700, files 0600) unless `group_readable` (0750/0640).
     """
     from corral.spec import spec_from_python
     from corral.supervisor.layout import Layout, default_root, new_id
@@ -71,5 +73,6 @@ def run(
     task_id = new_id(subject.name, id)
     layout = Layout(base.absolute(), task_id)
     prepared = render_for_run(subject, layout, dict(ports or {}), dict(params or {}), file=None)
-    engine = new_engine(layout, prepared, {"ports": dict(ports or {}), "params": dict(params or {})}, None)
+    context = {"ports": dict(ports or {}), "params": dict(params or {})}
+    engine = new_engine(layout, prepared, context, None, group=group_readable)
     return supervise(engine)

@@ -47,6 +47,8 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except FileNotFoundError as exc:
             fail(f"{exc.filename}: no such file")
+        except PermissionError as exc:  # another user's task or root: one line, no traceback
+            fail(f"{exc.filename or 'corral'}: permission denied (is it another user's task?)")
         except BrokenPipeError:
             sys.exit(0)
         except Exception as exc:
@@ -89,6 +91,10 @@ def supervisor_alive(layout: Layout) -> bool:
         fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
+    except PermissionError:
+        # a group-shared task: only its owner may open the lock. Say "alive", so nobody is
+        # told to take over a task that may be healthy and is not theirs anyway
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

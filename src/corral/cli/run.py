@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from corral.spec.model import Ensemble, Task
     from corral.supervisor.layout import Layout
 
+GROUP_HELP = "Let the owner's group read the task's directory (0750, files 0640; default 0700/0600)."
+
 
 @click.command()
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     help="Rerun only the failed jobs of ensemble ID.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final state.")
+@click.option("--group-readable", "group", is_flag=True, help=GROUP_HELP)
 @user_errors
 def run(
     spec: str | None,
@@ -50,6 +53,7 @@ def run(
     detach: bool,
     retry_failed: str | None,
     quiet: bool,
+    group: bool,
 ) -> None:
     """Run the task or ensemble in SPEC until it ends."""
     from corral import spec as specs
@@ -69,10 +73,10 @@ def run(
     prepared = render_for_run(subject, where, port_map, params, file=spec)
     context = {"ports": port_map, "params": params, "spec_file": str(Path(spec).absolute())}
     if detach:
-        pid = detach_start(where, prepared, context, spec)
+        pid = detach_start(where, prepared, context, spec, group)
         click.echo(f"{task_id} supervised by pid {pid}")
         return
-    finish(new_engine(where, prepared, context, spec), quiet)
+    finish(new_engine(where, prepared, context, spec, group=group), quiet)
 
 
 def _retry_failed(ensemble: str, quiet: bool) -> NoReturn:
@@ -91,19 +95,22 @@ def _retry_failed(ensemble: str, quiet: bool) -> NoReturn:
     finish(engine, quiet)
 
 
-def detach_start(where: Layout, prepared: Task | Ensemble, context: dict[str, Any], spec: str | None) -> int:
+def detach_start(
+    where: Layout, prepared: Task | Ensemble, context: dict[str, Any], spec: str | None, group: bool = False
+) -> int:
     from corral.supervisor.run import detach, new_engine
 
-    return detach(where, lambda: new_engine(where, prepared, context, spec))
+    return detach(where, lambda: new_engine(where, prepared, context, spec, group=group))
 
 
 @click.command()
 @click.option("--name", default="simple", help="Name of the task (and of its one process).")
 @click.option("--id", "task_id", default=None)
 @click.option("--detach", is_flag=True)
+@click.option("--group-readable", "group", is_flag=True, help=GROUP_HELP)
 @click.argument("command", nargs=-1, required=True)
 @user_errors
-def simplerun(name: str, task_id: str | None, detach: bool, command: tuple[str, ...]) -> None:
+def simplerun(name: str, task_id: str | None, detach: bool, group: bool, command: tuple[str, ...]) -> None:
     """Run one command as a one-process task: corral simplerun -- CMD ARGS..."""
     from corral.spec import Process, validate_task
     from corral.spec.model import Task
@@ -116,10 +123,10 @@ def simplerun(name: str, task_id: str | None, detach: bool, command: tuple[str, 
     where = Layout(root(), task_id)
     prepared = render_for_run(task, where, {}, {}, file=None)
     if detach:
-        pid = detach_start(where, prepared, {}, None)
+        pid = detach_start(where, prepared, {}, None, group)
         click.echo(f"{task_id} supervised by pid {pid}")
         return
-    finish(new_engine(where, prepared, {}, None), False)
+    finish(new_engine(where, prepared, {}, None, group=group), False)
 
 
 @click.command()

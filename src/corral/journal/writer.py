@@ -75,7 +75,9 @@ def _acquire_lock(path: str) -> int:
     # os.open fds are close-on-exec (PEP 446): a spawned process must not inherit the lock,
     # or it would keep the journal locked after the supervisor dies.
     try:
-        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        # 0600 even in a group-shared task: whoever can open the lock can flock it (shared)
+        # and so block the owner's kill and recover
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:  # not ours to take (another user's task, a symlink): one line
         raise JournalUnreadable(lock_path(path), exc) from None
     try:
@@ -295,7 +297,7 @@ class JournalWriter:
 
 
 def open_for_append(
-    path: str | os.PathLike[str], *, create: bool, resume_at: int = 0
+    path: str | os.PathLike[str], *, create: bool, resume_at: int = 0, mode: int = 0o600
 ) -> tuple[JournalWriter, list[bytes]]:
     """Lock the journal, read it once, repair a torn tail, and return the writer and payloads.
 
@@ -315,7 +317,7 @@ def open_for_append(
     fd = -1
     try:
         flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
-        fd = open_journal_fd(path, flags, 0o644)
+        fd = open_journal_fd(path, flags, mode)  # mode: 0600, or 0640 in a shared task
         resumed = _scan_from(fd, resume_at) if resume_at > HEADER_SIZE else None
         if resumed is not None:
             return _resumed_writer(path, fd, lock_fd, resume_at, *resumed)

@@ -67,7 +67,13 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        unix.bind(path)
+        # only the owner may connect (the socket may live in /tmp when the path is long):
+        # the umask is the one way to create a socket file without a window
+        old = os.umask(0o177)
+        try:
+            unix.bind(path)
+        finally:
+            os.umask(old)
         self._listen(unix, tcp=False)
         if tcp is not None:
             family = socket.AF_INET6 if ":" in tcp[0] else socket.AF_INET

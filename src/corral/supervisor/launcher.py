@@ -21,7 +21,7 @@ from corral.core.states import RunState
 from corral.core.supervision import Supervision
 from corral.core.task import SIGKILL, Run, exit_outcome
 from corral.spec.model import Task
-from corral.supervisor import proc
+from corral.supervisor import proc, safefs
 from corral.supervisor.crash import CrashPoints
 from corral.supervisor.environment import RunEnvironment
 from corral.supervisor.logs import Rotator
@@ -157,9 +157,10 @@ class Launcher:
         # the runs of one task or ensemble share the template's logger settings: if any
         # process logs to the console, the reaper holds the supervisor's stdout and stderr
         console = not self.hung_up and any(p.logger.destination == "console" for p in task.processes)
-        os.makedirs(self.env.logs_prefix, exist_ok=True)
+        # real directories of ours, never symlinks: the reaper opens the log files by path
+        safefs.make_subdir(self.env.logs_prefix, self.env.dir)
         if self.env.ensemble:
-            os.makedirs(self.env.jobs_prefix, exist_ok=True)
+            safefs.make_subdir(self.env.jobs_prefix, self.env.dir)
         spawner = self.spawner = Spawner(str(self.env.layout.reaper_log), self.base_env, console, self.helper)
         if self._loop is not None:
             self._loop.register(spawner.fileno(), "reaper")

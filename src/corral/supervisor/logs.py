@@ -16,6 +16,8 @@ import shutil
 import time
 from pathlib import Path
 
+from corral.supervisor import safefs
+
 CHECK_INTERVAL = 1.0
 
 
@@ -41,7 +43,8 @@ class Rotator:
             return
         for files, size, backups in list(self.watched.values()):
             for path in files:
-                rotate_if_needed(path, size, backups)
+                with contextlib.suppress(OSError):  # a log we cannot rotate never stops us
+                    rotate_if_needed(path, size, backups)
         self.next_check = time.time() + CHECK_INTERVAL if self.watched else None
 
 
@@ -56,7 +59,21 @@ def rotate_if_needed(path: Path, size: int, backups: int) -> bool:
             older = path.with_name(f"{path.name}.{i}")
             if older.exists():
                 os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
-        shutil.copyfile(path, path.with_name(f"{path.name}.1"))
-    with contextlib.suppress(FileNotFoundError), open(path, "r+b") as f:
-        f.truncate(0)
+        _copy(path, path.with_name(f"{path.name}.1"))
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
     return True
+
+
+def _copy(source: Path, dest: Path) -> None:
+    """shutil.copyfile without following a symlink at either end; the copy keeps the
+    original's mode (0600 in a private task)."""
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with open(src, "rb") as reader:
+        dst = safefs.open_new(dest, os.O_WRONLY | os.O_TRUNC, os.fstat(src).st_mode & 0o777)
+        with open(dst, "wb") as writer:
+            shutil.copyfileobj(reader, writer)

@@ -55,7 +55,9 @@ RESET = (
     _signal.SIGXFSZ,
     _signal.SIGCHLD,
 )
-_OUT = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+# O_NOFOLLOW: a log file planted as a symlink must not get a run's output appended to its
+# target (the supervisor made the logs directory a real one of ours: see safefs.py)
+_OUT = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
 
 
 def frame(payload: tuple | dict) -> bytes:  # type: ignore[type-arg]
@@ -119,7 +121,12 @@ class Reaper:
         # own start-up may have changed (locale coercion adds LC_CTYPE under -I)
         self.base: dict[str, str] | None = None
         self.path = os.defpath
-        self.ledger = os.open(ledger, _OUT | os.O_CLOEXEC, 0o644)
+        # files are as private as the task directory: 0600, or 0640 if it is group-readable
+        shared = os.stat(os.path.dirname(ledger)).st_mode & 0o050 == 0o050
+        self.mode = 0o640 if shared else 0o600
+        self.task_prefix = os.path.dirname(ledger) + "/"  # a job's directory under it: private
+        self.dir_mode = 0o750 if shared else 0o700
+        self.ledger = os.open(ledger, _OUT | os.O_CLOEXEC, self.mode)
         self.console = console
         self.me = str(os.getpid())
         self.runs: dict[int, tuple[int, str, int]] = {}  # pid -> (job, process, run)
@@ -132,12 +139,14 @@ class Reaper:
         job, process, run, argv, env, cwd, stdout, stderr = req
         now = time.time()
         try:
+            # a sandbox of the user's own gets the umask's mode, the task's own dirs its privacy
+            mode = self.dir_mode if cwd.startswith(self.task_prefix) else 0o777
             try:  # a new job's directory: one mkdir (its parent exists), else mkdir -p
-                os.mkdir(cwd)
+                os.mkdir(cwd, mode)
             except FileExistsError:
                 pass
             except FileNotFoundError:
-                os.makedirs(cwd, exist_ok=True)
+                os.makedirs(cwd, mode, exist_ok=True)
             os.chdir(cwd)
             actions: list[tuple] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]  # type: ignore[type-arg]
             for fd, dest in ((1, stdout), (2, stderr)):
@@ -147,7 +156,7 @@ class Reaper:
                     else:
                         actions.append((os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0))
                 else:
-                    actions.append((os.POSIX_SPAWN_OPEN, fd, dest, _OUT, 0o644))
+                    actions.append((os.POSIX_SPAWN_OPEN, fd, dest, _OUT, self.mode))
             assert self.base is not None
             full = self.base
             if env:
@@ -163,7 +172,7 @@ class Reaper:
             reason = f"cannot start {argv[0]!r}: {detail}"
             if stderr:  # say it where the user will look: the run's stderr
                 try:
-                    fd = os.open(stderr, _OUT | os.O_CLOEXEC, 0o644)
+                    fd = os.open(stderr, _OUT | os.O_CLOEXEC, self.mode)
                     os.write(fd, f"corral: {reason}\n".encode())
                     os.close(fd)
                 except OSError:

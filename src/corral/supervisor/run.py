@@ -14,7 +14,7 @@ from corral import spec as specs  # templating and validation load on first use 
 from corral.core.states import TaskState
 from corral.errors import UserError
 from corral.spec.model import Ensemble, Task
-from corral.supervisor import proc
+from corral.supervisor import proc, safefs
 from corral.supervisor.engine import Engine
 from corral.supervisor.layout import Layout
 from corral.supervisor.session import Jobs, create
@@ -70,9 +70,14 @@ def render_for_run(
 
 
 def new_engine(
-    layout: Layout, prepared: Task | Ensemble, context: dict[str, Any], file: str | None
+    layout: Layout,
+    prepared: Task | Ensemble,
+    context: dict[str, Any],
+    file: str | None,
+    *,
+    group: bool = False,
 ) -> Engine:
-    return create(layout, prepared, context=context, file=file)
+    return create(layout, prepared, context=context, file=file, group=group)
 
 
 def supervise(engine: Engine, reporter: Any = None) -> TaskState:
@@ -102,8 +107,8 @@ def detach(layout: Layout, make_engine: Callable[[], Engine]) -> int:
         code = 0
         try:
             engine = make_engine()
-            layout.dir.mkdir(parents=True, exist_ok=True)
-            log = os.open(layout.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            mode = safefs.file_mode(layout.dir)  # the engine made (or checked) the directory
+            log = safefs.open_new(layout.supervisor_log, os.O_WRONLY | os.O_APPEND, mode)
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.write(write_fd, f"ok {os.getpid()}\n".encode())

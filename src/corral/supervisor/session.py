@@ -29,7 +29,7 @@ from corral.spec.model import Ensemble, Task
 
 if TYPE_CHECKING:
     from corral.spec.params import ParamSpace
-from corral.supervisor import proc
+from corral.supervisor import proc, safefs
 from corral.supervisor.engine import Engine
 from corral.supervisor.layout import Layout
 from corral.supervisor.reconcile import reconcile
@@ -219,19 +219,23 @@ def create(
     *,
     context: dict[str, Any],
     file: str | None = None,
+    group: bool = False,
 ) -> Engine:
-    """Start the journal of a new task (already rendered) or ensemble."""
+    """Start the journal of a new task (already rendered) or ensemble; `group` shares its
+    directory with the owner's group (read only)."""
     if layout.journal.exists() and _has_records(layout):
         raise SessionError(_exists_message(layout))
     kind = "task" if isinstance(subject, Task) else "ensemble"
     context = dict(context)
-    layout.dir.mkdir(parents=True, exist_ok=True)
+    safefs.make_task_dir(layout.dir, group=group)
+    safefs.make_subdir(layout.logs, layout.dir)  # a planted symlink is refused before any record
+    mode = safefs.file_mode(layout.dir)
     if isinstance(subject, Ensemble) and subject.params_file:
         source = Path(subject.params_file)
         if not source.is_absolute() and file is not None:
             source = Path(file).resolve().parent / source
         copy = layout.dir / ("params" + source.suffix)
-        shutil.copyfile(source, copy)
+        safefs.write_file(copy, source.read_bytes(), mode)
         context["params_file"] = str(copy)
     opened = Opened(
         kind,
@@ -255,7 +259,7 @@ def create(
             if not layout.journal.exists():
                 shutil.rmtree(layout.dir, ignore_errors=True)  # leave no trace of a refused run
             raise
-    writer, _ = open_for_append(layout.journal, create=True)
+    writer, _ = open_for_append(layout.journal, create=True, mode=mode)
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
     _attach_backend(engine, opened, new=True)
     if jobs is not None:
@@ -331,6 +335,7 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
     """Recover: lock, replay, reconcile every live run with reality, return the engine."""
     if not layout.journal.exists():
         raise SessionError(f"{layout.id}: no such task under {layout.root}")
+    safefs.check_dir(layout.dir)
     from corral.supervisor.checkpoints import restored
 
     # start from the checkpoint when there is one: only the records after it are read

@@ -8,6 +8,7 @@ import json
 import os
 
 from corral.core.supervision import Supervision
+from corral.supervisor import safefs
 from corral.supervisor.layout import Layout
 
 SNAPSHOT_INTERVAL = 1.0
@@ -31,7 +32,7 @@ def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: flo
         data.update(_task_detail(sup))
     tmp = layout.status_snapshot.with_suffix(".tmp")
     with contextlib.suppress(OSError):
-        tmp.write_text(json.dumps(data))
+        safefs.write_file(tmp, json.dumps(data).encode(), safefs.file_mode(layout.dir))
         os.replace(tmp, layout.status_snapshot)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from corral.supervisor import proc
+from corral.supervisor import proc, safefs
 from corral.supervisor import reaper as _reaper
 
 SHELL = "/bin/sh"
@@ -66,7 +66,7 @@ class Spawner:
         # announce it before it is sent anything: a successor waits for the X line of every
         # live reaper named here before it judges launches whose pid it never learned
         line = f"R\t{self.pid}\t{proc.start_ticks(self.pid) or 0}\t{time.time():.6f}\n"
-        fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fd = safefs.open_new(ledger, os.O_WRONLY | os.O_APPEND, safefs.file_mode(os.path.dirname(ledger)))
         try:
             os.write(fd, line.encode())
         finally:

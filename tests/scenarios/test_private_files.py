@@ -1,0 +1,187 @@
+"""A task's files are private to its owner, never written through a symlink, and another
+user gets one line (never a traceback) and cannot hold the writer's lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import io
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+NOBODY = 65534
+
+
+@pytest.fixture(autouse=True)
+def _umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def _files(task: Path) -> list[Path]:
+    return [p for p in task.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def test_a_task_is_private_under_umask_022(corral) -> None:
+    corral("simplerun", "--id", "t", "--", "sh", "-c", "echo out; echo err >&2", check=True)
+    task = corral.root / "t"
+    assert _mode(task) == 0o700 and _mode(task / "logs") == 0o700
+    names = {p.name for p in _files(task)}
+    assert {"journal", "journal.lock", "reaper.log", "simple.0.stdout", "simple.0.stderr"} <= names
+    assert {p.name: _mode(p) for p in _files(task)} == {n: 0o600 for n in names}
+
+
+def test_a_detached_ensemble_is_private_too(corral, spec_file) -> None:
+    spec = spec_file("name: e\njob:\n  cmd: 'true'\nparams:\n  x: [1, 2]\n")
+    out = corral("run", str(spec), "--id", "e", "--detach", check=True)
+    assert "supervised by pid" in out.stdout
+    corral.wait_for(lambda: corral.status("e")["state"] == "SUCCESS")
+    task = corral.root / "e"
+    assert {"supervisor.log", "status.json"} <= {p.name for p in _files(task)}
+    assert all(_mode(p) == 0o600 for p in _files(task)), {str(p): oct(_mode(p)) for p in _files(task)}
+    assert all(_mode(p) == 0o700 for p in [task, *[d for d in task.rglob("*") if d.is_dir()]])
+
+
+def test_group_readable_shares_with_the_group_but_never_the_lock(corral) -> None:
+    corral("simplerun", "--group-readable", "--id", "g", "--", "echo", "hi", check=True)
+    task = corral.root / "g"
+    assert _mode(task) == 0o750 and _mode(task / "logs") == 0o750
+    modes = {p.name: _mode(p) for p in _files(task)}
+    assert modes.pop("journal.lock") == 0o600
+    assert set(modes.values()) == {0o640}, modes
+
+
+def test_a_symlinked_logs_directory_is_refused_and_nothing_written(corral, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (corral.root / "t").mkdir()
+    (corral.root / "t" / "logs").symlink_to(elsewhere)
+    result = corral("simplerun", "--id", "t", "--", "echo", "hi")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "symbolic link" in result.stderr
+    assert list(elsewhere.iterdir()) == []
+    assert not (corral.root / "t" / "journal").exists()
+
+
+def test_a_symlinked_log_file_never_gets_the_output(corral, tmp_path: Path) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    logs = corral.root / "t" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "simple.0.stdout").symlink_to(target)
+    corral("simplerun", "--id", "t", "--", "echo", "hi")
+    assert target.read_text() == "keep me\n"
+    assert corral.status("t")["state"] == "FAILED"
+
+
+# -- another user ---------------------------------------------------------------------------
+
+
+def _as_nobody(fn: Callable[[], int]) -> tuple[int, str]:
+    """Run fn in a forked child that became uid/gid 65534; (its exit status, its stderr).
+
+    In-process on purpose: the interpreter under /root is not reachable by nobody, the modules
+    the child needs are imported before the fork."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 70
+        try:
+            os.close(read)
+            sys.stderr = open(write, "w", buffering=1)  # pytest replaced it
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            code = fn()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        err = f.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err
+
+
+@pytest.fixture
+def shared_root(corral) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+    """A root another user may traverse (the test's tmp_path is root's, 0700)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user (uid 65534)")
+    base = Path(tempfile.mkdtemp(prefix="corral-shared-"))
+    base.chmod(0o755)
+    corral.root = base / "root"
+    corral.root.mkdir(mode=0o755)
+    corral.env["CORRAL_ROOT"] = str(corral.root)
+    yield corral.root
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_another_user_cannot_hold_the_writer_lock(corral, shared_root: Path) -> None:
+    corral("simplerun", "--id", "t", "--", "true", check=True)
+    lock = shared_root / "t" / "journal.lock"
+
+    def take() -> int:
+        fd = os.open(lock, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return 0
+
+    code, err = _as_nobody(take)
+    assert code != 0 and "PermissionError" in err
+    # even with the directory opened up by hand, the lock file itself stays the owner's
+    (shared_root / "t").chmod(0o755)
+    code, err = _as_nobody(take)
+    assert code != 0 and "PermissionError" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "--json"],
+        ["status", "t", "--json"],
+        ["read", "t"],
+        ["tail", "t"],
+        ["kill", "t"],
+        ["recover", "t"],
+    ],
+)
+def test_another_user_gets_one_line(corral, shared_root: Path, args: list[str]) -> None:
+    # imported before the fork: the child cannot read site-packages under /root
+    importlib.import_module("corral.cli.control")
+    importlib.import_module("corral.cli.status")
+    importlib.import_module("corral.supervisor.session")
+    cli = importlib.import_module("corral.cli.main").cli
+
+    corral("simplerun", "--id", "t", "--", "true", check=True)
+
+    def command() -> int:
+        sys_stdout = io.StringIO()
+        with contextlib.redirect_stdout(sys_stdout):
+            cli.main(["--root", str(shared_root), *args], prog_name="corral")
+        return 0
+
+    code, err = _as_nobody(command)
+    assert "Traceback" not in err, err
+    if args[0] == "status":  # the other user's private task is simply not listed
+        assert code == 0, err
+        return
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
