@@ -503,6 +503,56 @@ processes:
     assert len({m.group(1) for m in steps if m}) == 2, "each process is its own step"
 
 
+def test_slurm_steps_outside_an_allocation_is_refused(corral, spec_file, slurm):
+    """srun outside an allocation would make one allocation per run: refused in one line."""
+    task_id = new_id("so")
+    spec = spec_file("""
+name: so
+backend: slurm-steps
+processes:
+  - name: a
+    cmd: 'true'
+""")
+    env = {k: v for k, v in corral.env.items() if k not in ("SLURM_JOB_ID", "SLURM_JOBID")}
+    result = subprocess.run(
+        corral.argv("run", str(spec), "--id", task_id), capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"corral: {spec}: backend: slurm-steps runs processes as steps"), lines
+    assert "Traceback" not in result.stderr
+    assert not (corral.root / task_id).exists()  # nothing recorded
+
+
+def test_slurm_steps_without_srun_fails_the_run_not_the_supervisor(corral, spec_file, tmp_path, slurm):
+    """A missing srun is the run's spawn failure (recorded with why); the supervisor goes on."""
+    task_id = new_id("sn")
+    spec = spec_file("""
+name: sn
+backend: slurm-steps
+processes:
+  - name: a
+    cmd: 'true'
+""")
+    empty = tmp_path / "no-slurm-here"
+    empty.mkdir()
+    result = subprocess.run(
+        ["salloc", "-N1", "-n1", "--job-name", f"corral-test-{task_id}", *corral.argv("run", str(spec), "--id", task_id)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**corral.env, "CORRAL_SLURM_BIN": str(empty)},
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stderr  # the task FAILED; corral itself did not crash
+    status = corral.status(task_id)
+    assert status["state"] == "FAILED"
+    runs = [r for r in raw_records(corral, task_id) if r["type"] == "RunUpdate"]
+    assert runs[-1]["state"] == "FAILED"
+    assert "spawn: Slurm command 'srun' not found" in runs[-1]["reason"], runs
+
+
 def test_slurm_steps_ensemble_inside_sbatch(corral, spec_file, slurm, wait_terminal, tmp_path):
     task_id = new_id("sb")
     spec = spec_file("""

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from corral.backends.slurm_client import (
     SlurmJobInfo,
     SlurmState,
     SlurmTimeout,
+    in_allocation,
 )
 from corral.core.outcome import Observation, Seen, judge
 from corral.core.records import Cause, Note, Submitted, Transition
@@ -68,6 +70,17 @@ SEEN: dict[SlurmState, Seen] = {
     SlurmState.REVOKED: Seen.REVOKED,
 }
 VANISHED_GRACE = 30.0  # a submitted job missing from squeue this long is judged by its journal
+
+
+def check_steps(where: str | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """`backend: slurm-steps` runs each process as a step of the allocation corral runs in.
+    Outside one, srun would make one allocation per run: refused, before anything is recorded."""
+    if in_allocation(environ) is None:
+        prefix = f"{where}: backend" if where else "backend"
+        raise UserError(
+            f"{prefix}: slurm-steps runs processes as steps of the Slurm allocation corral runs in, "
+            "and SLURM_JOB_ID is not set: start corral inside salloc or sbatch, or use backend: slurm"
+        )
 
 
 def slurm_dir(root: Path, task_id: str) -> Path:

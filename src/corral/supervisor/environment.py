@@ -68,10 +68,13 @@ class RunEnvironment:
 
     def srun_argv(self, argv: list[str], task: Task, process: str) -> list[str]:
         """Inside an allocation, each run is an exclusive srun step (slurm-steps backend)."""
-        from corral.backends.slurm_client import SlurmClient
+        from corral.backends.slurm_client import SlurmClient, SlurmError
 
         res = task.resources
         cpus = max(1, math.ceil(res.cpus)) if res.cpus else 1
-        return SlurmClient().srun_step_argv(
-            argv, cpus=cpus, memory_bytes=res.memory or None, name=f"{self.layout.id}.{process}"
-        )
+        try:
+            return SlurmClient().srun_step_argv(
+                argv, cpus=cpus, memory_bytes=res.memory or None, name=f"{self.layout.id}.{process}"
+            )
+        except SlurmError as exc:  # srun missing: the run fails to spawn, the supervisor goes on
+            raise OSError(str(exc)) from None

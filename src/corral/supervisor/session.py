@@ -247,14 +247,17 @@ def create(
         context=context,
     )
     sup, jobs = supervision_for(opened, layout, keep_finished=kind == "task")
-    if sup.remote and sup.total:
-        from corral.backends.slurm import SlurmBackend
+    steps = bool(sup.total) and sup.task_for(0).backend == "slurm-steps"
+    if (sup.remote or steps) and sup.total:
+        from corral.backends.slurm import SlurmBackend, check_steps
 
         # before anything is recorded: Slurm must be there and accept this job
         try:
-            SlurmBackend(layout.root, layout.id, _slurm_options(opened), sup.policy.job_limit).check(
-                sup.task_for(0), file
-            )
+            if steps:
+                check_steps(file)
+            else:
+                backend = SlurmBackend(layout.root, layout.id, _slurm_options(opened), sup.policy.job_limit)
+                backend.check(sup.task_for(0), file)
         except BaseException:
             if not layout.journal.exists():
                 shutil.rmtree(layout.dir, ignore_errors=True)  # leave no trace of a refused run
