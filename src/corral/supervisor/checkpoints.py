@@ -26,6 +26,7 @@ import msgspec
 from corral.core.checkpoint import Checkpoint, capture, decode_checkpoint, encode_checkpoint, restore
 from corral.core.supervision import Supervision
 from corral.journal.watch import Tail
+from corral.supervisor import safefs
 from corral.supervisor.layout import Layout
 
 MAGIC = b"CORRALK\x00"
@@ -60,7 +61,8 @@ def write(layout: Layout, sup: Supervision, journal_offset: int, records: int, a
         data = _HEAD.pack(MAGIC, VERSION, 0, journal_offset, head, zlib.crc32(payload)) + payload
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        # as private as the task (0600, or 0640 when it is shared with the group: safefs.py)
+        fd = safefs.open_new(tmp, os.O_WRONLY | os.O_EXCL, safefs.file_mode(layout.dir))
         try:
             view = memoryview(data)
             while view:
