@@ -119,6 +119,10 @@ class _Driver:
             self._ask(unfinished)
 
     def on_lost(self) -> None:
+        with self.lock:
+            busy = any(f.job is not None and f.job >= 0 and not f.done() for f in self.futures.values())
+        if not busy:  # nothing to wait for: the next submission reconnects
+            return
         try:
             if self.spec is None:
                 raise client.SupervisorGone("the executor's supervisor is gone")
