@@ -75,3 +75,22 @@ def test_the_validator_accepts_ordinary_ids() -> None:
         assert valid_id(good) and check_id(good) == good
     for bad in BAD_IDS:
         assert not valid_id(bad)
+
+
+def test_a_parameter_inside_double_quotes_never_runs(corral, spec_file, tmp_path: Path) -> None:
+    """examples/sweep.yaml writes `echo "alpha={{params.alpha}}"`: the value stays a value."""
+    spec = spec_file(
+        f'name: q\nprocesses:\n  - name: p\n    cmd: cd {tmp_path} && echo "x={{{{params.x}}}}"\n'
+    )
+    corral("run", str(spec), "--id", "q", "--set", "x=$(touch P)`touch Q`", check=True)
+    assert not (tmp_path / "P").exists() and not (tmp_path / "Q").exists()
+    assert (corral.root / "q" / "logs" / "p.0.stdout").read_text() == "x=$(touch P)`touch Q`\n"
+
+
+def test_a_placeholder_in_backquotes_is_refused_in_one_line(corral, spec_file) -> None:
+    spec = spec_file("name: q\nprocesses:\n  - name: p\n    cmd: echo `echo {{params.x}}`\n")
+    result = corral("run", str(spec), "--id", "q", "--set", "x=1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "processes[0].cmd" in result.stderr and "backquote" in result.stderr
+    assert not (corral.root / "q").exists()

@@ -1,8 +1,9 @@
 """Rendering `{{task.id}}`, `{{ports.NAME}}`, `{{params.NAME}}`, `{{job.index}}` into a task.
 
 Jinja2 with StrictUndefined: an unbound name is an error naming the field and the name, never an
-empty string. In `cmd` (a /bin/sh command line) every substituted value is shell-quoted, so a
-parameter `x; rm -rf /` arrives as one literal word; `{{params.flags | raw}}` opts out. argv
+empty string. In `cmd` (a /bin/sh command line) every substituted value is quoted for where it
+stands (bare, "...", '...', $(...): see shellquote.py), so a parameter `x; rm -rf /` or
+`$(touch P)` arrives as its literal characters; `{{params.flags | raw}}` opts out. argv
 elements, env values and the sandbox path are not parsed by a shell and are never quoted.
 
 Speed matters: an ensemble renders the same template for each of 100,000 jobs. Each distinct
@@ -14,7 +15,6 @@ job for a one-process job with a templated cmd, context included; 25 us for exam
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +26,7 @@ from jinja2.runtime import new_context
 
 from corral.spec.errors import SpecError
 from corral.spec.model import JobTemplate, Process, Task
+from corral.spec.shellquote import FILTERS, REFUSED, Raw, UnsafeContext, add_context_filters
 
 TASK_FIELDS = ("id", "name", "dir")
 JOB_FIELDS = ("index", "dir", "attempt")
@@ -51,20 +52,8 @@ class TemplateContext(msgspec.Struct, frozen=True):
     job: JobContext | None = None
 
 
-class Raw(str):
-    """A value marked by `| raw`: substituted into a shell command without quoting."""
-
-    __slots__ = ()
-
-
 def _raw(value: object) -> Raw:
     return Raw(str(value))  # str() of a StrictUndefined raises: `{{nope | raw}}` is still an error
-
-
-def _shell_quote(value: object) -> str:
-    if isinstance(value, Raw):
-        return str(value)
-    return shlex.quote(str(value))
 
 
 class _Environment(jinja2.Environment):
@@ -98,10 +87,11 @@ def _environment(finalize: Callable[[object], str] | None) -> jinja2.Environment
         cache_size=0,  # our own cache below keys on (mode, text)
     )
     env.filters["raw"] = _raw
+    env.filters.update(FILTERS)
     return env
 
 
-_SHELL = _environment(_shell_quote)
+_SHELL = _environment(None)  # quoting filters are written into each `{{ }}` (shellquote.py)
 _PLAIN = _environment(None)
 _GLOBALS = dict(_SHELL.globals)  # range, dict, namespace...: the same in both environments
 
@@ -130,10 +120,18 @@ def _compile(text: str, shell: bool, path: str, file: str | None) -> _Compiled:
         return found
     env = _SHELL if shell else _PLAIN
     try:
-        tree = env.parse(text)
+        source = add_context_filters(env, text) if shell else text
+        tree = env.parse(source)
         template = env.from_string(tree)
     except jinja2.TemplateSyntaxError as exc:
         raise SpecError(f"template syntax: {exc.message}", file=file, path=path) from None
+    except UnsafeContext as exc:
+        raise SpecError(
+            f"a placeholder inside a {exc.context} cannot be quoted safely",
+            file=file,
+            path=path,
+            hint=REFUSED[exc.context],
+        ) from None
     compiled = _Compiled(text, _renderer(template), _names(tree))
     if len(_CACHE) >= _CACHE_LIMIT:
         _CACHE.clear()
