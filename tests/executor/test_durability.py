@@ -15,7 +15,7 @@ import pytest
 
 import corral
 from corral.core.records import Note, Transition, decode
-from corral.journal import read_journal
+from corral.journal import lock_holder, read_journal
 
 DRIVER = str(Path(__file__).parent / "driver_script.py")
 
@@ -44,12 +44,19 @@ def wait_line(proc: subprocess.Popen[str], wanted: str) -> list[str]:
     )
 
 
-def test_a_killed_driver_leaves_calls_running_and_a_rerun_gets_each_once(root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("supervisor_too", [False, True], ids=["driver", "driver-and-supervisor"])
+def test_a_killed_driver_leaves_calls_running_and_a_rerun_gets_each_once(
+    root: Path, tmp_path: Path, supervisor_too: bool
+) -> None:
     log, gate = tmp_path / "starts", tmp_path / "gate"
     first = start_driver(root, "durable", log, gate, 8, 4)
     wait_line(first, "finished")  # calls 0-3 done; 4-7 running, held by the gate
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
+    if supervisor_too:  # the new driver recovers it: re-attaches to the calls still running
+        holder = lock_holder(root / "durable" / "journal")
+        assert holder is not None
+        os.kill(holder, signal.SIGKILL)
     second = start_driver(root, "durable", log, gate, 8, 4)
     wait_line(second, "finished")  # stored results: 0-3 not run again
     gate.touch()  # the calls the first driver started may finish now
@@ -58,6 +65,9 @@ def test_a_killed_driver_leaves_calls_running_and_a_rerun_gets_each_once(root: P
     results = {int(p[1]): int(p[2]) for p in (line.split() for line in lines) if p[0] == "result"}
     assert results == {i: i * i for i in range(8)}
     assert Counter(log.read_text().split()) == {str(i): 1 for i in range(8)}  # each ran once
+    if supervisor_too:
+        recs = [decode(p) for p in read_journal(root / "durable" / "journal").payloads]
+        assert any(isinstance(r, Note) and "recovered: 4 re-attached" in r.text for r in recs)
 
 
 def test_shutdown_with_cancel_futures_requeues(root: Path, tmp_path: Path) -> None:
