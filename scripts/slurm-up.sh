@@ -6,7 +6,9 @@
 #   2. creates the munge key if missing and starts munged as the munge user,
 #   3. writes /etc/slurm/slurm.conf for this host (name, CPU count, memory),
 #   4. starts slurmctld and slurmd (no systemd needed), restarting them if the
-#      configuration changed or they are not healthy,
+#      configuration changed or they are not healthy; before slurmctld starts, state an earlier
+#      Slurm left (another cluster name, files of another user) is repaired
+#      (scripts/slurm-repair-state.sh: a test cluster's state is disposable),
 #   5. waits until the node is idle and `srun -N1 true` works (timeout: $CORRAL_SLURM_TIMEOUT, 60 s).
 # It prints one line on success and exits non-zero with a message on failure.
 #
@@ -201,6 +203,8 @@ if [ "$conf_changed" -eq 1 ]; then
 fi
 
 if ! pid_alive /run/slurmctld.pid; then
+    # state left by an earlier Slurm (another cluster name, another user) is repaired first
+    bash "$(dirname "$0")/slurm-repair-state.sh" "$CTLD_SPOOL" "$SLURM_USER" corral
     CTLD_ARGS=()
     [ "${CORRAL_SLURM_CLEAN:-0}" = "1" ] && CTLD_ARGS+=(-c)
     /usr/sbin/slurmctld "${CTLD_ARGS[@]}" \

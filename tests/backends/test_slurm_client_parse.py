@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from corral.backends.slurm_client import (
-    REQUEUEABLE_STATES,
     SQUEUE_FORMAT,
     TERMINAL_STATES,
     SbatchRequest,
@@ -25,13 +24,10 @@ from corral.backends.slurm_client import (
     expand_array_spec,
     format_time_limit,
     in_allocation,
-    is_requeueable,
     is_terminal,
     map_state,
     parse_exit_status,
-    parse_sacct,
     parse_sbatch_output,
-    parse_scontrol_jobs,
     parse_squeue,
 )
 
@@ -128,17 +124,9 @@ def test_decorated_and_compact_states(text: str, state: SlurmState) -> None:
     assert map_state(text) is state
 
 
-def test_terminal_and_requeueable_sets() -> None:
+def test_terminal_set() -> None:
     for s in SlurmState:
         assert is_terminal(s) == (s in TERMINAL_STATES)
-        assert is_requeueable(s) == (s in REQUEUEABLE_STATES)
-    assert {
-        SlurmState.PREEMPTED,
-        SlurmState.TIMEOUT,
-        SlurmState.NODE_FAIL,
-        SlurmState.BOOT_FAIL,
-    } == REQUEUEABLE_STATES
-    assert REQUEUEABLE_STATES <= TERMINAL_STATES
     for s in (
         SlurmState.PENDING,
         SlurmState.RUNNING,
@@ -309,115 +297,6 @@ def test_squeue_timeout(fake_bin: Path) -> None:
     c = SlurmClient(bin_dir=fake_bin, runner=runner, timeout=3)
     with pytest.raises(SlurmTimeout, match="did not answer within 3s"):
         c.squeue(["1"])
-
-
-# --------------------------------------------------------------------------- scontrol
-
-SCONTROL_ONELINE = (
-    "JobId=7 JobName=wrap UserId=root(0) GroupId=root(0) MCS_label=N/A Priority=1 Nice=0 "
-    "Account=(null) QOS=(null) JobState=FAILED Reason=NonZeroExitCode Dependency=(null) "
-    "Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=3:0 RunTime=00:00:00 "
-    "TimeLimit=UNLIMITED AllocNode:Sid=localhost:3136 NodeList=vm "
-    "TRES=cpu=1,mem=1G,node=1,billing=1 CPUs/Task=1 ReqB:S:C:T=0:0:*:* "
-    "StdOut=/tmp/slurm-7.out Power=\n"
-    "JobId=30 ArrayJobId=30 ArrayTaskId=2-4,9%2 ArrayTaskThrottle=2 JobName=wrap "
-    "JobState=PENDING Reason=JobArrayTaskLimit ExitCode=0:0 NodeList=\n"
-    "JobId=32 ArrayJobId=30 ArrayTaskId=1 ArrayTaskThrottle=2 JobName=wrap "
-    "JobState=CANCELLED Reason=None ExitCode=0:15 NodeList=vm\n"
-)
-
-SCONTROL_MULTILINE = """\
-JobId=7 JobName=wrap
-   UserId=root(0) GroupId=root(0) MCS_label=N/A
-   JobState=TIMEOUT Reason=TimeLimit Dependency=(null)
-   Requeue=1 Restarts=2 BatchFlag=1 Reboot=0 ExitCode=0:15
-   NodeList=vm
-   Power=
-
-
-"""
-
-
-def test_parse_scontrol_oneliner() -> None:
-    infos = parse_scontrol_jobs(SCONTROL_ONELINE)
-    j = infos["7"]
-    assert (j.state, j.exit_code, j.signal, j.reason) == (
-        SlurmState.FAILED,
-        3,
-        0,
-        "NonZeroExitCode",
-    )
-    assert j.details["TRES"] == "cpu=1,mem=1G,node=1,billing=1"
-    assert j.details["AllocNode:Sid"] == "localhost:3136"
-    assert j.details["CPUs/Task"] == "1"
-    assert j.details["Power"] == ""
-    assert {"30_2", "30_3", "30_4", "30_9"} <= set(infos)
-    assert infos["30_9"].state is SlurmState.PENDING
-    t = infos["30_1"]
-    assert (t.raw_job_id, t.state, t.signal, t.array_task_id) == (
-        "32",
-        SlurmState.CANCELLED,
-        15,
-        1,
-    )
-
-
-def test_parse_scontrol_multiline() -> None:
-    infos = parse_scontrol_jobs(SCONTROL_MULTILINE)
-    j = infos["7"]
-    assert j.state is SlurmState.TIMEOUT and j.reason == "TimeLimit"
-    assert j.details["Restarts"] == "2"
-    assert (j.exit_code, j.signal) == (0, 15)
-
-
-def test_scontrol_unknown_job_is_empty(fake_bin: Path) -> None:
-    c, runner = client(fake_bin, (1, "", "slurm_load_jobs error: Invalid job id specified\n"))
-    assert c.scontrol_show_job("99") == {}
-    assert runner.calls[0]["argv"][1:] == ["--oneliner", "show", "job", "99"]
-
-
-def test_scontrol_show_jobs_filters(fake_bin: Path) -> None:
-    c, runner = client(fake_bin, (0, SCONTROL_ONELINE, ""))
-    infos = c.scontrol_show_jobs(["30"])
-    assert len(runner.calls) == 1
-    assert "7" not in infos and "30_1" in infos and "30_2" in infos
-
-
-# --------------------------------------------------------------------------- sacct
-
-SACCT_OUT = """\
-7|FAILED|3:0|7|NonZeroExitCode
-7.batch|FAILED|3:0|7.batch|
-8|CANCELLED by 0|0:15|8|None
-9_1|COMPLETED|0:0|10|None
-9_[2-3]|PENDING|0:0|9|None
-"""
-
-
-def test_parse_sacct() -> None:
-    infos = parse_sacct(SACCT_OUT)
-    assert set(infos) == {"7", "8", "9_1", "9_2", "9_3"}
-    assert (infos["7"].state, infos["7"].exit_code) == (SlurmState.FAILED, 3)
-    assert infos["8"].state is SlurmState.CANCELLED and infos["8"].signal == 15
-    assert infos["9_1"].raw_job_id == "10" and infos["9_1"].array_task_id == 1
-    assert infos["9_3"].state is SlurmState.PENDING
-
-
-def test_sacct_disabled_detected_once(fake_bin: Path) -> None:
-    c, runner = client(fake_bin, (1, "", "Slurm accounting storage is disabled\n"))
-    assert c.sacct_states(["1"]) == {}
-    assert c.sacct_available() is False
-    assert c.sacct_states(["2"]) == {}
-    assert len(runner.calls) == 1
-
-
-def test_sacct_working(fake_bin: Path) -> None:
-    c, runner = client(fake_bin, (0, SACCT_OUT, ""))
-    infos = c.sacct_states(["7", "8", "9"])
-    assert c.sacct_available() is True
-    assert infos["7"].exit_code == 3
-    argv = runner.calls[0]["argv"]
-    assert "--jobs=7,8,9" in argv and "--parsable2" in argv and "--allocations" in argv
 
 
 # --------------------------------------------------------------------------- sbatch

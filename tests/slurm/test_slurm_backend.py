@@ -362,10 +362,16 @@ job_limit: 8
     launcher.wait()
     at_kill = corral.status(task_id)["jobs"]
     assert at_kill["running"] > 0 and at_kill["pending"] > 0, at_kill
-    submitted_at_kill = set(submissions_per_job(raw_records(corral, task_id)))
+    records_at_kill = raw_records(corral, task_id)
+    submitted_at_kill = set(submissions_per_job(records_at_kill))
+    last = {r["job"]: r["state"] for r in records_at_kill if r["type"] == "Transition" and r["job"] >= 0}
+    in_slurm = {j for j, s in last.items() if s in ("SUBMITTED", "ACTIVE") and j in submitted_at_kill}
+    assert in_slurm
 
     result = corral("recover", task_id, timeout=180)
     assert result.returncode == 0, result.stderr
+    # the jobs live in Slurm are what the new launcher re-attached to (it said 0 before)
+    assert f"{len(in_slurm)} re-attached" in result.stdout + result.stderr, (result.stdout, result.stderr)
     assert corral.status(task_id)["jobs"]["succeeded"] == 30
 
     starts = collections.Counter(

@@ -150,8 +150,7 @@ class SlurmBackend:
         try:
             self.client.command_path("sbatch")
             self.client.command_path("squeue")
-            argv = ["--test-only", *self.client.sbatch_argv(req)]
-            proc = self.client._run("sbatch", argv, input=req.script)
+            proc = self.client.sbatch_test_only(req)
         except SlurmError as exc:
             raise UserError(f"{prefix}: {_one_line(str(exc))}") from None
         if proc.returncode != 0:
@@ -240,6 +239,13 @@ class SlurmBackend:
             except SlurmError as exc:  # the next polls show what is still running
                 engine.record(Note(f"scancel: {_one_line(str(exc))}", time.time()))
         self.next_poll = time.time()
+
+    def reattach(self) -> int:
+        """After a recovery: watch again the live jobs Slurm holds (those with a recorded
+        Slurm id; the others are looked for by name at the first poll). Returns how many."""
+        sup = self._engine().sup
+        self.resolved = False
+        return sum(1 for job in sup.live if job in sup.submitted)
 
     # -- polling ---------------------------------------------------------------------------
 

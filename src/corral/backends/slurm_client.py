@@ -11,7 +11,7 @@ Design points:
   asks for every job and filters locally: still one call). Pending array ranges such as
   ``123_[5-99%4]`` are expanded to one entry per task.
 * :attr:`SlurmClient.counts` counts the commands issued per kind (``sbatch``, ``squeue``,
-  ``scancel``, ``scontrol``, ``sacct``, ``sinfo``), so benchmarks can report them.
+  ``scancel``, ``sinfo``, ``srun``), so benchmarks can report them.
 * Slurm's own error text is kept in :class:`SlurmError`; a missing installation raises
   :class:`SlurmMissing` with a hint on how to fix it.
 
@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "REQUEUEABLE_STATES",
     "TERMINAL_STATES",
     "SbatchRequest",
     "SlurmClient",
@@ -45,12 +44,9 @@ __all__ = [
     "expand_array_spec",
     "format_time_limit",
     "in_allocation",
-    "is_requeueable",
     "is_terminal",
     "map_state",
     "parse_exit_status",
-    "parse_sacct",
-    "parse_scontrol_jobs",
     "parse_squeue",
 ]
 
@@ -163,11 +159,6 @@ TERMINAL_STATES: frozenset[SlurmState] = frozenset(
     }
 )
 
-#: Ended through no fault of the job itself: worth requeueing when the spec allows it.
-REQUEUEABLE_STATES: frozenset[SlurmState] = frozenset(
-    {SlurmState.PREEMPTED, SlurmState.TIMEOUT, SlurmState.NODE_FAIL, SlurmState.BOOT_FAIL}
-)
-
 
 def map_state(slurm_state: str) -> SlurmState:
     """Map Slurm's state text to :class:`SlurmState`.
@@ -188,10 +179,6 @@ def map_state(slurm_state: str) -> SlurmState:
 
 def is_terminal(state: SlurmState) -> bool:
     return state in TERMINAL_STATES
-
-
-def is_requeueable(state: SlurmState) -> bool:
-    return state in REQUEUEABLE_STATES
 
 
 # --------------------------------------------------------------------------- data
@@ -438,93 +425,6 @@ def parse_squeue(text: str) -> dict[str, SlurmJobInfo]:
 _SCONTROL_KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_:/.\-]*)=")
 
 
-def _parse_scontrol_record(line: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    matches = list(_SCONTROL_KEY.finditer(line))
-    for i, m in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
-        fields.setdefault(m.group(1), line[m.end() : end].strip())
-    return fields
-
-
-def parse_scontrol_jobs(text: str) -> dict[str, SlurmJobInfo]:
-    """Parse ``scontrol -o show job [id]`` (one record per line; multi-line records, as
-    printed without ``-o``, separated by blank lines are accepted too)."""
-    out: dict[str, SlurmJobInfo] = {}
-    if "\n\n" in text.strip() or ("\n   " in text):
-        records = [" ".join(block.split("\n")) for block in re.split(r"\n\s*\n", text)]
-    else:
-        records = text.splitlines()
-    for rec in records:
-        if not rec.strip():
-            continue
-        f = _parse_scontrol_record(rec)
-        raw_id = f.get("JobId")
-        if not raw_id:
-            continue
-        array_job_id = _na(f.get("ArrayJobId", ""))
-        task_spec = _na(f.get("ArrayTaskId", ""))
-        code, sig = parse_exit_status(f.get("ExitCode", ""))
-        raw_state = f.get("JobState", "")
-        display = f"{array_job_id}_{task_spec}" if array_job_id and task_spec else raw_id
-        info = SlurmJobInfo(
-            job_id=display,
-            state=map_state(raw_state),
-            raw_state=raw_state,
-            reason=f.get("Reason", ""),
-            raw_job_id=raw_id,
-            array_job_id=array_job_id,
-            array_task_id=_task_index(task_spec),
-            exit_code=code,
-            signal=sig,
-            nodes=_na(f.get("NodeList", "")) or "",
-            name=f.get("JobName", ""),
-            details=f,
-        )
-        if array_job_id and task_spec and _task_index(task_spec) is None:
-            _expand_into(out, info, array_job_id, task_spec)
-        else:
-            out[display] = info
-    return out
-
-
-def parse_sacct(text: str) -> dict[str, SlurmJobInfo]:
-    """Parse ``sacct --noheader --parsable2 -X -o JobID,State,ExitCode,JobIDRaw,Reason``."""
-    out: dict[str, SlurmJobInfo] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        parts = line.split("|")
-        if len(parts) < 3:
-            raise SlurmError(f"unexpected sacct output line: {line!r}")
-        display, state, exit_s = parts[0].strip(), parts[1].strip(), parts[2].strip()
-        raw_id = parts[3].strip() if len(parts) > 3 else display
-        reason = parts[4].strip() if len(parts) > 4 else ""
-        if "." in display:  # a step (batch, extern, 0...): -X should have removed them
-            continue
-        code, sig = parse_exit_status(exit_s)
-        array_job_id: str | None = None
-        task: str | None = None
-        if "_" in display:
-            array_job_id, _, task = display.partition("_")
-        info = SlurmJobInfo(
-            job_id=display,
-            state=map_state(state),
-            raw_state=state,
-            reason=reason,
-            raw_job_id=raw_id,
-            array_job_id=array_job_id,
-            array_task_id=_task_index(task),
-            exit_code=code,
-            signal=sig,
-        )
-        if array_job_id is not None and task is not None and task.startswith("["):
-            _expand_into(out, info, array_job_id, task)
-        else:
-            out[display] = info
-    return out
-
-
 # --------------------------------------------------------------------------- environment
 
 
@@ -575,7 +475,6 @@ class SlurmClient:
         self._runner: Runner = runner if runner is not None else subprocess.run
         self.counts: collections.Counter[str] = collections.Counter()
         self._paths: dict[str, str] = {}
-        self._sacct_available: bool | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -689,6 +588,11 @@ class SlurmClient:
         # else: the script text goes to stdin
         return args
 
+    def sbatch_test_only(self, req: SbatchRequest) -> subprocess.CompletedProcess[str]:
+        """``sbatch --test-only``: would the controller accept ``req``? Nothing is submitted;
+        the caller reads the answer (exit status, Slurm's own words on stderr)."""
+        return self._run("sbatch", ["--test-only", *self.sbatch_argv(req)], input=req.script)
+
     def sbatch(self, req: SbatchRequest) -> str:
         """Submit; return the job id (the array id for an array).
 
@@ -741,67 +645,6 @@ class SlurmClient:
         if proc.returncode != 0:
             raise self._error("squeue", proc)
         return parse_squeue(proc.stdout)
-
-    # ------------------------------------------------------------------ scontrol / sacct
-
-    def scontrol_show_job(self, job_id: str) -> dict[str, SlurmJobInfo]:
-        """``scontrol show job ID`` (an array id gives all its tasks); {} when unknown.
-
-        ``details`` holds every ``Key=Value`` field (TimeLimit, RunTime, Restarts...).
-        """
-        proc = self._run("scontrol", ["--oneliner", "show", "job", str(job_id)])
-        if proc.returncode != 0:
-            if "Invalid job id" in (proc.stderr or ""):
-                return {}
-            raise self._error("scontrol", proc)
-        return parse_scontrol_jobs(proc.stdout)
-
-    def scontrol_show_jobs(self, job_ids: Iterable[str] | None = None) -> dict[str, SlurmJobInfo]:
-        """All jobs slurmctld knows, in one ``scontrol show job`` call, optionally filtered."""
-        proc = self._run("scontrol", ["--oneliner", "show", "job"])
-        if proc.returncode != 0:
-            raise self._error("scontrol", proc)
-        result = parse_scontrol_jobs(proc.stdout)
-        if job_ids is not None:
-            result = _filter(result, {str(j) for j in job_ids})
-        return result
-
-    def sacct_available(self) -> bool | None:
-        """None until the first :meth:`sacct_states` call, then whether sacct works."""
-        return self._sacct_available
-
-    def sacct_states(self, job_ids: Iterable[str]) -> dict[str, SlurmJobInfo]:
-        """Final states from accounting, in one call; {} (and no further calls) when the
-        cluster has no accounting storage or sacct is not installed."""
-        wanted = sorted({str(j).strip() for j in job_ids if str(j).strip()})
-        if not wanted or self._sacct_available is False:
-            return {}
-        try:
-            self.command_path("sacct")
-        except SlurmMissing:
-            self._sacct_available = False
-            return {}
-        result: dict[str, SlurmJobInfo] = {}
-        for chunk in _chunks(wanted, _MAX_JOBS_ARG):
-            proc = self._run(
-                "sacct",
-                [
-                    "--noheader",
-                    "--parsable2",
-                    "--allocations",
-                    "--format=JobID,State,ExitCode,JobIDRaw,Reason",
-                    f"--jobs={','.join(chunk)}",
-                ],
-            )
-            if proc.returncode != 0:
-                err = (proc.stderr or "") + (proc.stdout or "")
-                if "accounting storage is disabled" in err.lower() or "slurmdbd" in err.lower():
-                    self._sacct_available = False
-                    return {}
-                raise self._error("sacct", proc)
-            self._sacct_available = True
-            result.update(parse_sacct(proc.stdout))
-        return result
 
     # ------------------------------------------------------------------ scancel
 

@@ -40,7 +40,6 @@ class Slurm(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     gres: str | None = None
     extra: tuple[str, ...] = ()  # extra sbatch arguments, passed as they are
     requeue: bool = False  # requeue after preemption / walltime
-    array: bool = True  # submit homogeneous batches as job arrays
     poll_interval: float = 2.0
 
 

@@ -19,7 +19,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.core.losing import lose_records
 from corral.core.records import JobsAdded, Record, Request, Transition, encode
@@ -40,6 +40,9 @@ from corral.supervisor.layout import Layout
 from corral.supervisor.loop import Loop, earliest
 from corral.supervisor.snapshot import Snapshots
 from corral.supervisor.sweeper import Sweeper
+
+if TYPE_CHECKING:
+    from corral.backends.base import Backend  # the interface only (import-linter allows it)
 
 log = logging.getLogger("corral.supervisor")
 
@@ -62,7 +65,7 @@ class Engine:
         self.clock = clock
         self.on_turn: Callable[[Supervision], None] | None = None
         self.on_record: Callable[[Record], None] | None = None
-        self.backend: Any = None  # a remote backend (SlurmBackend) when jobs run elsewhere
+        self.backend: Backend | None = None  # a batch-system backend when jobs run elsewhere
         self.params_added: Callable[[list[dict[str, Any]]], Any] | None = None  # grows the space
         self.check_params: Callable[[list[dict[str, Any]]], str | None] | None = None
         self.crash = CrashPoints()
@@ -259,7 +262,7 @@ class Engine:
     def _carry_out(self) -> None:
         effects, self._effects = self._effects, []
         submits = [e.job for e in effects if e.kind is EffectKind.SUBMIT]
-        if submits:
+        if submits and self.backend is not None:  # SUBMIT effects exist only with a backend
             self.backend.submit(sorted(submits))
             self._commit()  # the Slurm ids, durable right after sbatch
         sweeps: list[tuple[int, bool]] = []
@@ -272,7 +275,7 @@ class Engine:
                 launcher.spawn(effect.key)
             elif kind is EffectKind.SWEEP:
                 sweeps.append((effect.job, effect.signalled))
-            elif kind is EffectKind.CANCEL:
+            elif kind is EffectKind.CANCEL and self.backend is not None:
                 self.backend.cancel(sorted(self.sup.live) if effect.job < 0 else [effect.job])
             elif kind is EffectKind.SIGNAL and effect.key is not None:
                 launcher.signal(effect.key, effect.sig)

@@ -143,7 +143,9 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
 def _slurm_options(opened: Opened) -> Any:
     from corral.spec.model import Slurm
 
-    return msgspec.convert(opened.spec.get("slurm") or {}, Slurm)
+    options = dict(opened.spec.get("slurm") or {})
+    options.pop("array", None)  # journals before 2026-11 carry a `slurm.array` nothing read
+    return msgspec.convert(options, Slurm)
 
 
 def _attach_backend(engine: Engine, opened: Opened, *, new: bool = False) -> None:
@@ -394,6 +396,8 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
         )
     engine.record(_attached(True))
     counts = reconcile(engine, records[-1] if records else None)
+    if engine.backend is not None:  # remote jobs: the backend re-attaches to them
+        counts["attached"] += engine.backend.reattach()
     engine.record(
         Note(
             "recovered: {attached} re-attached, {recovered} exit codes recovered, {lost} lost".format(

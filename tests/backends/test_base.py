@@ -1,0 +1,14 @@
+"""backends/base.py: every batch-system backend implements the one interface the loop drives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from corral.backends.base import Backend
+from corral.backends.slurm import SlurmBackend
+from corral.spec.model import Slurm
+
+
+def test_the_slurm_backend_is_a_backend(tmp_path: Path) -> None:
+    backend: Backend = SlurmBackend(tmp_path, "t", Slurm())  # mypy checks the signatures
+    assert isinstance(backend, Backend)  # and the runtime check the methods
