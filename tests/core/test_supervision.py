@@ -10,7 +10,7 @@ from corral.core.records import JobsAdded, Record, Request, RunUpdate, Signal, T
 from corral.core.states import TASK_TERMINAL, TaskState
 from corral.core.supervision import ENSEMBLE, Policy, Supervision, fold
 from corral.core.task import SIGKILL, SIGTERM
-from corral.spec.model import Halt, Process, Task
+from corral.spec.model import Halt, Process, Resources, Task
 
 ONE = Task("job", (Process("main", cmd="work"),))
 
@@ -408,7 +408,11 @@ def test_requeues_do_not_spend_the_retry_budget() -> None:
             Transition(0, "LOST", t, "slurm PREEMPTED", attempt),
             Transition(0, "PENDING", t, "requeue", attempt + 1, cause=Cause.REQUEUE),
         ]
-    recs += [Transition(0, "SUBMITTED", t, "", 2), Transition(0, "ACTIVE", t, "", 2), Transition(0, "FAILED", t, "", 2)]
+    recs += [
+        Transition(0, "SUBMITTED", t, "", 2),
+        Transition(0, "ACTIVE", t, "", 2),
+        Transition(0, "FAILED", t, "", 2),
+    ]
     fold(recs, sup)
     assert sup.requeues == {0: 2}
     retry = [r for r in sup.decide(100.0).records if isinstance(r, Transition) and r.job == 0]
@@ -428,3 +432,37 @@ def test_requeue_cause_of_an_old_journal_is_read_from_its_reason() -> None:
         sup,
     )
     assert sup.requeues == {0: 1}
+
+
+# -- admission by declared resources -------------------------------------------------------------
+
+GB = 1 << 30
+
+
+def _resource_peaks(task: Task, total: int, policy: Policy) -> tuple[Sim, list[int]]:
+    peaks: list[int] = []
+
+    def check(sup: Supervision, _rec: Record) -> None:
+        peaks.append(len(sup.live))
+
+    return simulate_ensemble(task, total, policy, per_job(duration=1.0), check=check), peaks
+
+
+def test_jobs_admitted_in_one_turn_count_against_the_hosts_memory() -> None:
+    """Four 10 GB jobs on a 24 GB host: two at a time, never four (all were admitted at once)."""
+    big = Task("job", (Process("main", cmd="work"),), resources=Resources(memory=10 * GB))
+    sim, peaks = _resource_peaks(big, 4, Policy(job_limit=0, memory=24 * GB))
+    assert max(peaks) == 2
+    assert sim.sup.state is TaskState.SUCCESS and sim.sup.finished_at == 2.0  # fake clock: 2 waves
+
+
+def test_jobs_admitted_in_one_turn_count_against_the_hosts_cpus() -> None:
+    wide = Task("job", (Process("main", cmd="work"),), resources=Resources(cpus=3))
+    sim, peaks = _resource_peaks(wide, 5, Policy(job_limit=0, cpus=8))
+    assert max(peaks) == 2 and sim.sup.state is TaskState.SUCCESS
+
+
+def test_a_job_larger_than_the_host_still_runs_alone() -> None:
+    huge = Task("job", (Process("main", cmd="work"),), resources=Resources(memory=40 * GB))
+    sim, peaks = _resource_peaks(huge, 3, Policy(job_limit=0, memory=24 * GB))
+    assert max(peaks) == 1 and sim.sup.state is TaskState.SUCCESS and sim.sup.finished_at == 3.0

@@ -302,3 +302,26 @@ job_limit: 2
         sup.kill()
         sup.wait(timeout=10)
         corral("kill", "lo1", check=False)
+
+
+def test_declared_memory_admits_only_what_fits_the_host(corral, spec_file, tmp_path):
+    """Four jobs declaring 40% of the host's memory each: never more than two alive at once
+    (all four were started together when jobs admitted in the same turn were not counted)."""
+    with open("/proc/meminfo") as f:
+        total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    spec = spec_file(
+        f"""
+name: mem
+job:
+  cmd: touch {spy}/run.$CORRAL_JOB && ls {spy} | grep -c '^run' >> {spy}/seen.$CORRAL_JOB && sleep 0.3 && rm {spy}/run.$CORRAL_JOB
+  resources: {{memory: {int(total * 0.4)}}}
+params:
+  i: [0, 1, 2, 3]
+job_limit: 8
+"""
+    )
+    corral("run", str(spec), "--id", "mem", "-q", check=True)
+    seen = [int(n) for p in spy.glob("seen.*") for n in p.read_text().split()]
+    assert len(seen) == 4 and max(seen) <= 2, seen

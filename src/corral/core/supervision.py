@@ -452,6 +452,9 @@ class Supervision:
         holding = self.live - self.yielded if self.yielded else self.live
         cpus_used = sum(self.jobs[j].spec.resources.cpus for j in holding) if self.policy.cpus else 0.0
         memory_used = sum(self.jobs[j].spec.resources.memory for j in holding) if self.policy.memory else 0
+        # a job alone may exceed the host (it runs by itself); the jobs admitted in this very
+        # turn are not in `holding` yet (their Transition is not folded) but count as holding
+        occupied = bool(holding)
         while free > 0:
             job = -1
             if self.retry_at:
@@ -470,18 +473,19 @@ class Supervision:
                 job = self.next_new
             task = self.jobs[job].spec if job in self.jobs else self.task_for(job)
             need_cpu, need_mem = task.resources.cpus, task.resources.memory
-            if self.policy.cpus and holding and cpus_used + need_cpu > self.policy.cpus:
+            if self.policy.cpus and occupied and cpus_used + need_cpu > self.policy.cpus:
                 if job != self.next_new:
                     heapq.heappush(self.retry_at, (now, job))
                     self.retry_due[job] = now
                 break
-            if self.policy.memory and holding and memory_used + need_mem > self.policy.memory:
+            if self.policy.memory and occupied and memory_used + need_mem > self.policy.memory:
                 if job != self.next_new:
                     heapq.heappush(self.retry_at, (now, job))
                     self.retry_due[job] = now
                 break
             cpus_used += need_cpu
             memory_used += need_mem
+            occupied = True
             if job == self.next_new:
                 self.next_new += 1
             attempt = self.attempts[job]
