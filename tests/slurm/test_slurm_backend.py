@@ -619,3 +619,33 @@ def test_time_limit_maps_to_timeout_and_is_retried(timeout_run: TimeoutRun | Non
     assert corral("tail", run.task_id, "0", check=True).stdout == "second attempt\n"
     jobs = job_list(corral, run.task_id)
     assert [(j["state"], j["attempts"]) for j in jobs] == [("SUCCESS", 2)]
+
+
+def test_jobs_submit_and_wait_over_tcp_from_the_nodes(corral, spec_file, slurm_ids, tmp_path):
+    """A Slurm job reaches its ensemble's supervisor over TCP (on by default for slurm), with
+    the task's token: dynamic submission and wait work wherever the job runs."""
+    task_id = new_id("tcp")
+    slurm_ids.append(task_id)
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = spec_file(f"""
+name: tcp
+backend: slurm
+{POLL}
+job:
+  cmd: |
+    if [ "{{{{params.role}}}}" = server ]; then
+      echo "$CORRAL_CONTROL" > {out}/control
+      jobs=$(corral submit --set role=client) && corral wait $jobs > {out}/waited
+    else
+      echo client
+    fi
+params:
+  role: [server]
+""")
+    result = corral("run", str(spec), "--id", task_id, "-q", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (out / "control").read_text().startswith("tcp://")
+    assert (out / "waited").read_text().split() == ["1", "SUCCESS"]
+    view = corral.status(task_id)
+    assert view["jobs"]["total"] == 2 and view["jobs"]["succeeded"] == 2

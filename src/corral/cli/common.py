@@ -104,14 +104,24 @@ def supervisor_alive(layout: Layout) -> bool:
     return False
 
 
+def tcp_control(layout: Layout) -> str | None:
+    """The TCP address a run of this task was given (CORRAL_CONTROL=tcp://...): its
+    supervisor may be on another host, where neither its lock nor its socket file is."""
+    address = os.environ.get("CORRAL_CONTROL", "")
+    if address.startswith("tcp://") and os.environ.get("CORRAL_TASK_ID") == layout.id:
+        return address
+    return None
+
+
 def ask(layout: Layout, message: dict[str, Any]) -> dict[str, Any] | None:
     """Send a request to the live supervisor; None when there is none."""
     from corral.supervisor import control
 
-    if not supervisor_alive(layout):
+    address = tcp_control(layout)
+    if address is None and not supervisor_alive(layout):
         return None
     try:
-        answer = control.request(layout.control, message)
+        answer = control.request(address or layout.control, message)
     except OSError:
         return None
     if not answer.get("ok"):

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from corral.cli.common import ask, ensemble_id, layout, set_option, user_errors
+from corral.cli.common import ask, ensemble_id, layout, set_option, tcp_control, user_errors
 from corral.errors import UserError
 
 
@@ -62,6 +62,8 @@ def wait(jobs: tuple[int, ...], ensemble: str | None, timeout: float | None) -> 
 
     where = layout(ensemble_id(ensemble))
     deadline = None if timeout is None else time.time() + timeout
+    if tcp_control(where) is not None:
+        _wait_remote(where, jobs, deadline)
     with Follower(where) as follower:
         while True:
             sup = follower.refresh()  # only the records committed since the last look
@@ -81,6 +83,25 @@ def wait(jobs: tuple[int, ...], ensemble: str | None, timeout: float | None) -> 
             if deadline is not None and time.time() > deadline:
                 raise UserError(f"timed out waiting for jobs {' '.join(map(str, jobs))}")
             follower.wait(WAKE_BOUND if deadline is None else min(WAKE_BOUND, deadline - time.time()))
+
+
+def _wait_remote(where: Any, jobs: tuple[int, ...], deadline: float | None) -> None:
+    """`wait` through the supervisor's TCP listener (the journal may be on another host)."""
+    while True:
+        answer = ask(where, {"op": "jobs", "jobs": list(jobs)})
+        if answer is None:
+            raise UserError(f"{where.id}: no live supervisor")
+        states, retrying = answer["states"], answer["retrying"]
+        if None in states:
+            raise UserError(f"{where.id}: no job {jobs[states.index(None)]}")
+        ended = ("SUCCESS", "FAILED", "KILLED", "LOST")
+        if answer["terminal"] or all(s in ended and not r for s, r in zip(states, retrying, strict=True)):
+            for j, s in zip(jobs, states, strict=True):
+                click.echo(f"{j} {s}")
+            sys.exit(0 if all(s == "SUCCESS" for s in states) else 1)
+        if deadline is not None and time.time() > deadline:
+            raise UserError(f"timed out waiting for jobs {' '.join(map(str, jobs))}")
+        time.sleep(0.2)  # a poll over the network: the journal is not here to follow
 
 
 @click.command()

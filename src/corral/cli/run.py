@@ -44,6 +44,12 @@ GROUP_HELP = "Let the owner's group read the task's directory (0750, files 0640;
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final state.")
 @click.option("--group-readable", "group", is_flag=True, help=GROUP_HELP)
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default=None,
+    help="Also take control requests over TCP (token in ROOT/ID/token; port 0: a free one).",
+)
 @user_errors
 def run(
     spec: str | None,
@@ -54,6 +60,7 @@ def run(
     retry_failed: str | None,
     quiet: bool,
     group: bool,
+    listen: str | None,
 ) -> None:
     """Run the task or ensemble in SPEC until it ends."""
     from corral import spec as specs
@@ -64,6 +71,13 @@ def run(
         _retry_failed(retry_failed, quiet)
     if spec is None:
         raise UserError("run needs a SPEC file (or --retry-failed ID)")
+    if listen is not None:
+        from corral.spec.address import parse_address
+
+        try:
+            parse_address(listen)
+        except ValueError as exc:
+            raise UserError(f"--listen {exc}") from None
     subject = specs.load_spec(spec)
     port_map = {k: port(k, v) for k, v in parse_assignments(ports, "-P")}
     params = dict(parse_assignments(sets, "--set"))
@@ -71,7 +85,9 @@ def run(
     check_id(task_id)
     where = Layout(root(), task_id)
     prepared = render_for_run(subject, where, port_map, params, file=spec)
-    context = {"ports": port_map, "params": params, "spec_file": str(Path(spec).absolute())}
+    context: dict[str, Any] = {"ports": port_map, "params": params, "spec_file": str(Path(spec).absolute())}
+    if listen is not None:
+        context["listen"] = listen  # in the journal: a recovery listens there again
     if detach:
         pid = detach_start(where, prepared, context, spec, group)
         click.echo(f"{task_id} supervised by pid {pid}")

@@ -19,14 +19,16 @@ def slurm_job(task_id: str, job: int) -> None:
     import msgspec
 
     from corral.backends.slurm import job_task_file, node_layout_root
-    from corral.spec.model import Task
+    from corral.spec.model import Control, Task
+    from corral.supervisor.access import published
     from corral.supervisor.layout import Layout
     from corral.supervisor.run import exit_status, supervise
     from corral.supervisor.session import create, take_over
 
     base = root()
     task = msgspec.json.decode(job_task_file(base, task_id, job).read_bytes(), type=Task)
-    task = msgspec.structs.replace(task, backend="local")  # on the node, the task runs here
+    # on the node, the task runs here, and listens on nothing but its own socket
+    task = msgspec.structs.replace(task, backend="local", control=Control())
     array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     ident = f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID", "local")
     where = Layout(node_layout_root(base, task_id, job), ident)
@@ -41,6 +43,9 @@ def slurm_job(task_id: str, job: int) -> None:
         "CORRAL_JOB": str(job),
         "CORRAL_CONTROL": parent.control,
     }
+    reachable = published(parent)  # the ensemble's supervisor listens on TCP: use that
+    if reachable is not None:
+        engine.public["CORRAL_CONTROL"], engine.public["CORRAL_TOKEN"] = reachable
     state = supervise(engine)
     click.echo(f"{task_id} job {job} ({ident}): {state.value}", err=True)
     sys.exit(exit_status(state))

@@ -43,6 +43,10 @@ class Slurm(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     poll_interval: float = 2.0
 
 
+class Control(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    listen: str | None = None  # HOST:PORT of a TCP control listener (port 0: a free one)
+
+
 class Process(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: str
     cmd: str | None = None  # a /bin/sh command line
@@ -70,6 +74,7 @@ class Task(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     env: dict[str, str] = {}
     backend: Literal["local", "slurm", "slurm-steps"] = "local"
     slurm: Slurm = Slurm()
+    control: Control = Control()
 
 
 class Halt(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -110,3 +115,4 @@ class Ensemble(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     halt: Halt = Halt()
     backend: Literal["local", "slurm", "slurm-steps"] = "local"
     slurm: Slurm = Slurm()
+    control: Control = Control()

@@ -10,8 +10,19 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from corral.spec.address import parse_address
 from corral.spec.errors import SpecError, did_you_mean
-from corral.spec.model import Ensemble, JobTemplate, Logger, Process, Range, Resources, Slurm, Task
+from corral.spec.model import (
+    Control,
+    Ensemble,
+    JobTemplate,
+    Logger,
+    Process,
+    Range,
+    Resources,
+    Slurm,
+    Task,
+)
 from corral.spec.template import JOB_FIELDS, ROOTS, TASK_FIELDS, referenced_names, unbound_hint
 
 MAX_NAME = 100
@@ -92,6 +103,13 @@ class _Checker:
         self.positive(f"{path}.cpus_per_task", slurm.cpus_per_task)
         self.positive(f"{path}.memory", slurm.memory)
         self.positive(f"{path}.poll_interval", slurm.poll_interval)
+
+    def control(self, path: str, control: Control) -> None:
+        if control.listen is not None:
+            try:
+                parse_address(control.listen)
+            except ValueError as exc:
+                raise self.fail(f"{path}.listen", str(exc), "e.g. 0.0.0.0:0 (port 0: a free one)") from None
 
     def process(self, path: str, proc: Process) -> None:
         self.safe_name(f"{path}.name", proc.name, "process name")
@@ -223,6 +241,7 @@ def validate_task(task: Task, file: str | None = None) -> None:
     check.at_least("kill_grace", task.kill_grace, 0)
     check.resources("resources", task.resources)
     check.slurm("slurm", task.slurm)
+    check.control("control", task.control)
     check.env("env", task.env)
     check.templates(_task_fields(task), {"task": set(TASK_FIELDS), "ports": None, "params": None})
 
@@ -276,6 +295,7 @@ def validate_ensemble(ens: Ensemble, file: str | None = None) -> None:
     if rate is not None and not (0 < rate <= 1):
         raise check.fail("halt.failure_rate", f"must be in (0, 1], got {rate!r}", "0.1 = 10%")
     check.slurm("slurm", ens.slurm)
+    check.control("control", ens.control)
     for key, values in ens.params.items():
         path = f"params.{key}"
         if not key.isidentifier():

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.journal import MAX_FRAME
+from corral.spec.address import parse_address
 
 log = logging.getLogger("corral.supervisor")
 
@@ -231,17 +232,6 @@ def _too_large() -> dict[str, Any]:
         "ok": False,
         "error": f"request larger than {MAX_REQUEST} bytes (one journal record); submit in parts",
     }
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """HOST:PORT (IPv6 as [HOST]:PORT); port 0 picks a free one. Raises ValueError."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r}: expected HOST:PORT (port 0-65535)")
-    host = host.strip("[]")
-    if not host:
-        raise ValueError(f"{text!r}: expected HOST:PORT with a host")
-    return host, int(port)
 
 
 def request(address: str, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:

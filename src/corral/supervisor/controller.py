@@ -22,6 +22,7 @@ from corral.supervisor.protocol import (
     Calls,
     ControlRequest,
     Heartbeat,
+    Jobs,
     Kill,
     Lose,
     Pause,
@@ -90,6 +91,8 @@ class Controller:
                 answer["journal"] = engine.committer.problem
                 answer["journal_since"] = engine.committer.since
             self._answer(client, answer)
+        elif isinstance(request, Jobs):
+            self._answer(client, self._jobs(request.jobs))
         elif isinstance(request, Heartbeat):  # kept in memory only: no record, no commit
             sup.beat(request.job, engine.clock())
             self._answer(client, {"ok": True})
@@ -114,6 +117,17 @@ class Controller:
                 client,
                 {"ok": True, "first": first, "count": count, "jobs": list(range(first, first + count))},
             )
+
+    def _jobs(self, jobs: list[int]) -> dict[str, Any]:
+        sup = self.engine.sup
+        retrying = sup.retry_set()
+        states = [sup.job_state(j).value if j < sup.total else None for j in jobs]
+        return {
+            "ok": True,
+            "states": states,
+            "retrying": [j in retrying for j in jobs],
+            "terminal": sup.terminal,
+        }
 
     def _act(self, request: Kill | Pause | Resume) -> None:
         """kill, pause, resume: of the whole task, a job, or a process of a job."""

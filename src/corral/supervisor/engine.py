@@ -27,7 +27,7 @@ from corral.core.states import TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
 from corral.core.task import SIGKILL, pause_decisions
 from corral.journal import JournalWriter
-from corral.supervisor import proc
+from corral.supervisor import access, proc
 from corral.supervisor.checkpoints import CheckpointWriter
 from corral.supervisor.committer import Committer
 from corral.supervisor.control import ControlServer
@@ -154,14 +154,10 @@ class Engine:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self, tcp: tuple[str, int] | None = None) -> TaskState:
-        """Supervise until the task or ensemble is terminal; `tcp`: listen there too."""
+    def run(self) -> TaskState:
+        """Supervise until the task or ensemble is terminal."""
         with Loop() as loop:
-            control: ControlServer | None = None
-            try:
-                control = ControlServer(self.layout.control, loop.register, loop.unregister, tcp=tcp)
-            except OSError as exc:
-                log.warning("no control socket at %s: %s", self.layout.control, exc)
+            control = self._listen(loop)
             self.controller.server = control
             self.launcher.attach(loop)
             self._loop = loop
@@ -179,6 +175,29 @@ class Engine:
                 self.controller.server = None
                 if control is not None:
                     control.close()
+
+    def _listen(self, loop: Loop) -> ControlServer | None:
+        """The unix socket, and TCP if asked (then runs get its address and the token)."""
+        tcp = access.listen_address(self.sup.opened)
+        try:
+            control = ControlServer(self.layout.control, loop.register, loop.unregister, tcp=tcp)
+        except OSError as exc:
+            if tcp is None:
+                log.warning("no control socket at %s: %s", self.layout.control, exc)
+                return None
+            log.warning("cannot listen on %s:%d (%s): the unix socket only", *tcp, exc)
+            try:
+                control = ControlServer(self.layout.control, loop.register, loop.unregister)
+            except OSError as again:
+                log.warning("no control socket at %s: %s", self.layout.control, again)
+                return None
+        if control.address is not None:
+            token = self.controller.token = access.task_token(self.layout)
+            url = access.advertised(control.address)
+            access.publish(self.layout, url)
+            self.env.control, self.env.token = url, token
+            log.info("control: listening on %s", url)
+        return control
 
     def _turn(self, loop: Loop) -> float | _Done | None:
         """One turn: what happened becomes records, records become durable, then effects.

@@ -24,6 +24,7 @@ class RunEnvironment:
         self.logs_prefix = os.path.join(str(layout.logs), "")
         self.root = str(layout.root)
         self.control = layout.control  # CORRAL_CONTROL as runs see it
+        self.token: str | None = None  # CORRAL_TOKEN: when runs reach us over TCP
         self.public: dict[str, str] = {}  # CORRAL_* seen by runs, if not ours (a Slurm node)
 
     def log_path(self, job: int, process: str, run: int) -> str:
@@ -50,6 +51,8 @@ class RunEnvironment:
         env["CORRAL_PROCESS"] = process
         env["CORRAL_RUN"] = str(run)
         env["CORRAL_CONTROL"] = self.control
+        if self.token:
+            env["CORRAL_TOKEN"] = self.token
         if self.public:
             env.update(self.public)
         # the marks by which a run's escaped descendants are found, even after a crash

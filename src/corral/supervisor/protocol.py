@@ -101,8 +101,14 @@ class Requeue(_Base, tag="requeue"):
     """Start nothing more; kill the running calls and journal them again as pending."""
 
 
+class Jobs(_Base, tag="jobs"):
+    """The states of some jobs (`corral wait` over TCP, where the journal is not at hand)."""
+
+    jobs: Annotated[list[Job], msgspec.Meta(min_length=1, max_length=MAX_SUBMIT_JOBS)]
+
+
 ControlRequest = (
-    Ping | Status | Kill | Pause | Resume | Lose | Heartbeat | Submit | Calls | Watch | Yield | Requeue
+    Ping | Status | Kill | Pause | Resume | Lose | Heartbeat | Submit | Jobs | Calls | Watch | Yield | Requeue
 )
 
 _decoder = msgspec.json.Decoder(ControlRequest)
