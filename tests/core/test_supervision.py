@@ -277,6 +277,22 @@ def test_retry_failed_reruns_only_failed_jobs() -> None:
     assert [e.state for e in ends] == ["ACTIVE", "FAILED", "SUCCESS"]
 
 
+def test_retry_failed_numbers_runs_on_after_the_job_was_forgotten() -> None:
+    """A run's identity (job, process, run) is unique in a task: a failed job forgotten by an
+    ensemble keeps its run numbers for `--retry-failed`."""
+    behaviour = Behaviour(exits=(1, 0), duration=1.0)
+    sim = simulate_ensemble(ONE, 2, Policy(job_limit=2), lambda job, _p: behaviour, keep_finished=False)
+    assert sim.sup.state is TaskState.FAILED and not sim.sup.jobs
+    sim.records.append(Request("retry-failed", 10.0))
+    sim.sup.apply(sim.records[-1])
+    sim.now = 10.0
+    sim.run()
+    launches = [(r.job, r.run) for r in sim.records if isinstance(r, RunUpdate) and r.state == "LAUNCHING"]
+    assert sorted(launches) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    replay = fold(sim.records, Supervision("ensemble", "e", lambda _j: ONE, 2, Policy(job_limit=2)))
+    assert replay.state is TaskState.SUCCESS  # a replay agrees
+
+
 # -- memory ------------------------------------------------------------------------------------
 
 
