@@ -79,6 +79,7 @@ class Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     paused: bool
     failed_jobs: list[int]
     jobs: list[JobImage]
+    run_numbers: dict[int, dict[str, int]] = {}  # forgotten failed jobs' next run numbers
 
 
 def _packed(values: array) -> bytes:  # type: ignore[type-arg]
@@ -149,6 +150,7 @@ def capture(sup: Supervision, records: int, at: float) -> Checkpoint:
         sup.paused,
         sorted(sup.failed_jobs),
         [_job_image(rt) for _, rt in sorted(sup.jobs.items())],
+        {job: dict(numbers) for job, numbers in sup.run_numbers.items()},
     )
 
 
@@ -202,6 +204,7 @@ def restore(sup: Supervision, ckpt: Checkpoint) -> None:
     sup.halted, sup.kill_requested, sup.kill_grace = ckpt.halted, ckpt.kill_requested, ckpt.kill_grace
     sup.lose_requested, sup.paused = ckpt.lose_requested, ckpt.paused
     sup.failed_jobs = set(ckpt.failed_jobs)
+    sup.run_numbers = {job: dict(numbers) for job, numbers in ckpt.run_numbers.items()}
     sup.jobs = {image.job: _runtime(sup, image) for image in ckpt.jobs}
     sup.dirty = set(sup.jobs)
 
