@@ -199,10 +199,19 @@ def test_a_head_cut_by_an_unwritten_sector_is_torn() -> None:
     assert (result.stop, result.end) == (Stop.TORN, len(HEADER + filler))
 
 
-def test_an_old_format_length_past_the_end_no_longer_hides_the_rest() -> None:
-    # The 8-byte heads of format 1 would read this as a frame running past the end.
+def test_a_length_past_the_end_with_a_bad_head_crc_no_longer_hides_the_rest() -> None:
+    # What format 1 read as a frame running past the end: here the head's crc says it is damaged.
     words = struct.pack("<II", 5000, zlib.crc32(b"zz"))
-    bad = words + struct.pack("<I", zlib.crc32(words)) + b"zz"
+    bad = words + struct.pack("<I", zlib.crc32(words) ^ 1) + b"zz"
     buf = HEADER + encode_frame(b"a") + bad + encode_frame(b"b")
     result = scan_journal(buf)
     assert result.stop is Stop.CORRUPT and result.payloads == [b"a"]
+
+
+def test_a_frame_being_written_is_torn_without_searching_its_bytes() -> None:
+    # A payload that holds the bytes of a valid frame (user text can) does not make a frame
+    # still being written look like damage: a head that passes its crc states its length truly.
+    inner = encode_frame(b"looks like a frame")
+    partial = encode_frame(b"x" * 50 + inner + b"y" * 500)[:200]
+    result = scan_journal(HEADER + encode_frame(b"a") + partial)
+    assert (result.stop, result.payloads) == (Stop.TORN, [b"a"])

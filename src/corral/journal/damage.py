@@ -89,23 +89,26 @@ def _unwritten_sectors_from(buf: bytes, first: int, last: int) -> bool:
 
 def classify(buf: bytes, pos: int) -> Verdict:
     """Why the frames in `buf` stop being valid at `pos` (a frame boundary before the end)."""
+    size = len(buf)
+    if size - pos < FRAME_OVERHEAD:
+        return Verdict(True, "partial frame head")  # no room for anything after it
+    ok = head_ok(buf, pos)
+    length = FRAME_HEAD.unpack_from(buf, pos)[0]
+    end = pos + FRAME_OVERHEAD + length
+    if ok and end > size:
+        # A head that passes its crc states its length truly: a frame still being written (a
+        # follower's usual case, so no search of what follows) or cut by a crash.
+        return Verdict(True, "partial frame")
     resume = find_frame(buf, pos + 1)
     if resume is not None:
         return Verdict(False, f"damaged frame, valid frames resume at byte {resume}", resume)
-    size = len(buf)
     if _zeros_from(buf, pos):
         return Verdict(True, "zero-filled tail")
-    if size - pos < FRAME_OVERHEAD:
-        return Verdict(True, "partial frame head")
-    if not head_ok(buf, pos):
+    if not ok:
         # A head cut by unwritten sectors is torn; a whole head that fails its crc is damaged.
         if _unwritten_sectors_from(buf, pos + 1, pos + FRAME_OVERHEAD - 1):
             return Verdict(True, "frame head in unwritten sectors")
         return Verdict(False, "damaged frame head in the last frame")
-    length = FRAME_HEAD.unpack_from(buf, pos)[0]
-    end = pos + FRAME_OVERHEAD + length
-    if end > size:
-        return Verdict(True, "partial frame")
     if _unwritten_sectors_from(buf, pos + FRAME_OVERHEAD, end - 1):
         return Verdict(True, "last frame in unwritten sectors")
     return Verdict(False, "crc mismatch in the last frame")
