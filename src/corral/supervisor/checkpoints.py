@@ -161,7 +161,7 @@ def fold_onto(layout: Layout, sup: Supervision, jobs: Any, payloads: list[bytes]
     from corral.supervisor.replaying import decode_all, rejected
     from corral.supervisor.session import _apply
 
-    records = decode_all(layout, payloads, None)
+    records = decode_all(layout, payloads, None, start)
     index = 0
     try:
         for index, rec in enumerate(records):  # noqa: B007 (index names the bad record)

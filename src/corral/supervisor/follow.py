@@ -12,7 +12,7 @@ from typing import Any
 
 from corral.core.records import Opened
 from corral.core.supervision import Supervision
-from corral.journal.frame import HEADER_SIZE
+from corral.journal.frame import FRAME_OVERHEAD
 from corral.journal.watch import FileWatch, Tail
 from corral.supervisor.layout import Layout
 
@@ -43,10 +43,9 @@ class Follower:
             if started is not None:
                 self.tail.close()
                 self._sup, self._jobs, self.tail = started
-        before = self.tail.offset
         payloads = self.tail.read_new()
         if self.tail.restarted:
-            self._sup, before = None, 0  # a new file (compacted): fold it from its start
+            self._sup = None  # a new file (compacted): fold it from its start
         if payloads and self._sup is None:
             first = decode_all(self.layout, payloads[:1], None)[0]  # a bad one: RecordRejected
             if not isinstance(first, Opened):
@@ -55,7 +54,10 @@ class Follower:
             self._sup, self._jobs = supervision_for(first, self.layout, keep)
         if payloads:
             assert self._sup is not None
-            fold_onto(self.layout, self._sup, self._jobs, payloads, max(before, HEADER_SIZE))
+            # where this batch starts, for the offset of a bad record (a Tail started at a
+            # checkpoint reports offset 0 until its first read)
+            first_at = self.tail.offset - sum(FRAME_OVERHEAD + len(p) for p in payloads)
+            fold_onto(self.layout, self._sup, self._jobs, payloads, first_at)
         if self._sup is None:
             raise SessionError(f"{self.layout.journal}: no Opened record; not a corral journal")
         return self._sup

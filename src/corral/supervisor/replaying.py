@@ -39,8 +39,11 @@ def rejected(
     return RecordRejected(layout.journal, f"task {layout.id}", offset, cause)
 
 
-def decode_all(layout: Layout, payloads: Sequence[bytes], offsets: Sequence[int] | None) -> list[Record]:
-    """Every record; RecordRejected for the first one the decoder refuses."""
+def decode_all(
+    layout: Layout, payloads: Sequence[bytes], offsets: Sequence[int] | None, start: int = HEADER_SIZE
+) -> list[Record]:
+    """Every record; RecordRejected for the first one the decoder refuses (its offset from
+    `offsets`, else from the frame sizes, the first frame at `start`)."""
     try:
         return decode_many(list(payloads))
     except Exception as exc:
@@ -48,5 +51,5 @@ def decode_all(layout: Layout, payloads: Sequence[bytes], offsets: Sequence[int]
             try:
                 decode(payload)
             except Exception:
-                raise rejected(layout, payloads, offsets, index, exc) from None
+                raise rejected(layout, payloads, offsets, index, exc, start) from None
         raise
