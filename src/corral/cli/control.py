@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def kill(task_id: str, grace: float | None, job: int | None) -> None:
     """Kill ID gracefully (final processes still run). Works when its supervisor is dead."""
     from corral.cli import output
-    from corral.core.records import Request
+    from corral.core.records import Action, Request
     from corral.supervisor.checkpoints import fold_journal
     from corral.supervisor.run import supervise
     from corral.supervisor.session import take_over
@@ -47,7 +47,7 @@ def kill(task_id: str, grace: float | None, job: int | None) -> None:
         return
     # nobody supervises it: recover here, kill, and supervise to the end (finalizers run)
     engine, _ = take_over(where)
-    engine.record(Request("kill", time.time(), job=job, grace=grace))
+    engine.record(Request(Action.KILL, time.time(), job=job, grace=grace))
     engine.writer.commit()
     state_ = supervise(engine, output.Reporter(engine, quiet=True))
     click.echo(f"{task_id}: {state_.value}")
@@ -96,7 +96,7 @@ def lose(task_id: str) -> None:
 
 
 def _pause_resume(op: str, task_id: str, process: str | None, job: int | None) -> None:
-    from corral.core.records import Request
+    from corral.core.records import Action, Request
     from corral.supervisor.checkpoints import fold_journal
     from corral.supervisor.session import take_over
 
@@ -109,7 +109,7 @@ def _pause_resume(op: str, task_id: str, process: str | None, job: int | None) -
         raise UserError(f"{task_id}: already {sup.state.value}")
     # no supervisor: take the lock just long enough to stop/continue the trees and record it
     engine, _ = take_over(where)
-    engine.record(Request(op, time.time(), job=job, process=process))
+    engine.record(Request(Action(op), time.time(), job=job, process=process))
     engine.apply_pauses()
     engine.writer.close()
     click.echo(f"{task_id}: {op}d (no supervisor is running; 'corral recover {task_id}' carries on)")

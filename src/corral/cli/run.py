@@ -96,7 +96,7 @@ def run(
 
 
 def _retry_failed(ensemble: str, quiet: bool) -> NoReturn:
-    from corral.core.records import Request
+    from corral.core.records import Action, Request
     from corral.journal import lock_holder
     from corral.supervisor.session import take_over
 
@@ -106,7 +106,7 @@ def _retry_failed(ensemble: str, quiet: bool) -> NoReturn:
             f"{where.id}: still supervised by pid {lock_holder(where.journal)}; wait for it to end"
         )
     engine, _ = take_over(where)
-    engine.record(Request("retry-failed", time.time()))
+    engine.record(Request(Action.RETRY_FAILED, time.time()))
     engine.writer.commit()
     finish(engine, quiet)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Set
 
-from corral.core.records import Record, Request, RunUpdate, Signal, Transition
+from corral.core.records import Action, Record, Request, RunUpdate, Signal, SignalCause, Transition
 from corral.core.states import RunState, TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
 from corral.core.task import SIGKILL
@@ -20,13 +20,13 @@ RunKey = tuple[int, str, int]
 
 def lose_records(sup: Supervision, alive: Set[RunKey], now: float) -> list[Record]:
     """The records of a lose; `alive`: the live runs whose process the shell found alive."""
-    out: list[Record] = [Request("lose", now)]
+    out: list[Record] = [Request(Action.LOSE, now)]
     for job in sorted(sup.live):
         rt = sup.jobs[job]
         for run in rt.live_runs():
             key = (job, run.process, run.run)
             if key in alive:
-                out.append(Signal(job, run.process, run.run, SIGKILL, now, "lose"))
+                out.append(Signal(job, run.process, run.run, SIGKILL, now, SignalCause.LOSE))
             state = RunState.KILLED if key in alive else RunState.LOST
             out.append(RunUpdate(job, run.process, run.run, state.value, now, reason="lost"))
         out.append(Transition(job, TaskState.LOST.value, now, "lost", rt.attempt))

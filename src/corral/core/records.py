@@ -89,6 +89,19 @@ class RunUpdate(msgspec.Struct, tag="run", array_like=True, frozen=True):
     reason: str = ""
 
 
+class SignalCause(StrEnum):
+    """Why corral signals a run: decides what its end means (a timeout is a failure, a kill is
+    KILLED). The journal holds the value, as it held the same reason text before the enum."""
+
+    NONE = ""
+    KILL = "kill"
+    LOSE = "lose"
+    TIMEOUT = "timeout"
+    HEARTBEAT = "heartbeat"  # the heartbeat watchdog (supervision.py)
+    CLEANUP = "cleanup"  # the task is done: its remaining processes are stopped
+    FINALIZATION = "finalization"  # finalizers past finalization_wait
+
+
 class Signal(msgspec.Struct, tag="sig", array_like=True, frozen=True):
     """corral is about to send `sig` to a run's whole process tree (intent before effect)."""
 
@@ -97,14 +110,29 @@ class Signal(msgspec.Struct, tag="sig", array_like=True, frozen=True):
     run: int
     sig: int
     at: float
-    reason: str = ""  # "kill", "timeout", "cleanup", "heartbeat", "finalization"
+    reason: SignalCause = SignalCause.NONE
+
+
+class Action(StrEnum):
+    """What a Request asks for. The journal holds the value, as it did before the enum."""
+
+    KILL = "kill"
+    LOSE = "lose"
+    PAUSE = "pause"
+    RESUME = "resume"
+    HALT = "halt"  # the halt policy tripped (core records it)
+    RETRY_FAILED = "retry-failed"
+    YIELD = "yield"  # an executor's call waits for its sub-calls
+    WAKE = "wake"
+    DRAIN = "drain"
+    REOPEN = "reopen"
 
 
 class Request(msgspec.Struct, tag="req", array_like=True, frozen=True):
     """A user asked for something: kill, lose, pause, resume, halt, retry-failed; and for an
     executor's ensemble: yield / wake (a call waiting for sub-calls), drain, reopen."""
 
-    action: str
+    action: Action
     at: float
     job: int | None = None  # None = the whole task / ensemble
     process: str | None = None

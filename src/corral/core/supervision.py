@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.core.records import (
+    Action,
     Attached,
     Cause,
     JobsAdded,
@@ -23,6 +24,7 @@ from corral.core.records import (
     Request,
     RunUpdate,
     Signal,
+    SignalCause,
     Submitted,
     Transition,
     cause_of,
@@ -272,8 +274,9 @@ class Supervision:
         )
 
     def _apply_request(self, rec: Request) -> None:
+        action = Action(rec.action)  # a record built in memory may still hold the plain text
         targets = [rec.job] if rec.job is not None else sorted(self.live)
-        if rec.action == "kill":
+        if action is Action.KILL:
             if rec.job is None:
                 self.kill_requested = True
                 self.kill_grace = rec.grace
@@ -286,11 +289,11 @@ class Supervision:
                 rt.paused = False
                 rt.paused_processes.clear()
                 self.dirty.add(job)
-        elif rec.action == "lose":
+        elif action is Action.LOSE:
             self.lose_requested = True
             self.halted = self.halted or "lost"
-        elif rec.action in ("pause", "resume"):
-            pause = rec.action == "pause"
+        elif action in (Action.PAUSE, Action.RESUME):
+            pause = action is Action.PAUSE
             if rec.job is None and rec.process is None:
                 self.paused = pause
             for job in targets:
@@ -304,24 +307,24 @@ class Supervision:
                 else:
                     rt.paused_processes.discard(rec.process)
                 self.dirty.add(job)
-        elif rec.action in ("yield", "wake") and rec.job is not None:
+        elif action in (Action.YIELD, Action.WAKE) and rec.job is not None:
             # a call waiting for its sub-calls: paused like `pause`, and its slot is free
             rt = self._runtime(rec.job)
-            rt.paused = rec.action == "yield"
+            rt.paused = action is Action.YIELD
             if rt.paused:
                 self.yielded.add(rec.job)
             else:
                 self.yielded.discard(rec.job)
             self.dirty.add(rec.job)
-        elif rec.action == "drain":  # start nothing new; running jobs go on
+        elif action is Action.DRAIN:  # start nothing new; running jobs go on
             self.halted = self.halted or "drained"
-        elif rec.action == "reopen":  # an executor's ensemble takes calls again
+        elif action is Action.REOPEN:  # an executor's ensemble takes calls again
             self.halted = ""
             self.kill_requested = False
             if self.state in TASK_TERMINAL:
                 self.state = TaskState.ACTIVE
                 self.finished_at = None
-        elif rec.action == "halt":
+        elif action is Action.HALT:
             self.halted = self.halted or "halt policy"
             if self.policy.halt.mode == "kill":
                 for job in targets:
@@ -330,7 +333,7 @@ class Supervision:
                     rt.paused = False
                     rt.paused_processes.clear()
                     self.dirty.add(job)
-        elif rec.action == "retry-failed":
+        elif action is Action.RETRY_FAILED:
             self.halted = ""
             self.kill_requested = False
             self.lose_requested = False
@@ -423,7 +426,7 @@ class Supervision:
                 continue
             for run in rt.live_runs():
                 if not run.signal_sent:
-                    out.append(Signal(job, run.process, run.run, SIGTERM, now, "heartbeat"))
+                    out.append(Signal(job, run.process, run.run, SIGTERM, now, SignalCause.HEARTBEAT))
         return wake
 
     def _halt_policy(self, now: float, out: list[Record]) -> None:
@@ -439,7 +442,7 @@ class Supervision:
             and failed / finished >= halt.failure_rate
         )
         if hit:
-            out.append(Request("halt", now))
+            out.append(Request(Action.HALT, now))
 
     def _admit(self, now: float, out: list[Record]) -> float | None:
         """Start queued jobs while slots (and declared resources) allow: never drop, postpone."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal as _signal
 from dataclasses import dataclass, field
 
-from corral.core.records import Record, RunUpdate, Signal, Transition
+from corral.core.records import Record, RunUpdate, Signal, SignalCause, Transition
 from corral.core.states import (
     RUN_LIVE,
     RUN_TRANSITIONS,
@@ -51,7 +51,7 @@ class Run:
     exit_code: int | None = None
     reason: str = ""
     signal_sent: int = 0  # the strongest signal corral sent (0 = none)
-    signal_reason: str = ""
+    signal_reason: SignalCause = SignalCause.NONE
     term_sent_at: float | None = None
     paused_at: float | None = None
     paused_total: float = 0.0
@@ -246,7 +246,11 @@ class TaskRuntime:
             if rec.sig == SIGKILL or run.signal_sent == 0:
                 run.signal_sent = rec.sig
             if not run.signal_reason:
-                run.signal_reason = rec.reason
+                run.signal_reason = SignalCause(rec.reason)  # in memory it may be plain text
+
+
+_DEADLINES = (SignalCause.TIMEOUT, SignalCause.HEARTBEAT)  # a deadline missed: the run FAILED
+_KILLS = (SignalCause.KILL, SignalCause.LOSE)  # asked for: the run is KILLED
 
 
 def exit_outcome(run: Run, exit_code: int | None, by_signal: int | None) -> tuple[RunState, str]:
@@ -258,10 +262,10 @@ def exit_outcome(run: Run, exit_code: int | None, by_signal: int | None) -> tupl
     if run.signal_sent:
         # a deadline missed is a failure and a kill is a kill, even if the run exits 0 on TERM;
         # a process stopped because the task is done (cleanup) may still end cleanly
-        if run.signal_reason in ("timeout", "heartbeat"):
-            return RunState.FAILED, run.signal_reason
-        if run.signal_reason in ("kill", "lose") or exit_code != 0 or by_signal is not None:
-            return RunState.KILLED, run.signal_reason
+        if run.signal_reason in _DEADLINES:
+            return RunState.FAILED, run.signal_reason.value
+        if run.signal_reason in _KILLS or exit_code != 0 or by_signal is not None:
+            return RunState.KILLED, run.signal_reason.value
     if exit_code == 0 and by_signal is None:
         return RunState.SUCCESS, ""
     if by_signal is not None:
@@ -279,7 +283,9 @@ def _wake(current: float | None, at: float) -> float:
     return at if current is None or at < current else current
 
 
-def _signals(rt: TaskRuntime, runs: list[Run], now: float, reason: str, out: list[Record]) -> float | None:
+def _signals(
+    rt: TaskRuntime, runs: list[Run], now: float, reason: SignalCause, out: list[Record]
+) -> float | None:
     """TERM every run not yet signalled; KILL those still alive past the grace period."""
     wake: float | None = None
     grace = rt.grace()
@@ -357,7 +363,7 @@ def _timeouts(rt: TaskRuntime, now: float, out: list[Record]) -> float | None:
         if run.signal_sent:
             # escalate TERM -> KILL for the runs ended by a deadline: a timeout, or the
             # heartbeat watchdog of supervision.py (which only sends the TERM)
-            if run.signal_reason in ("timeout", "heartbeat"):
+            if run.signal_reason in _DEADLINES:
                 w = _signals(rt, [run], now, run.signal_reason, out)
                 if w is not None:
                     wake = _wake(wake, w)
@@ -368,7 +374,7 @@ def _timeouts(rt: TaskRuntime, now: float, out: list[Record]) -> float | None:
             continue  # paused time does not count; resume re-arms the deadline
         left = timeout - run.active_seconds(now)
         if left <= 0:
-            w = _signals(rt, [run], now, "timeout", out)
+            w = _signals(rt, [run], now, SignalCause.TIMEOUT, out)
             if w is not None:
                 wake = _wake(wake, w)
         else:
@@ -412,7 +418,7 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
     if state is TaskState.CLEANING:
         live = [r for p in regular if (r := p.live_run) is not None]
         if live:
-            reason = "kill" if rt.kill_requested else "cleanup"
+            reason = SignalCause.KILL if rt.kill_requested else SignalCause.CLEANUP
             return Decision(out, _signals(rt, live, now, reason, out))
         nxt = TaskState.FINALIZING if finals else _ending(rt)
         out.append(Transition(rt.job, nxt.value, now, rt.reason, rt.attempt))
@@ -423,7 +429,7 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
         live = [r for p in finals if (r := p.live_run) is not None]
         if now >= deadline:
             if live:
-                return Decision(out, _signals(rt, live, now, "finalization", out))
+                return Decision(out, _signals(rt, live, now, SignalCause.FINALIZATION, out))
             out.append(Transition(rt.job, _ending(rt).value, now, rt.reason, rt.attempt))
             return Decision(out, None)
         if not rt.paused:

@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from corral.core.records import JobsAdded, Note, Record, Request, Transition
+from corral.core.records import Action, JobsAdded, Note, Record, Request, Transition
 from corral.core.states import TASK_TERMINAL, TaskState
 from corral.core.supervision import ENSEMBLE
 from corral.spec.model import Resources, Task
@@ -70,7 +70,7 @@ class Book:
         for job in sorted(self.sup.live):  # yielded by a predecessor, who knew what for: wake
             rt = self.sup.jobs.get(job)
             if rt is not None and rt.paused and job in self.key_of:
-                engine.record(Request("wake", time.time(), job=job))
+                engine.record(Request(Action.WAKE, time.time(), job=job))
         base_for = self.sup.task_for
         self.sup.task_for = lambda job: self._task(base_for(job), job)
         self.sup.hold = True
@@ -88,7 +88,7 @@ class Book:
         engine.ops.update({Calls: self.op_calls, Watch: self.op_watch, Yield: self.op_yield})
         engine.ops[Requeue] = self.op_requeue
         if self.sup.terminal or self.sup.halted:
-            engine.record(Request("reopen", time.time()))
+            engine.record(Request(Action.REOPEN, time.time()))
 
     # -- the fold -------------------------------------------------------------------------------
 
@@ -159,7 +159,7 @@ class Book:
         for job, (waiting, calls) in list(self.waiters.items()):
             if all(c in self.final for c in calls):
                 del self.waiters[job]
-                self.engine.record(Request("wake", now, job=job))
+                self.engine.record(Request(Action.WAKE, now, job=job))
                 self.engine.answer_after_commit(waiting, {"ok": True})
                 self.sup.dirty.add(job)
         self._maybe_end()
@@ -177,7 +177,7 @@ class Book:
     def _reopen(self, now: float) -> None:
         self.sup.hold = True
         if self.sup.terminal or self.sup.halted:
-            self.engine.record(Request("reopen", now))
+            self.engine.record(Request(Action.REOPEN, now))
 
     def op_calls(self, client: Client, request: Calls) -> None:
         now = time.time()
@@ -265,7 +265,7 @@ class Book:
                 answer(client, {"ok": True})
                 return
             self.waiters[job] = (client, ask.calls)
-            self.engine.record(Request("yield", time.time(), job=job))
+            self.engine.record(Request(Action.YIELD, time.time(), job=job))
             self.sup.dirty.add(job)
         server = self.engine.controller.server
         if server is not None:  # held until the calls end (the answer is the wake-up)
@@ -291,7 +291,7 @@ class Book:
 
     def op_requeue(self, client: Client, request: Requeue) -> None:
         now = time.time()
-        self.engine.record(Request("drain", now))
+        self.engine.record(Request(Action.DRAIN, now))
         for job in sorted(self.sup.live):
             call = self.key_of.get(job)
             if call is None:
@@ -301,7 +301,7 @@ class Book:
             self.engine.record(
                 Note(f"job {job} re-queued (its executor shut down): the next executor runs it", now)
             )
-            self.engine.record(Request("kill", now, job=job))
+            self.engine.record(Request(Action.KILL, now, job=job))
         self.engine.answer_after_commit(client, {"ok": True, "requeued": len(self.requeued)})
 
 

@@ -14,7 +14,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from corral.core.records import JobsAdded, Request, encode
+from corral.core.records import Action, JobsAdded, Request, encode
 from corral.journal import MAX_FRAME
 from corral.supervisor.control import Client, ControlServer
 from corral.supervisor.protocol import (
@@ -143,7 +143,7 @@ class Controller:
                 raise Refused(f"no process named {process!r}")
         grace = request.grace if isinstance(request, Kill) else None
         op = {Kill: "kill", Pause: "pause", Resume: "resume"}[type(request)]
-        self.engine.record(Request(op, self.engine.clock(), job=job, process=process, grace=grace))
+        self.engine.record(Request(Action(op), self.engine.clock(), job=job, process=process, grace=grace))
 
     def _submit(self, request: Submit) -> tuple[int, int]:
         engine, sup = self.engine, self.engine.sup

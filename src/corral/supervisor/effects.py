@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from corral.core.records import Record, Request, RunUpdate, Signal, Transition
+from corral.core.records import Action, Record, Request, RunUpdate, Signal, Transition
 from corral.core.states import TASK_TERMINAL, RunState, TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
 
@@ -51,7 +51,7 @@ def effect_of(rec: Record, sup: Supervision, remote: bool) -> Effect | None:
         if isinstance(rec, Transition) and rec.state == TaskState.SUBMITTED:
             return Effect(EffectKind.SUBMIT, job=rec.job)
         if isinstance(rec, Request) and (
-            rec.action == "kill" or (rec.action == "halt" and sup.policy.halt.mode == "kill")
+            rec.action == Action.KILL or (rec.action == Action.HALT and sup.policy.halt.mode == "kill")
         ):
             return Effect(EffectKind.CANCEL, job=-1 if rec.job is None else rec.job)
     elif isinstance(rec, Transition) and rec.job != ENSEMBLE and rec.state in TASK_TERMINAL:

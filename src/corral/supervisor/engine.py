@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from corral.core.losing import lose_records
-from corral.core.records import JobsAdded, Record, Request, Transition, encode
+from corral.core.records import Action, JobsAdded, Record, Request, Transition, encode
 from corral.core.states import TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
 from corral.core.task import SIGKILL, pause_decisions
@@ -208,7 +208,7 @@ class Engine:
         launcher.tell_hangup(loop.hung_up)
         if loop.interrupts > self._interrupts:
             self._interrupts = loop.interrupts
-            self.record(Request("kill", now, grace=None if self._interrupts == 1 else 0.0))
+            self.record(Request(Action.KILL, now, grace=None if self._interrupts == 1 else 0.0))
         wake = self._decide(now)
         if self._effects or self._replies or self._commit_due():
             if self._commit():  # effects only once their records are durable
