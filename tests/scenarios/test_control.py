@@ -3,11 +3,16 @@ submissions, fuzz. It never dies, never journals what its reader would refuse, a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -181,3 +186,39 @@ def test_fuzz_a_live_supervisor(corral, spec_file, tmp_path):
     throw()
     assert request(control, {"op": "ping"})["ok"]
     _finish(corral, proc, go, "fz1")
+
+
+def _daemon_cmd(pidfile):  # type: ignore[no-untyped-def]
+    # a daemon that clears its environment (no CORRAL_* marks) and leaves the run's session
+    return f"env -i /usr/bin/setsid /bin/sh -c 'echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; exec sleep 300' &"
+
+
+def _wait_dead(pid: int) -> bool:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("end", ["kill", "success"])
+def test_a_daemon_that_cleared_its_environment_dies_with_the_task(corral, tmp_path, end):  # type: ignore[no-untyped-def]
+    pidfile = tmp_path / "daemon.pid"
+    # the run goes on (or ends) only once the daemon is there
+    tail = f"until [ -e {pidfile} ]; do sleep 0.01; done; " + ("sleep 300" if end == "kill" else "true")
+    proc = corral.start("simplerun", "--id", "d", "--", "sh", "-c", f"{_daemon_cmd(pidfile)} {tail}")
+    pid = int(corral.wait_for(lambda: pidfile.exists() and pidfile.read_text().strip()))
+    try:
+        if end == "kill":
+            corral("kill", "d", "--grace", "1", check=False)
+        proc.wait(timeout=60)
+        assert corral.status("d")["state"] == ("KILLED" if end == "kill" else "SUCCESS")
+        assert _wait_dead(pid), f"escaped daemon {pid} outlived its task"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

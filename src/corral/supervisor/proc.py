@@ -126,6 +126,26 @@ def children_of_self() -> list[int]:
         return []
 
 
+def descendants(pid: int) -> list[int]:
+    """pid's descendants, parents first (from /proc/PID/task/*/children; racy by nature)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                kids = [int(x) for x in _read_proc(f"/proc/{parent}/task/{tid}/children").split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
 def become_subreaper() -> bool:
     """PR_SET_CHILD_SUBREAPER: orphaned descendants of our runs are re-parented to us."""
     try:

@@ -1,5 +1,8 @@
 """Killing what ended jobs' runs left behind (daemonized grandchildren).
 
+Marks (the CORRAL_* environment) find the leftovers of one job; a leftover that cleared its
+environment is found by the process tree instead: it is re-parented to us, and killed when
+the supervision ends (KILLED, SUCCESS, LOST...), since it cannot be told which job it came from.
 The /proc scan is skipped when nothing can have escaped: no orphan was re-parented to us
 (we are a subreaper), no run of the job was signalled, none was re-attached. Jobs none of
 whose runs was signalled wait up to SWEEP_INTERVAL, so that one look at our children serves
@@ -11,6 +14,18 @@ from __future__ import annotations
 from corral.core.task import SIGKILL
 from corral.supervisor import proc
 from corral.supervisor.launcher import Launcher
+
+
+def _kill_escapees(orphans: list[int]) -> None:
+    """At the end of supervision (or a lose): every child of ours that is not a run or the
+    reaper is a descendant of one of our runs re-parented to us (we are a subreaper), even one
+    that cleared its environment (no marks to find it by) and left its session. It dies with
+    the task, and so do its own children, which would otherwise go to init once we exit."""
+    victims = list(orphans)
+    for pid in orphans:
+        victims += proc.descendants(pid)
+    proc.signal_pids(victims, SIGKILL)
+
 
 SWEEP_INTERVAL = 0.05  # seconds an ended job may wait for the look for its leftovers
 
@@ -32,10 +47,13 @@ class Sweeper:
                 self._due, self.at = [], None
             elif self.at is None:
                 self.at = now + SWEEP_INTERVAL
-        if not due:
-            return
         ours = self.launcher.our_pids()
         orphans = [p for p in proc.children_of_self() if p not in ours]
+        if now is None and orphans:
+            _kill_escapees(orphans)
+            orphans = []
+        if not due:
+            return
         for job, signalled in due:
             if orphans or signalled or self.launcher.adopted:
                 proc.signal_pids(proc.find_marked(self.launcher.env.needles(job)), SIGKILL)
