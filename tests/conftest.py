@@ -63,12 +63,18 @@ class Corral:
         )
 
     def status(self, task_id: str) -> dict:
+        view = self.view(task_id)
+        assert view is not None, f"{task_id}: not listed by corral status"
+        return view
+
+    def view(self, task_id: str) -> dict | None:
+        """The status view of a task, or None while it is not there yet (a starting supervisor
+        may not have written its journal: a predicate polling a start must not fail on that)."""
         import json
 
         out = self("status", task_id, "--json", check=True)
         views = [v for v in json.loads(out.stdout) if v["id"] == task_id]
-        assert views, out.stdout
-        return views[0]
+        return views[0] if views else None
 
     def wait_for(self, predicate, timeout: float = 30, interval: float = 0.1):  # type: ignore[no-untyped-def]
         deadline = time.time() + timeout

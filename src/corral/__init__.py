@@ -11,11 +11,36 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.core.states import RunState, TaskState
-from corral.spec.errors import SpecError
-from corral.spec.model import Ensemble, Halt, JobTemplate, Logger, Process, Resources, Rotate, Slurm, Task
+if TYPE_CHECKING:
+    from corral.core.states import RunState, TaskState
+    from corral.spec.errors import SpecError
+    from corral.spec.model import Ensemble, Halt, JobTemplate, Logger, Process, Resources, Rotate, Slurm, Task
+
+# The names above load on first use (PEP 562): `corral --help` and `corral status` import this
+# package too, and msgspec structs would cost them ~20 ms they never use.
+_LAZY = {
+    "RunState": "corral.core.states",
+    "TaskState": "corral.core.states",
+    "SpecError": "corral.spec.errors",
+    **dict.fromkeys(
+        ("Ensemble", "Halt", "JobTemplate", "Logger", "Process", "Resources", "Rotate", "Slurm", "Task"),
+        "corral.spec.model",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'corral' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CallError",

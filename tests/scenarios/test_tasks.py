@@ -118,13 +118,7 @@ processes:
   - {{name: fin, cmd: "echo finalized > {marker}", final: true}}
 """)
     proc = corral.start("run", str(spec), "--id", "k1")
-    corral.wait_for(
-        lambda: (
-            corral("status", "k1", "--json").returncode == 0
-            and runs_of(corral.status("k1"), "main")
-            and runs_of(corral.status("k1"), "main")[-1]["state"] == "RUNNING"
-        )
-    )
+    corral.wait_for(lambda: _latest_state(corral.view("k1"), "main") == "RUNNING", timeout=60)
     killed = corral("kill", "k1", "--grace", "2")
     assert killed.returncode == 0, killed.stderr
     assert proc.wait(timeout=30) == 3
@@ -389,3 +383,9 @@ processes:
     logs = corral.root / "rel1" / "logs"
     assert (logs / "a.0.stdout").read_text().strip() == str(here / "relbox")
     assert (logs / "b.0.stdout").read_text().strip() == str(here / "relbox")
+
+
+def _latest_state(view: dict | None, process: str) -> str | None:
+    """The state of PROCESS's latest run, None while the task or the run does not exist yet."""
+    runs = runs_of(view, process) if view is not None else []
+    return runs[-1]["state"] if runs else None

@@ -150,10 +150,10 @@ def ensemble_id(ensemble: str | None) -> str:
 
 def finish(engine: Any, quiet: bool) -> NoReturn:
     """Supervise `engine` to its end with progress on the terminal; exit with its status."""
-    from corral.cli import output
+    from corral.cli import progress
     from corral.supervisor.run import exit_status, supervise
 
-    reporter = output.Reporter(engine, quiet=quiet)
+    reporter = progress.Reporter(engine, quiet=quiet)
     state = supervise(engine, reporter)
     reporter.close()
     click.echo(f"{engine.layout.id}: {state.value}", err=quiet is False)

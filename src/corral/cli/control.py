@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 @user_errors
 def kill(task_id: str, grace: float | None, job: int | None) -> None:
     """Kill ID gracefully (final processes still run). Works when its supervisor is dead."""
-    from corral.cli import output
+    from corral.cli import progress
     from corral.core.records import Action, Request
     from corral.supervisor.checkpoints import fold_journal
     from corral.supervisor.run import supervise
@@ -49,7 +49,7 @@ def kill(task_id: str, grace: float | None, job: int | None) -> None:
     engine, _ = take_over(where)
     engine.record(Request(Action.KILL, time.time(), job=job, grace=grace))
     engine.writer.commit()
-    state_ = supervise(engine, output.Reporter(engine, quiet=True))
+    state_ = supervise(engine, progress.Reporter(engine, quiet=True))
     click.echo(f"{task_id}: {state_.value}")
 
 

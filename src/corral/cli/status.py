@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,35 +23,14 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
     """Tasks and ensembles under the root, with their state."""
     import fnmatch
 
-    from corral.cli import output
-    from corral.journal import JournalCorrupt, JournalError, RecordRejected
-    from corral.supervisor.checkpoints import fold_journal
-    from corral.supervisor.layout import Layout, list_ids
-    from corral.supervisor.session import SessionError
+    from corral.cli.tables import print_status
+    from corral.supervisor.layout import list_ids
 
     base = root()
     ids = list_ids(base)
     if pattern:
         ids = [i for i in ids if fnmatch.fnmatch(i, pattern) or i == pattern]
-    views = []
-    for task_id in ids:
-        where = Layout(base, task_id)
-        alive = supervisor_alive(where)
-        if not show_jobs:
-            snap = output.snapshot_view(where, alive)
-            if snap is not None:
-                views.append(snap)
-                continue
-        try:
-            sup = fold_journal(where)
-        except FileNotFoundError:
-            continue  # removed meanwhile (corral gc)
-        except (JournalError, SessionError) as exc:
-            # one broken task never hides the others: it is listed with its one-line error
-            bad = "CORRUPT" if isinstance(exc, JournalCorrupt | RecordRejected) else "UNREADABLE"
-            views.append({"id": task_id, "state": bad, "error": str(exc)})
-            continue
-        views.append(output.view(sup, where, alive, jobs=show_jobs, job_state=job_state))
+    views = _views(base, ids, show_jobs, job_state) if ids else []
     _journal_problems(base, views)
     if as_json:
         import msgspec
@@ -59,13 +39,13 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
         # (pure Python once indent is set) took a second
         click.echo(msgspec.json.format(msgspec.json.encode(views, enc_hook=str), indent=2).decode())
         return
-    output.print_status(views, verbose, show_jobs)
+    print_status(views, verbose, show_jobs)
     for v in views:
         if v.get("journal_error"):
             click.echo(f"{v['id']}: cannot write its journal ({v['journal_error']}): launching nothing new")
 
 
-def _journal_problems(base: Any, views: list[dict[str, Any]]) -> None:
+def _journal_problems(base: Path, views: list[dict[str, Any]]) -> None:
     """A live supervisor that cannot write its journal (disk full) can only say so itself."""
     from corral.supervisor import control
     from corral.supervisor.layout import Layout
@@ -80,6 +60,35 @@ def _journal_problems(base: Any, views: list[dict[str, Any]]) -> None:
                 v["journal_error"] = answer["journal"]
 
 
+def _views(base: Path, ids: list[str], show_jobs: bool, job_state: str | None) -> list[dict[str, Any]]:
+    from corral.journal import JournalCorrupt, JournalError, RecordRejected
+    from corral.observe.views import snapshot_view, view
+    from corral.supervisor.checkpoints import fold_journal
+    from corral.supervisor.layout import Layout
+    from corral.supervisor.session import SessionError
+
+    views = []
+    for task_id in ids:
+        where = Layout(base, task_id)
+        alive = supervisor_alive(where)
+        if not show_jobs:
+            snap = snapshot_view(where, alive)
+            if snap is not None:
+                views.append(snap)
+                continue
+        try:
+            sup = fold_journal(where)
+        except FileNotFoundError:
+            continue  # removed meanwhile (corral gc)
+        except (JournalError, SessionError) as exc:
+            # one broken task never hides the others: it is listed with its one-line error
+            bad = "CORRUPT" if isinstance(exc, JournalCorrupt | RecordRejected) else "UNREADABLE"
+            views.append({"id": task_id, "state": bad, "error": str(exc)})
+            continue
+        views.append(view(sup, where, alive, jobs=show_jobs, job_state=job_state))
+    return views
+
+
 @click.command()
 @click.argument("task_id", metavar="ID")
 @click.option("--raw", is_flag=True, help="Every record as written, with its offset.")
@@ -87,15 +96,15 @@ def _journal_problems(base: Any, views: list[dict[str, Any]]) -> None:
 @user_errors
 def read(task_id: str, raw: bool, as_json: bool) -> None:
     """Replay the journal of ID and print its history."""
-    from corral.cli import output
+    from corral.cli.history import print_history, print_raw
     from corral.supervisor.session import replay
 
     where = layout(task_id)
     if raw:
-        output.print_raw(where, as_json)
+        print_raw(where, as_json)
         return
     _, records = replay(where)
-    output.print_history(records, as_json)
+    print_history(records, as_json)
 
 
 @click.command()
@@ -107,9 +116,9 @@ def read(task_id: str, raw: bool, as_json: bool) -> None:
 @user_errors
 def tail(task_id: str, where: tuple[str, ...], stderr: bool, follow: bool, lines: int) -> None:
     """The log of the latest run: tail ID [PROCESS] for a task, tail ID JOB [PROCESS] for an ensemble."""
-    from corral.cli import output
+    from corral.cli.logview import tail as print_tail
     from corral.supervisor.checkpoints import fold_journal
 
     found = layout(task_id)
     sup = fold_journal(found)
-    output.tail(sup, found, list(where), "stderr" if stderr else "stdout", follow, lines)
+    print_tail(sup, found, list(where), "stderr" if stderr else "stdout", follow, lines)

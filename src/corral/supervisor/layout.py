@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -91,6 +90,8 @@ class Layout:
         path = str(self.dir / "control.sock")
         if len(path.encode()) < 100:
             return path
+        import hashlib  # only for long paths; ~4 ms of every command's start-up otherwise
+
         digest = hashlib.sha1(path.encode()).hexdigest()[:16]
         return f"/tmp/corral-{digest}.sock"
 

@@ -29,10 +29,9 @@ from corral.spec.model import Ensemble, Task
 
 if TYPE_CHECKING:
     from corral.spec.params import ParamSpace
+    from corral.supervisor.engine import Engine
 from corral.supervisor import proc, safefs
-from corral.supervisor.engine import Engine
 from corral.supervisor.layout import Layout
-from corral.supervisor.reconcile import reconcile
 from corral.supervisor.replaying import decode_all, rejected
 
 
@@ -265,6 +264,8 @@ def create(
                 shutil.rmtree(layout.dir, ignore_errors=True)  # leave no trace of a refused run
             raise
     writer, _ = open_for_append(layout.journal, create=True, mode=mode)
+    from corral.supervisor.engine import Engine  # readers (replay) never load the shell
+
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
     _attach_backend(engine, opened, new=True)
     if jobs is not None:
@@ -383,6 +384,9 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
     except BaseException:
         writer.close()
         raise
+    from corral.supervisor.engine import Engine
+    from corral.supervisor.reconcile import reconcile
+
     engine = Engine(layout, sup, writer, ensemble=sup.kind == "ensemble")
     assert sup.opened is not None
     _attach_backend(engine, sup.opened)

@@ -1,0 +1,85 @@
+"""A journal's history as text or JSON lines: `corral read` and the run events `corral run` prints."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import click
+
+from corral.core.records import Opened, Record, RunUpdate, Signal, Transition, decode, to_json
+from corral.core.supervision import ENSEMBLE
+from corral.journal import RawFrame, iter_raw
+from corral.supervisor import proc
+from corral.supervisor.layout import Layout
+
+
+def short_time(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_raw(layout: Layout, as_json: bool) -> None:
+    """Every frame with its offset; damaged stretches and undecodable records say so and go on."""
+    for frame in iter_raw(layout.journal):
+        rec, kind, problem = _raw_record(frame)
+        if rec is not None:
+            if as_json:
+                click.echo(json.dumps({"offset": frame.offset, **to_json(rec)}, default=str))
+            else:
+                click.echo(f"{frame.offset:>10}  {rec!r}")
+        elif as_json:
+            fields = {"offset": frame.offset, "type": kind, "problem": problem, "length": frame.length}
+            click.echo(json.dumps(fields))
+        else:
+            click.echo(f"{frame.offset:>10}  {kind} ({problem}, {frame.length} bytes)")
+
+
+def _raw_record(frame: RawFrame) -> tuple[Record | None, str, str]:
+    """The frame's record, or why there is none: CORRUPT, TORN or UNDECODABLE and the cause."""
+    if not frame.crc_ok:
+        return None, "TORN" if frame.torn else "CORRUPT", frame.problem or "crc mismatch"
+    try:
+        return decode(frame.payload), "", ""
+    except Exception as exc:  # a valid frame holding a record this version cannot decode
+        return None, "UNDECODABLE", str(exc) or type(exc).__name__
+
+
+def describe(rec: Record) -> str:
+    if isinstance(rec, Opened):
+        return f"opened {rec.kind} {rec.id} on {rec.host}"
+    if isinstance(rec, Transition):
+        who = "ensemble" if rec.job == ENSEMBLE else f"job {rec.job}"
+        extra = [f"exit {rec.exit_code}"] if rec.exit_code is not None else []
+        extra += [rec.reason] if rec.reason else []
+        reason = f" ({', '.join(extra)})" if extra else ""
+        attempt = f" attempt {rec.attempt + 1}" if rec.attempt else ""
+        return f"{who}{attempt} -> {rec.state}{reason}"
+    if isinstance(rec, RunUpdate):
+        extra = []
+        if rec.pid:
+            extra.append(f"pid {rec.pid}")
+        if rec.exit_code is not None:
+            extra.append(f"exit {rec.exit_code}")
+        if rec.reason:
+            extra.append(rec.reason)
+        return f"job {rec.job} {rec.process}[{rec.run}] -> {rec.state}" + (
+            f" ({', '.join(extra)})" if extra else ""
+        )
+    if isinstance(rec, Signal):
+        name = proc.SIGNAL_NAMES.get(rec.sig, rec.sig)
+        return f"job {rec.job} {rec.process}[{rec.run}] <- {name} ({rec.reason})"
+    name = type(rec).__name__
+    fields = ", ".join(f"{f}={getattr(rec, f)!r}" for f in rec.__struct_fields__ if f != "at")
+    return f"{name.lower()} {fields}"
+
+
+def print_history(records: list[Record], as_json: bool) -> None:
+    for rec in records:
+        if as_json:
+            click.echo(json.dumps(to_json(rec), default=str))
+            continue
+        text = describe(rec)
+        at = getattr(rec, "at", None)
+        click.echo(f"{short_time(at)}  {text}")

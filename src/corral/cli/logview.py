@@ -1,0 +1,118 @@
+"""`corral tail`: the log of a run, found from the journal or, for finished jobs, on disk."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from corral.core.supervision import Supervision
+from corral.errors import UserError
+from corral.supervisor.layout import Layout, parse_log_name
+
+
+def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow: bool, lines: int) -> None:
+    ensemble = sup.kind == "ensemble"
+    if ensemble:
+        if not where:
+            raise UserError("tail of an ensemble needs a JOB number: corral tail ID JOB [PROCESS]")
+        try:
+            job = int(where[0])
+        except ValueError:
+            raise UserError(f"{where[0]!r}: a job is a number") from None
+        where = where[1:]
+    else:
+        job = 0
+    if len(where) > 1:
+        raise UserError("tail takes at most one PROCESS")
+    if sup.remote and 0 <= job < sup.total:
+        # a Slurm job's runs are in its node journal; its logs are on the shared disk
+        return _tail_disk(layout, job, where[0] if where else None, stream, lines)
+    rt = sup.jobs.get(job)
+    if rt is None:
+        if ensemble and 0 <= job < sup.total:
+            # finished jobs are not kept in memory: find the newest run on disk
+            return _tail_disk(layout, job, where[0] if where else None, stream, lines)
+        raise UserError(f"{layout.id}: no job {job}")
+    candidates = [
+        (r.launched_at, name, r.run)
+        for name, p in rt.processes.items()
+        for r in p.runs
+        if not where or name == where[0]
+    ]
+    if where and where[0] not in rt.processes:
+        raise UserError(f"{layout.id}: no process named {where[0]!r}")
+    if not candidates:
+        raise UserError(f"{layout.id}: no run yet")
+    _, name, number = max(candidates)
+    path = layout.log_file(job, ensemble, name, number, stream)
+    _print_file(path, lines, follow, _run_live(layout, job, name, number) if follow else None)
+
+
+def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines: int) -> None:
+    """The newest log of a job that is not in memory: local jobs log to logs/JOB.PROCESS.RUN.*,
+    Slurm jobs to slurm/JOB/SLURM_ID/logs/PROCESS.RUN.* (a task of their own on the node)."""
+    places: list[tuple[Path, int | None]] = [(layout.logs, job)]
+    places += [(logs, None) for logs in (layout.dir / "slurm" / str(job)).glob("*/logs")]
+    found = []
+    for logs, prefix in places:
+        pattern = f"*.{stream}" if prefix is None else f"{prefix}.*.{stream}"
+        for path in logs.glob(pattern):
+            parsed = parse_log_name(path.name, prefix, stream)
+            if parsed is not None and (process is None or parsed[0] == process):
+                found.append((path.stat().st_mtime, parsed[1], path))
+    if not found:
+        raise UserError(f"{layout.id}: job {job} has no logs")
+    _print_file(max(found)[2], lines, False, lambda: False)
+
+
+def _run_live(layout: Layout, job: int, process: str, number: int) -> Any:
+    """A check of whether the run is alive that reads only the journal's new records."""
+    from corral.supervisor.follow import Follower
+
+    follower = Follower(layout)
+
+    def live() -> bool:
+        rt = follower.refresh().jobs.get(job)
+        run = None if rt is None else rt.find_run(process, number)
+        return run is not None and run.live
+
+    return live
+
+
+def _print_file(path: Path, lines: int, follow: bool, live: Any) -> None:
+    from corral.journal.watch import FileWatch
+
+    out = sys.stdout.buffer
+    watch = FileWatch(path.parent, (path.name,)) if follow and path.parent.exists() else None
+    if follow:
+        while not path.exists():  # the run may not have started writing yet
+            if watch is None or not live():
+                return
+            watch.wait(_LIVENESS)
+    elif not path.exists():
+        return
+    with open(path, "rb") as f:
+        data = f.read()
+        if lines > 0:
+            data = b"".join(data.splitlines(keepends=True)[-lines:])
+        out.write(data)
+        out.flush()
+        if not follow or watch is None:
+            return
+        alive = True
+        while True:
+            chunk = f.read(65536)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            if not alive:
+                return
+            # woken by a write to the log; the run's end is looked for at least every
+            # _LIVENESS seconds (one read of the journal's new records)
+            if not watch.wait(_LIVENESS):
+                alive = live()  # one last read after the run ended
+
+
+_LIVENESS = 0.5
