@@ -340,6 +340,21 @@ def test_pause_one_process() -> None:
     assert first_at(sim.records, "a", "SUCCESS") == 20.0
 
 
+def test_resume_one_process_after_a_task_wide_pause() -> None:
+    # issue 9: `corral resume ID a` after `corral pause ID` did nothing
+    t = task(proc("a"), proc("b"))
+    sim = simulate(
+        t,
+        script(Behaviour(duration=10.0)),
+        [Request("pause", 2.0), Request("resume", 5.0, process="a"), Request("resume", 30.0)],
+    )
+    resumed = [(u.process, u.at) for u in run_updates(sim.records, state="RUNNING") if u.reason == "resume"]
+    assert resumed == [("a", 5.0), ("b", 30.0)]
+    assert first_at(sim.records, "a", "SUCCESS") == 13.0  # 2 s before the pause, 8 s after
+    assert first_at(sim.records, "b", "SUCCESS") == 38.0  # b stayed paused until the task resumed
+    assert sim.sup.state is TaskState.SUCCESS
+
+
 # -- lost runs ---------------------------------------------------------------------------------
 
 

@@ -236,7 +236,7 @@ params:
 """)
     result = corral("run", str(spec), "--id", "pg1")
     assert result.returncode == 0
-    assert "5/5 done" in result.stderr
+    assert "5/5 ended (5 succeeded, 0 failed, 0 killed, 0 lost)" in result.stderr
 
 
 def test_bad_submission_is_refused_and_the_ensemble_carries_on(corral, spec_file, tmp_path):

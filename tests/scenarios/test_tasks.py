@@ -298,7 +298,7 @@ processes:
     corral.wait_for(lambda: (corral.root / "busy1" / "journal").exists())
     again = corral("run", str(spec), "--id", "busy1")
     assert again.returncode == 2
-    assert "recover" in again.stderr
+    assert "supervised by pid" in again.stderr and "recover" not in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)

@@ -148,19 +148,55 @@ def ensemble_id(ensemble: str | None) -> str:
     return value
 
 
-def finish(engine: Any, quiet: bool) -> NoReturn:
-    """Supervise `engine` to its end with progress on the terminal; exit with its status."""
+def finish(engine: Any, quiet: bool, as_json: bool = False, extra: dict[str, Any] | None = None) -> NoReturn:
+    """Supervise `engine` to its end with progress on the terminal; exit with its status.
+
+    The last line is `ID: STATE` (stderr, or stdout with -q), or with --json one object on
+    stdout: {id, kind, state, exit_status} (+ jobs counts for an ensemble, + `extra`)."""
     from corral.cli import progress
     from corral.supervisor.run import exit_status, supervise
 
     reporter = progress.Reporter(engine, quiet=quiet)
     state = supervise(engine, reporter)
     reporter.close()
-    click.echo(f"{engine.layout.id}: {state.value}", err=quiet is False)
-    sys.exit(exit_status(state))
+    code = exit_status(state)
+    if as_json:
+        emit(outcome(engine, state.value, code) | (extra or {}))
+    else:
+        click.echo(f"{engine.layout.id}: {state.value}", err=quiet is False)
+    sys.exit(code)
+
+
+def outcome(engine: Any, state: str, code: int) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": engine.layout.id,
+        "kind": "ensemble" if engine.ensemble else "task",
+        "state": state,
+        "exit_status": code,
+    }
+    if engine.ensemble:
+        from corral.observe.views import job_counts
+
+        data["jobs"] = job_counts(engine.sup)
+    return data
+
+
+def emit(data: dict[str, Any]) -> None:
+    """A --json answer: one object on one line of stdout."""
+    import json
+
+    click.echo(json.dumps(data, default=str))
+
+
+def already_ended(task_id: str, state: str, op: str) -> UserError:
+    """The one answer of every control command for a task that ended: exit 2, nothing changed."""
+    return UserError(f"{task_id}: already ended ({state}); nothing to {op}")
 
 
 port_option = click.option(
     "-P", "--port", "ports", multiple=True, metavar="NAME=PORT", help="Bind {{ports.NAME}}."
 )
 set_option = click.option("--set", "sets", multiple=True, metavar="X=V", help="Bind {{params.X}}.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout (shape in the README)."
+)

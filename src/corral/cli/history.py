@@ -51,28 +51,26 @@ def describe(rec: Record) -> str:
         return f"opened {rec.kind} {rec.id} on {rec.host}"
     if isinstance(rec, Transition):
         who = "ensemble" if rec.job == ENSEMBLE else f"job {rec.job}"
-        extra = [f"exit {rec.exit_code}"] if rec.exit_code is not None else []
-        extra += [rec.reason] if rec.reason else []
-        reason = f" ({', '.join(extra)})" if extra else ""
+        exit_ = f"exit {rec.exit_code}" if rec.exit_code is not None else ""
         attempt = f" attempt {rec.attempt + 1}" if rec.attempt else ""
-        return f"{who}{attempt} -> {rec.state}{reason}"
+        return f"{who}{attempt} -> {rec.state}{_details(exit_, rec.reason)}"
     if isinstance(rec, RunUpdate):
-        extra = []
-        if rec.pid:
-            extra.append(f"pid {rec.pid}")
-        if rec.exit_code is not None:
-            extra.append(f"exit {rec.exit_code}")
-        if rec.reason:
-            extra.append(rec.reason)
-        return f"job {rec.job} {rec.process}[{rec.run}] -> {rec.state}" + (
-            f" ({', '.join(extra)})" if extra else ""
-        )
+        pid = f"pid {rec.pid}" if rec.pid else ""
+        exit_ = f"exit {rec.exit_code}" if rec.exit_code is not None else ""
+        return f"job {rec.job} {rec.process}[{rec.run}] -> {rec.state}{_details(pid, exit_, rec.reason)}"
     if isinstance(rec, Signal):
         name = proc.SIGNAL_NAMES.get(rec.sig, rec.sig)
         return f"job {rec.job} {rec.process}[{rec.run}] <- {name} ({rec.reason})"
     name = type(rec).__name__
     fields = ", ".join(f"{f}={getattr(rec, f)!r}" for f in rec.__struct_fields__ if f != "at")
     return f"{name.lower()} {fields}"
+
+
+def _details(*parts: str) -> str:
+    """' (a, b)' of the parts that say something, each once: a reason often repeats the exit
+    status ("exit 1"), which would read "FAILED (exit 1, exit 1)"."""
+    shown = list(dict.fromkeys(p for p in parts if p))
+    return f" ({', '.join(shown)})" if shown else ""
 
 
 def print_history(records: list[Record], as_json: bool) -> None:

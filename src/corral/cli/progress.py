@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from corral.cli.history import describe, short_time
+from corral.cli.tables import job_summary
 from corral.core.records import Record, RunUpdate, Signal, Transition
 from corral.core.supervision import Supervision
 from corral.observe.views import job_counts
@@ -77,13 +78,17 @@ class Reporter:
         self.last = now
         elapsed = max(1e-6, now - self.started)
         rate = finished / elapsed
-        detail = f"run {c['running']} fail {c['failed'] + c['lost']} pend {c['pending']} {rate:.0f}/s"
         if self.progress is not None:
+            # the bar shows ended/total; the rest names each kind of end, as `status` does
+            detail = (
+                f"ok {c['succeeded']} failed {c['failed']} killed {c['killed']} lost {c['lost']} "
+                f"running {c['running']} pending {c['pending']} {rate:.0f}/s"
+            )
             self.progress.update(self.bar, completed=finished, total=sup.total, detail=detail)
         else:
             eta = (sup.total - finished) / rate if rate > 0 else float("inf")
             eta_text = f"{eta:.0f}s" if eta != float("inf") else "?"
-            click.echo(f"{sup.id}: {finished}/{sup.total} done ({detail}), eta {eta_text}", err=True)
+            click.echo(f"{sup.id}: {job_summary(c)}, {rate:.0f}/s, eta {eta_text}", err=True)
 
     def close(self) -> None:
         if self.progress is not None:

@@ -11,7 +11,9 @@ import click
 
 from corral.cli.common import (
     check_id,
+    emit,
     finish,
+    json_option,
     layout,
     port,
     port_option,
@@ -50,6 +52,7 @@ GROUP_HELP = "Let the owner's group read the task's directory (0750, files 0640;
     default=None,
     help="Also take control requests over TCP (token in ROOT/ID/token; port 0: a free one).",
 )
+@json_option
 @user_errors
 def run(
     spec: str | None,
@@ -61,6 +64,7 @@ def run(
     quiet: bool,
     group: bool,
     listen: str | None,
+    as_json: bool,
 ) -> None:
     """Run the task or ensemble in SPEC until it ends."""
     from corral import spec as specs
@@ -68,7 +72,7 @@ def run(
     from corral.supervisor.run import new_engine, parse_assignments, render_for_run
 
     if retry_failed is not None:
-        _retry_failed(retry_failed, quiet)
+        _retry_failed(retry_failed, quiet, as_json)
     if spec is None:
         raise UserError("run needs a SPEC file (or --retry-failed ID)")
     if listen is not None:
@@ -89,13 +93,19 @@ def run(
     if listen is not None:
         context["listen"] = listen  # in the journal: a recovery listens there again
     if detach:
-        pid = detach_start(where, prepared, context, spec, group)
-        click.echo(f"{task_id} supervised by pid {pid}")
+        detached(task_id, detach_start(where, prepared, context, spec, group), as_json)
         return
-    finish(new_engine(where, prepared, context, spec, group=group), quiet)
+    finish(new_engine(where, prepared, context, spec, group=group), quiet, as_json)
 
 
-def _retry_failed(ensemble: str, quiet: bool) -> NoReturn:
+def detached(task_id: str, pid: int, as_json: bool) -> None:
+    if as_json:
+        emit({"id": task_id, "supervisor_pid": pid})
+    else:
+        click.echo(f"{task_id} supervised by pid {pid}")
+
+
+def _retry_failed(ensemble: str, quiet: bool, as_json: bool) -> NoReturn:
     from corral.core.records import Action, Request
     from corral.journal import lock_holder
     from corral.supervisor.session import take_over
@@ -108,7 +118,7 @@ def _retry_failed(ensemble: str, quiet: bool) -> NoReturn:
     engine, _ = take_over(where)
     engine.record(Request(Action.RETRY_FAILED, time.time()))
     engine.writer.commit()
-    finish(engine, quiet)
+    finish(engine, quiet, as_json)
 
 
 def detach_start(
@@ -124,9 +134,12 @@ def detach_start(
 @click.option("--id", "task_id", default=None)
 @click.option("--detach", is_flag=True)
 @click.option("--group-readable", "group", is_flag=True, help=GROUP_HELP)
+@json_option
 @click.argument("command", nargs=-1, required=True)
 @user_errors
-def simplerun(name: str, task_id: str | None, detach: bool, group: bool, command: tuple[str, ...]) -> None:
+def simplerun(
+    name: str, task_id: str | None, detach: bool, group: bool, as_json: bool, command: tuple[str, ...]
+) -> None:
     """Run one command as a one-process task: corral simplerun -- CMD ARGS..."""
     from corral.spec import Process, validate_task
     from corral.spec.model import Task
@@ -139,10 +152,9 @@ def simplerun(name: str, task_id: str | None, detach: bool, group: bool, command
     where = Layout(root(), task_id)
     prepared = render_for_run(task, where, {}, {}, file=None)
     if detach:
-        pid = detach_start(where, prepared, {}, None, group)
-        click.echo(f"{task_id} supervised by pid {pid}")
+        detached(task_id, detach_start(where, prepared, {}, None, group), as_json)
         return
-    finish(new_engine(where, prepared, {}, None, group=group), False)
+    finish(new_engine(where, prepared, {}, None, group=group), False, as_json)
 
 
 @click.command()

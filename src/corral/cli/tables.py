@@ -43,14 +43,22 @@ def detail(view: dict[str, Any]) -> str:
     if view.get("error"):
         return str(view["error"])
     if view.get("kind") == "ensemble":
-        j = view["jobs"]
-        return (
-            f"{j['succeeded']}/{j['total']} done, {j['running']} running, "
-            f"{j['failed']} failed, {j['pending']} pending"
-        )
+        return job_summary(view["jobs"])
     return " ".join(
         f"{p['name']}:{p['runs'][-1]['state'] if p['runs'] else 'WAITING'}"
         for p in view.get("processes") or ()
+    )
+
+
+def job_summary(jobs: dict[str, int]) -> str:
+    """An ensemble's job counts in words; `status` and `run`'s progress both say it so.
+
+    "ended" counts every job that reached an end (succeeded, failed, killed or lost), which is
+    what a progress bar fills with; each kind of end is then named."""
+    ended = jobs["succeeded"] + jobs["failed"] + jobs["killed"] + jobs["lost"]
+    return (
+        f"{ended}/{jobs['total']} ended ({jobs['succeeded']} succeeded, {jobs['failed']} failed, "
+        f"{jobs['killed']} killed, {jobs['lost']} lost), {jobs['running']} running, {jobs['pending']} pending"
     )
 
 

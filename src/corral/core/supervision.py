@@ -305,6 +305,9 @@ class Supervision:
                 elif pause:
                     rt.paused_processes.add(rec.process)
                 else:
+                    if rt.paused:  # one process resumed out of a task-wide pause: the rest stay
+                        rt.paused = False
+                        rt.paused_processes.update(rt.processes)
                     rt.paused_processes.discard(rec.process)
                 self.dirty.add(job)
         elif action in (Action.YIELD, Action.WAKE) and rec.job is not None:

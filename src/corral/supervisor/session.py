@@ -317,7 +317,29 @@ def _exists_message(layout: Layout) -> str:
         state = "unreadable"
     if state in ("SUCCESS", "FAILED", "KILLED", "LOST"):
         return f"{layout.id}: a task with this id already ended ({state}); choose another --id"
+    if _lock_held(layout):  # recover would take over (or --force kill) a healthy supervisor
+        return (
+            f"{layout.id}: a task with this id is {state}, supervised by pid "
+            f"{lock_holder(layout.journal)}; choose another --id (or 'corral kill {layout.id}' first)"
+        )
     return f"{layout.id}: a task with this id exists and is {state}; use 'corral recover {layout.id}'"
+
+
+def _lock_held(layout: Layout) -> bool:
+    """Whether a live writer holds the journal's lock (asked of the kernel, not the pid file)."""
+    import fcntl
+
+    try:
+        fd = os.open(str(layout.journal) + ".lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no lock file, or not ours to read: nobody we could tell of
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def stop_holder(layout: Layout, timeout: float = 10.0) -> int | None:
