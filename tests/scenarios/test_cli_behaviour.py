@@ -94,7 +94,7 @@ def test_control_of_an_ended_task_is_refused_alike(corral, op):
     result = corral(op, "done1")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.strip() == f"corral: done1: already ended (SUCCESS); nothing to {op}"
+    assert result.stderr.strip() == f"corral: done1: already SUCCESS; nothing to {op}"
     assert journal.read_bytes() == before
 
 

@@ -190,7 +190,7 @@ def emit(data: dict[str, Any]) -> None:
 
 def already_ended(task_id: str, state: str, op: str) -> UserError:
     """The one answer of every control command for a task that ended: exit 2, nothing changed."""
-    return UserError(f"{task_id}: already ended ({state}); nothing to {op}")
+    return UserError(f"{task_id}: already {state}; nothing to {op}")
 
 
 port_option = click.option(

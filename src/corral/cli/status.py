@@ -47,17 +47,19 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
 
 def _journal_problems(base: Path, views: list[dict[str, Any]]) -> None:
     """A live supervisor that cannot write its journal (disk full) can only say so itself."""
+    live = [v for v in views if v.get("supervised")]
+    if not live:
+        return  # the control client (msgspec) is not loaded for nothing
     from corral.supervisor import control
     from corral.supervisor.layout import Layout
 
-    for v in views:
-        if v.get("supervised"):
-            try:
-                answer = control.request(Layout(base, v["id"]).control, {"op": "ping"}, timeout=2.0)
-            except (OSError, ValueError):
-                continue
-            if answer.get("journal"):
-                v["journal_error"] = answer["journal"]
+    for v in live:
+        try:
+            answer = control.request(Layout(base, v["id"]).control, {"op": "ping"}, timeout=2.0)
+        except (OSError, ValueError):
+            continue
+        if answer.get("journal"):
+            v["journal_error"] = answer["journal"]
 
 
 def _views(base: Path, ids: list[str], show_jobs: bool, job_state: str | None) -> list[dict[str, Any]]:
