@@ -106,3 +106,32 @@ def spec_file(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path
 
     return write
+
+
+class Gate:
+    """A fifo that test processes block on (`cat FIFO`) until the test releases them: a run that
+    lives exactly as long as the test needs, however loaded the machine (no racing a sleep)."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.path = path
+
+    @property
+    def cmd(self) -> str:
+        """A shell command that waits for the release, then exits 0 (prints nothing)."""
+        return f"cat {self.path} > /dev/null"
+
+    def release(self) -> None:
+        """Every process reading the fifo now sees its end. Blocks until one is reading."""
+        fd = os.open(self.path, os.O_WRONLY)
+        os.close(fd)
+
+
+@pytest.fixture
+def gate(tmp_path: Path):  # type: ignore[no-untyped-def]
+    made = iter(range(1000))
+
+    def make() -> Gate:
+        return Gate(tmp_path / f"gate{next(made)}")
+
+    return make

@@ -277,8 +277,9 @@ def test_leftovers_of_an_ended_job_are_killed_while_the_ensemble_runs(corral, sp
         "        os._exit(0)\n"
         "    time.sleep(0.3)\n"
         "else:\n"
-        "    time.sleep(8)\n"
+        f"    open({str(tmp_path / 'go')!r}).read()\n"  # job 1 lives until the test is done
     )
+    os.mkfifo(tmp_path / "go")
     spec = spec_file(f"""
 name: leftovers
 job:
@@ -292,10 +293,10 @@ job_limit: 2
         pidfile = tmp_path / "daemon.pid"
         corral.wait_for(lambda: pidfile.exists() and pidfile.read_text() != "")
         daemon = int(pidfile.read_text())
-        # job 1 still runs for seconds: the daemon must go long before the ensemble ends
+        # job 1 runs until released: the daemon must go while the ensemble still runs
         corral.wait_for(
             lambda: not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == psutil.STATUS_ZOMBIE,
-            timeout=4,
+            timeout=60,
         )
         assert sup.poll() is None, "the ensemble was still running"
     finally:

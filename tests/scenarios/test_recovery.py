@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -63,19 +64,22 @@ max_failures: 0
 """
 
 
-def test_recover_with_processes_still_running(corral, spec_file):
-    spec = spec_file("""
+def test_recover_with_processes_still_running(corral, spec_file, gate):
+    go = gate()
+    spec = spec_file(f"""
 name: rr
 processes:
-  - {name: long, cmd: "sleep 1.5; echo done"}
-  - {name: next, cmd: "echo next", after: [long]}
+  - {{name: long, cmd: "{go.cmd}; echo done"}}
+  - {{name: next, cmd: "echo next", after: [long]}}
 """)
     sup, pid = _start_running(corral, spec, "rr1", "long")
     _kill_supervisor(sup)
     assert psutil.pid_exists(pid), "the run must outlive its supervisor"
-    result = corral("recover", "rr1")
-    assert result.returncode == 0, result.stderr
-    assert "1 re-attached" in result.stderr
+    recovering = corral.start("recover", "rr1")
+    counts = recovering.stderr.readline()  # printed once the live run is re-attached
+    assert "1 re-attached" in counts, counts
+    go.release()
+    assert recovering.wait(timeout=60) == 0, recovering.stderr.read()
     view = corral.status("rr1")
     assert view["state"] == "SUCCESS"
     long_runs = runs_of(view, "long")
@@ -83,17 +87,19 @@ processes:
     assert runs_of(view, "next")[-1]["state"] == "SUCCESS"
 
 
-def test_recover_after_they_all_finished(corral, spec_file):
-    spec = spec_file("""
+def test_recover_after_they_all_finished(corral, spec_file, gate):
+    go = gate()
+    spec = spec_file(f"""
 name: fin
 processes:
-  - {name: a, cmd: "sleep 2; exit 0"}
-  - {name: b, cmd: "sleep 2; exit 4"}
+  - {{name: a, cmd: "{go.cmd}; exit 0"}}
+  - {{name: b, cmd: "{go.cmd}; exit 4"}}
 max_failures: 0
 """)
     sup = corral.start("run", str(spec), "--id", "af1")
-    corral.wait_for(lambda: _running(corral, "af1", "a") and _running(corral, "af1", "b"))
+    corral.wait_for(lambda: _running(corral, "af1", "a") and _running(corral, "af1", "b"), timeout=60)
     _kill_supervisor(sup)
+    go.release()
     # both end while nobody supervises them (their reaper writes their ends to the ledger)
     ledger = corral.root / "af1" / "reaper.log"
     corral.wait_for(lambda: ledger.read_text().count("\nE\t") == 2, timeout=60)
@@ -122,7 +128,7 @@ processes:
     os.kill(reaper, signal.SIGKILL)
     corral.wait_for(lambda: not _exists(reaper))
     os.killpg(run["pid"], signal.SIGKILL)
-    time.sleep(0.2)
+    corral.wait_for(lambda: not _exists(run["pid"]))
     assert not any(
         line.startswith("E\t") for line in (corral.root / "rb1" / "reaper.log").read_text().splitlines()
     )
@@ -182,11 +188,12 @@ processes:
     assert abs(end["at"] - ended_at) < 1e-3 and end["at"] < recovered["at"]
 
 
-def test_second_supervisor_refused_then_force_takeover(corral, spec_file):
-    spec = spec_file("""
+def test_second_supervisor_refused_then_force_takeover(corral, spec_file, gate):
+    go = gate()
+    spec = spec_file(f"""
 name: stuck
 processes:
-  - {name: work, cmd: "sleep 3"}
+  - {{name: work, cmd: "{go.cmd}"}}
 """)
     sup, pid = _start_running(corral, spec, "fo1", "work")
     os.kill(sup.pid, signal.SIGSTOP)  # a live but stuck supervisor
@@ -195,8 +202,10 @@ processes:
         assert refused.returncode == 2
         assert f"pid {sup.pid}" in refused.stderr and "--force" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
-        forced = corral("recover", "fo1", "--force")
-        assert forced.returncode == 0, forced.stderr
+        forced = corral.start("recover", "fo1", "--force")
+        assert "1 re-attached" in forced.stderr.readline()
+        go.release()
+        assert forced.wait(timeout=60) == 0, forced.stderr.read()
         assert sup.wait(timeout=10) == -signal.SIGKILL
     finally:
         if sup.poll() is None:
@@ -241,8 +250,7 @@ processes:
     assert view["state"] == "LOST"
     assert runs_of(view, "work")[-1]["state"] == "KILLED"
     assert not marker.exists(), "lose runs no finalizers"
-    time.sleep(0.1)
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    corral.wait_for(lambda: not _exists(pid))
 
 
 def test_lose_when_nothing_alive_records_lost(corral, spec_file):
@@ -257,7 +265,7 @@ processes:
     os.kill(reaper, signal.SIGKILL)  # nobody left who could know how the run ended
     corral.wait_for(lambda: not _exists(reaper))
     os.killpg(pid, signal.SIGKILL)
-    time.sleep(0.2)
+    corral.wait_for(lambda: not _exists(pid))
     assert corral("lose", "lo2").returncode == 0
     view = corral.status("lo2")
     assert view["state"] == "LOST"
@@ -268,24 +276,30 @@ def _proc_state(pid: int) -> str:
     return psutil.Process(pid).status()
 
 
-def test_pause_resume_and_across_a_crash(corral, spec_file, tmp_path):
-    spec = spec_file("""
+def test_pause_resume_and_across_a_crash(corral, spec_file, gate):
+    go = gate()
+    timeout = 6.0  # of active time; generous, so that the pause lands before it on a busy machine
+    spec = spec_file(f"""
 name: pz
 processes:
-  - {name: work, cmd: "sleep 1.5", timeout: 3}
+  - {{name: work, cmd: "{go.cmd}", timeout: {timeout}}}
 """)
     sup, pid = _start_running(corral, spec, "pz1", "work")
     assert corral("pause", "pz1").returncode == 0
-    corral.wait_for(lambda: runs_of(corral.status("pz1"), "work")[-1]["state"] == "PAUSED")
-    corral.wait_for(lambda: _proc_state(pid) == psutil.STATUS_STOPPED)
+    corral.wait_for(lambda: runs_of(corral.status("pz1"), "work")[-1]["state"] == "PAUSED", timeout=60)
+    corral.wait_for(lambda: _proc_state(pid) == psutil.STATUS_STOPPED, timeout=60)
     _kill_supervisor(sup)
-    time.sleep(3.5)  # longer than the timeout: paused time does not count
+    started = datetime.fromisoformat(runs_of(corral.status("pz1"), "work")[-1]["started_at"]).timestamp()
+    # the measured window: wall time since the start passes the timeout while the run is paused
+    time.sleep(max(0.0, started + timeout + 0.5 - time.time()))
     rec = corral.start("recover", "pz1")
-    time.sleep(1.0)
+    counts = rec.stderr.readline()  # printed once recovery re-attached the paused run
+    assert "1 re-attached" in counts, counts
     assert runs_of(corral.status("pz1"), "work")[-1]["state"] == "PAUSED", "stays paused after recovery"
     assert _proc_state(pid) == psutil.STATUS_STOPPED
     assert corral("resume", "pz1").returncode == 0
-    assert rec.wait(timeout=30) == 0
+    go.release()
+    assert rec.wait(timeout=60) == 0
     run = runs_of(corral.status("pz1"), "work")[-1]
     assert run["state"] == "SUCCESS" and run["pid"] == pid
 
@@ -315,8 +329,7 @@ processes:
     result = corral("run", str(spec), "--id", "esc1")
     assert result.returncode == 0, result.stderr
     daemon = int(Path(pidfile).read_text())
-    time.sleep(0.2)
-    assert not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == psutil.STATUS_ZOMBIE
+    corral.wait_for(lambda: not _exists(daemon))
 
 
 def test_escaped_grandchild_killed_after_supervisor_crash(corral, spec_file, tmp_path):
@@ -332,19 +345,20 @@ processes:
     daemon = int(pidfile.read_text())
     _kill_supervisor(sup)
     assert corral("kill", "esc2", "--grace", "1").returncode == 0
-    time.sleep(0.2)
-    assert not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == psutil.STATUS_ZOMBIE
+    corral.wait_for(lambda: not _exists(daemon))
 
 
-def test_torn_journal_is_repaired_on_recovery(corral, spec_file):
-    spec = spec_file("""
+def test_torn_journal_is_repaired_on_recovery(corral, spec_file, gate):
+    go = gate()
+    spec = spec_file(f"""
 name: torn
 processes:
-  - {name: work, cmd: "sleep 1"}
+  - {{name: work, cmd: "{go.cmd}"}}
 """)
     sup = corral.start("run", str(spec), "--id", "tj1")
-    corral.wait_for(lambda: _running(corral, "tj1", "work"))
+    corral.wait_for(lambda: _running(corral, "tj1", "work"), timeout=60)
     _kill_supervisor(sup)
+    go.release()  # it ends while nobody supervises: recovery learns its exit from the ledger
     journal = corral.root / "tj1" / "journal"
     with open(journal, "ab") as f:
         f.write(b"\x40\x00\x00\x00\x12\x34")  # half a frame, as a crash mid-write leaves it
@@ -370,15 +384,17 @@ processes:
     assert marker.exists()
 
 
-def test_sighup_does_not_stop_supervision(corral, spec_file):
-    spec = spec_file("""
+def test_sighup_does_not_stop_supervision(corral, spec_file, gate):
+    go = gate()
+    spec = spec_file(f"""
 name: hup
 processes:
-  - {name: work, cmd: "sleep 1"}
+  - {{name: work, cmd: "{go.cmd}"}}
 """)
     sup = corral.start("run", str(spec), "--id", "hu1")
-    corral.wait_for(lambda: _running(corral, "hu1", "work"))
+    corral.wait_for(lambda: _running(corral, "hu1", "work"), timeout=60)
     sup.send_signal(signal.SIGHUP)
+    go.release()
     assert sup.wait(timeout=30) == 0
     assert corral.status("hu1")["state"] == "SUCCESS"
 
@@ -405,25 +421,31 @@ params:
     assert "main[0]" not in tail and "main[1] -> RUNNING" not in tail, tail
 
 
-def test_console_runs_started_after_sighup_let_go_of_the_terminal(corral, spec_file):
+def test_console_runs_started_after_sighup_let_go_of_the_terminal(corral, spec_file, gate):
     """After SIGHUP the supervisor writes to /dev/null; so must console runs it starts later
     (their reaper held the original stdout for them)."""
-    spec = spec_file("""
+    first_go, later_go = gate(), gate()
+    # `exec cat FIFO`: the run's pid is the process whose fds are read (output: none)
+    spec = spec_file(f"""
 name: hupc
 processes:
-  - {name: first, cmd: "sleep 1", logger: {destination: console}}
-  - {name: later, cmd: "sleep 3", after: [first], logger: {destination: console}}
+  - {{name: first, cmd: "exec cat {first_go.path}", logger: {{destination: console}}}}
+  - {{name: later, cmd: "exec cat {later_go.path}", after: [first], logger: {{destination: console}}}}
 """)
     sup = corral.start("run", str(spec), "--id", "hc1")
     try:
-        corral.wait_for(lambda: _running(corral, "hc1", "first"))
+        corral.wait_for(lambda: _running(corral, "hc1", "first"), timeout=60)
         first = runs_of(corral.status("hc1"), "first")[-1]["pid"]
         assert os.readlink(f"/proc/{first}/fd/1").startswith("pipe:")  # the test's pipe
         sup.send_signal(signal.SIGHUP)
-        corral.wait_for(lambda: _running(corral, "hc1", "later"))
+        # the supervisor has taken SIGHUP once its own output goes to /dev/null
+        corral.wait_for(lambda: os.readlink(f"/proc/{sup.pid}/fd/2") == "/dev/null", timeout=60)
+        first_go.release()
+        corral.wait_for(lambda: _running(corral, "hc1", "later"), timeout=60)
         later = runs_of(corral.status("hc1"), "later")[-1]["pid"]
         assert os.readlink(f"/proc/{later}/fd/1") == "/dev/null"
         assert os.readlink(f"/proc/{later}/fd/2") == "/dev/null"
+        later_go.release()
         assert sup.wait(timeout=30) == 0
     finally:
         if sup.poll() is None:

@@ -147,14 +147,21 @@ processes:
         assert end <= start, intervals
 
 
-def test_daemon_restarted_after_success(corral, spec_file):
-    spec = spec_file("""
+def test_daemon_restarted_after_success(corral, spec_file, gate):
+    go = gate()
+    spec = spec_file(f"""
 name: daemon
 processes:
-  - {name: ticker, cmd: "sleep 0.1", daemon: true, ephemeral: true}
-  - {name: main, cmd: "sleep 1.5"}
+  - {{name: ticker, cmd: "sleep 0.1", daemon: true, ephemeral: true}}
+  - {{name: main, cmd: "{go.cmd}"}}
 """)
-    assert corral("run", str(spec), "--id", "d1").returncode == 0
+    sup = corral.start("run", str(spec), "--id", "d1")
+    # main lives until the ticker has been restarted a few times, however slow the machine
+    corral.wait_for(
+        lambda: (view := corral.view("d1")) is not None and len(runs_of(view, "ticker")) >= 3, timeout=60
+    )
+    go.release()
+    assert sup.wait(timeout=60) == 0
     runs = runs_of(corral.status("d1"), "ticker")
     assert len(runs) >= 3
     assert all(r["state"] == "SUCCESS" for r in runs[:-1])
