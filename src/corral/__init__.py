@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from corral.core.states import RunState, TaskState
+    from corral.executor import CallError, CallFailed, DependencyFailed, Executor
     from corral.spec.errors import SpecError
     from corral.spec.model import Ensemble, Halt, JobTemplate, Logger, Process, Resources, Rotate, Slurm, Task
 
@@ -28,6 +29,8 @@ _LAZY = {
         ("Ensemble", "Halt", "JobTemplate", "Logger", "Process", "Resources", "Rotate", "Slurm", "Task"),
         "corral.spec.model",
     ),
+    # the executor (and cloudpickle) too
+    **dict.fromkeys(("Executor", "CallError", "CallFailed", "DependencyFailed"), "corral.executor"),
 }
 
 
@@ -61,18 +64,6 @@ __all__ = [
     "TaskState",
     "run",
 ]
-
-_EXECUTOR = ("Executor", "CallError", "CallFailed", "DependencyFailed")
-
-
-def __getattr__(name: str) -> Any:
-    # the executor (and cloudpickle) load on first use: `import corral` stays light for the CLI
-    if name in _EXECUTOR:
-        from corral import executor
-
-        return getattr(executor, name)
-    raise AttributeError(f"module 'corral' has no attribute {name!r}")
-
 
 def run(
     spec: Task | Ensemble | dict[str, Any],
