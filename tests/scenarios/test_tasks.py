@@ -326,19 +326,20 @@ processes:
     assert not (logs / "chatty.0.stdout.3").exists()
 
 
-def test_detach_returns_at_once_and_supervises_in_background(corral, spec_file):
-    spec = spec_file("""
+def test_detach_returns_at_once_and_supervises_in_background(corral, spec_file, gate):
+    go = gate()
+    spec = spec_file(f"""
 name: bg
 processes:
-  - {name: work, cmd: "sleep 1; echo finished"}
+  - {{name: work, cmd: "{go.cmd}; echo finished"}}
 """)
-    started = time.time()
+    # the run cannot end before the release below: returning at all proves it did not wait
     result = corral("run", str(spec), "--id", "bg1", "--detach")
     assert result.returncode == 0, result.stderr
     assert "supervised by pid" in result.stdout
-    assert time.time() - started < 5
     assert corral.status("bg1")["supervised"] is True
-    corral.wait_for(lambda: corral.status("bg1")["state"] == "SUCCESS", timeout=30)
+    go.release()
+    corral.wait_for(lambda: corral.status("bg1")["state"] == "SUCCESS", timeout=60)
     assert corral("tail", "bg1", "work").stdout == "finished\n"
 
 
