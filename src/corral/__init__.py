@@ -65,6 +65,7 @@ __all__ = [
     "run",
 ]
 
+
 def run(
     spec: Task | Ensemble | dict[str, Any],
     *,
