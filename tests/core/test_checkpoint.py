@@ -92,3 +92,24 @@ def test_runtime_fields_are_all_captured() -> None:
     assert set(checkpoint._TASK_SCALARS) | {"job", "spec", "processes", "paused_processes"} == set(
         TaskRuntime.__dataclass_fields__
     )
+
+
+def test_supervision_fields_are_all_captured() -> None:
+    # a field added to Supervision must reach the checkpoint (or be listed as not captured)
+    from corral.core import checkpoint
+
+    captured = set(checkpoint.Checkpoint.__struct_fields__) - {"version", "records", "at"}
+    captured |= {"kind", "id", "keep_finished", "opened", "total", "next_new", "state", "reason"}
+    fields = set(Supervision.__dataclass_fields__)
+    assert fields - checkpoint.NOT_CAPTURED <= captured, fields - checkpoint.NOT_CAPTURED - captured
+
+
+def test_run_numbers_of_forgotten_failed_jobs_survive_a_checkpoint() -> None:
+    from corral.spec.model import Process, Task
+
+    task = Task("t", (Process("p", cmd="x"),))
+    sup = Supervision("ensemble", "e", lambda _j: task, 3)
+    sup.run_numbers = {1: {"p": 2}}
+    restored = Supervision("ensemble", "e", lambda _j: task, 3)
+    restore(restored, decode_checkpoint(encode_checkpoint(capture(sup, 0, 0.0))))
+    assert restored.run_numbers == {1: {"p": 2}}

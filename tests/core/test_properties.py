@@ -189,6 +189,10 @@ def dump(sup: Supervision) -> dict[str, Any]:
         "paused": sup.paused,
         "jobs": jobs,
         "finished_at": sup.finished_at,
+        "run_numbers": {job: dict(n) for job, n in sup.run_numbers.items()},
+        "requeues": dict(sup.requeues),
+        "hold": sup.hold,
+        "yielded": sorted(sup.yielded),
     }
 
 

@@ -28,6 +28,11 @@ from corral.core.task import ProcessRuntime, Run, TaskRuntime
 
 CHECKPOINT_VERSION = 1
 _RUN_FIELDS = tuple(f.name for f in fields(Run))
+# Supervision fields a checkpoint does not hold: decide-time caches, rebuilt or not journaled
+# (a test checks every other field is captured, so a new one cannot be forgotten)
+NOT_CAPTURED = frozenset(
+    {"task_for", "policy", "remote", "params_of", "counts", "live", "retry_at", "dirty", "wakeups", "beats"}
+)
 _TASK_SCALARS = tuple(
     f.name for f in fields(TaskRuntime) if f.name not in ("job", "spec", "processes", "paused_processes")
 )
@@ -80,6 +85,9 @@ class Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     failed_jobs: list[int]
     jobs: list[JobImage]
     run_numbers: dict[int, dict[str, int]] = {}  # forgotten failed jobs' next run numbers
+    requeues: dict[int, int] = {}  # job -> requeues used (their own budget)
+    hold: bool = False
+    yielded: list[int] = []  # paused jobs that gave their slot back
 
 
 def _packed(values: array) -> bytes:  # type: ignore[type-arg]
@@ -151,6 +159,9 @@ def capture(sup: Supervision, records: int, at: float) -> Checkpoint:
         sorted(sup.failed_jobs),
         [_job_image(rt) for _, rt in sorted(sup.jobs.items())],
         {job: dict(numbers) for job, numbers in sup.run_numbers.items()},
+        dict(sup.requeues),
+        sup.hold,
+        sorted(sup.yielded),
     )
 
 
@@ -205,6 +216,7 @@ def restore(sup: Supervision, ckpt: Checkpoint) -> None:
     sup.lose_requested, sup.paused = ckpt.lose_requested, ckpt.paused
     sup.failed_jobs = set(ckpt.failed_jobs)
     sup.run_numbers = {job: dict(numbers) for job, numbers in ckpt.run_numbers.items()}
+    sup.requeues, sup.hold, sup.yielded = dict(ckpt.requeues), ckpt.hold, set(ckpt.yielded)
     sup.jobs = {image.job: _runtime(sup, image) for image in ckpt.jobs}
     sup.dirty = set(sup.jobs)
 
