@@ -137,7 +137,7 @@ def dump(sup: Supervision) -> dict[str, Any]:
             rt.state,
             rt.attempt,
             rt.reason,
-            rt.failed_reason,
+            rt.failed_cause,
             rt.kill_requested,
             rt.paused,
             sorted(rt.paused_processes),

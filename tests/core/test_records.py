@@ -32,7 +32,8 @@ def test_a_transition_written_before_the_cause_field_reads_its_cause_from_the_re
     rec = decode(old)
     assert isinstance(rec, Transition) and rec.cause is Cause.NONE
     assert cause_of(rec) is Cause.REQUEUE
-    assert cause_of(Transition(0, "FAILED", 1.0, "failed")) is Cause.NONE
+    assert cause_of(Transition(0, "FAILED", 1.0, "failed")) is Cause.FAILED  # an old wind-down
+    assert cause_of(Transition(0, "FAILED", 1.0, "slurm FAILED")) is Cause.NONE  # display only
 
 
 def test_an_unknown_action_is_a_decode_error_not_a_silent_no_op() -> None:

@@ -43,14 +43,19 @@ class Attached(msgspec.Struct, tag="sup", array_like=True, frozen=True):
 
 
 class Cause(StrEnum):
-    """Why a job starts a new attempt (PENDING after an end): decides which budget pays and
-    the backoff. Decisions read this, never the display text in `reason`. Journals written
+    """Why a task (a job) changes state: a new attempt (PENDING after an end: which budget pays,
+    the backoff) or leaving ACTIVE (how it ends). Decisions read this, never the display text
+    in `reason`. Journals written
     before the field existed carry the cause as the reason text: `cause_of` reads both."""
 
     NONE = ""
     RETRY = "retry"  # the job failed and has retries left (`retries:`)
     RETRY_FAILED = "retry-failed"  # `corral run --retry-failed`: no backoff, no budget
     REQUEUE = "requeue"  # the batch system ended it through no fault of its own (own budget)
+    # why a task leaves ACTIVE (on CLEANING, FINALIZING or its end): decides how it ends
+    FAILED = "failed"  # max_failures reached
+    DEADLOCK = "deadlock"  # nothing runs and nothing ever can
+    KILLED = "killed"  # a kill was asked for
 
 
 class Transition(msgspec.Struct, tag="task", array_like=True, frozen=True):

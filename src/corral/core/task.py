@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal as _signal
 from dataclasses import dataclass, field
 
-from corral.core.records import Record, RunUpdate, Signal, SignalCause, Transition
+from corral.core.records import Cause, Record, RunUpdate, Signal, SignalCause, Transition, cause_of
 from corral.core.states import (
     RUN_LIVE,
     RUN_TRANSITIONS,
@@ -114,7 +114,7 @@ class TaskRuntime:
     paused: bool = False  # the whole task is paused
     paused_processes: set[str] = field(default_factory=set)
     retry_requested: bool = False  # `run --retry-failed`: not folded from a transition
-    failed_reason: str = ""  # why ACTIVE ended badly ("failed", "deadlock"), "" on success
+    failed_cause: Cause = Cause.NONE  # why ACTIVE ended badly (FAILED, DEADLOCK); NONE otherwise
     next_run: dict[str, int] = field(default_factory=dict)  # run numbers go on across attempts
 
     def __post_init__(self) -> None:
@@ -157,7 +157,7 @@ class TaskRuntime:
             self.retry_requested = False  # granted: a replay must not see it still asked for
             self.paused = False
             self.paused_processes = set()
-            self.failed_reason = ""
+            self.failed_cause = Cause.NONE
             self.reason = ""
             self.finished_at = None
         self.attempt = rec.attempt
@@ -165,11 +165,9 @@ class TaskRuntime:
         self.phase_since = rec.at
         if new is TaskState.ACTIVE and self.started_at is None:
             self.started_at = rec.at
-        if new in (TaskState.CLEANING, TaskState.FINALIZING, TaskState.FAILED) and rec.reason in (
-            "failed",
-            "deadlock",
-        ):
-            self.failed_reason = rec.reason
+        cause = cause_of(rec)
+        if new in (TaskState.CLEANING, TaskState.FINALIZING, TaskState.FAILED) and cause in _BAD_ENDS:
+            self.failed_cause = cause
         if rec.reason:
             self.reason = rec.reason
         if new in TASK_TERMINAL:
@@ -249,6 +247,7 @@ class TaskRuntime:
                 run.signal_reason = SignalCause(rec.reason)  # in memory it may be plain text
 
 
+_BAD_ENDS = (Cause.FAILED, Cause.DEADLOCK)  # a task that left ACTIVE for these ends FAILED
 _DEADLINES = (SignalCause.TIMEOUT, SignalCause.HEARTBEAT)  # a deadline missed: the run FAILED
 _KILLS = (SignalCause.KILL, SignalCause.LOSE)  # asked for: the run is KILLED
 
@@ -395,15 +394,15 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
 
     if state is TaskState.ACTIVE:
         if rt.kill_requested:
-            return Decision([_wind_down(rt, regular, finals, "killed", now)], None)
+            return Decision([_wind_down(rt, regular, finals, Cause.KILLED, now)], None)
         failed = sum(1 for p in regular if p.failed and p.live_run is None)
         limit = rt.spec.max_failures
         if limit > 0 and failed >= limit:
-            return Decision([_wind_down(rt, regular, finals, "failed", now)], None)
+            return Decision([_wind_down(rt, regular, finals, Cause.FAILED, now)], None)
         waited = [p for p in regular if not p.spec.ephemeral]
         if all(p.finished for p in waited):
             # every waited process succeeded, or failed within the tolerated limit
-            return Decision([_wind_down(rt, regular, finals, "", now)], None)
+            return Decision([_wind_down(rt, regular, finals, Cause.NONE, now)], None)
         if rt.paused:
             return Decision(out, None)
         wake = _timeouts(rt, now, out)
@@ -412,7 +411,7 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
             wake = _wake(wake, w)
         if not hopeful and not out:
             # nothing runs and nothing ever can: the waited processes are blocked for good
-            out.append(_wind_down(rt, regular, finals, "deadlock", now))
+            out.append(_wind_down(rt, regular, finals, Cause.DEADLOCK, now))
         return Decision(out, wake)
 
     if state is TaskState.CLEANING:
@@ -421,7 +420,7 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
             reason = SignalCause.KILL if rt.kill_requested else SignalCause.CLEANUP
             return Decision(out, _signals(rt, live, now, reason, out))
         nxt = TaskState.FINALIZING if finals else _ending(rt)
-        out.append(Transition(rt.job, nxt.value, now, rt.reason, rt.attempt))
+        out.append(Transition(rt.job, nxt.value, now, rt.reason, rt.attempt, cause=rt.failed_cause))
         return Decision(out, None)
 
     if state is TaskState.FINALIZING:
@@ -430,7 +429,7 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
         if now >= deadline:
             if live:
                 return Decision(out, _signals(rt, live, now, SignalCause.FINALIZATION, out))
-            out.append(Transition(rt.job, _ending(rt).value, now, rt.reason, rt.attempt))
+            out.append(_end_of(rt, now))
             return Decision(out, None)
         if not rt.paused:
             wake = _timeouts(rt, now, out)
@@ -438,7 +437,7 @@ def decide_task(rt: TaskRuntime, now: float) -> Decision:
             if w is not None:
                 wake = _wake(wake, w)
             if not hopeful and not out and not live:
-                out.append(Transition(rt.job, _ending(rt).value, now, rt.reason, rt.attempt))
+                out.append(_end_of(rt, now))
                 return Decision(out, None)
         return Decision(out, _wake(wake, deadline))
 
@@ -459,23 +458,28 @@ def pause_decisions(rt: TaskRuntime, now: float, out: list[Record]) -> None:
 
 
 def _wind_down(
-    rt: TaskRuntime, regular: list[ProcessRuntime], finals: list[ProcessRuntime], reason: str, now: float
+    rt: TaskRuntime, regular: list[ProcessRuntime], finals: list[ProcessRuntime], cause: Cause, now: float
 ) -> Transition:
     """Leave ACTIVE: CLEANING if runs must be stopped, FINALIZING if finals must run, else the end.
 
     Skipping the empty phases keeps a one-process job at five records: the hot path of ensembles.
     """
+    reason = cause.value  # the display text says the same
     if any(p.live_run is not None for p in regular):
-        return Transition(rt.job, TaskState.CLEANING.value, now, reason, rt.attempt)
+        return Transition(rt.job, TaskState.CLEANING.value, now, reason, rt.attempt, cause=cause)
     if finals:
-        return Transition(rt.job, TaskState.FINALIZING.value, now, reason, rt.attempt)
-    end = TaskState.KILLED if reason == "killed" else TaskState.FAILED if reason else TaskState.SUCCESS
-    return Transition(rt.job, end.value, now, reason, rt.attempt)
+        return Transition(rt.job, TaskState.FINALIZING.value, now, reason, rt.attempt, cause=cause)
+    end = {Cause.KILLED: TaskState.KILLED, Cause.NONE: TaskState.SUCCESS}.get(cause, TaskState.FAILED)
+    return Transition(rt.job, end.value, now, reason, rt.attempt, cause=cause)
+
+
+def _end_of(rt: TaskRuntime, now: float) -> Transition:
+    return Transition(rt.job, _ending(rt).value, now, rt.reason, rt.attempt, cause=rt.failed_cause)
 
 
 def _ending(rt: TaskRuntime) -> TaskState:
     if rt.kill_requested:
         return TaskState.KILLED
-    if rt.failed_reason:
+    if rt.failed_cause in _BAD_ENDS:
         return TaskState.FAILED
     return TaskState.SUCCESS
