@@ -397,3 +397,23 @@ def _latest_state(view: dict | None, process: str) -> str | None:
     """The state of PROCESS's latest run, None while the task or the run does not exist yet."""
     runs = runs_of(view, process) if view is not None else []
     return runs[-1]["state"] if runs else None
+
+
+@pytest.mark.parametrize("where", ["task", "process"])
+def test_env_clean_starts_from_path_home_and_the_marks(corral, spec_file, where):  # type: ignore[no-untyped-def]
+    task_level = "env_clean: true\n" if where == "task" else ""
+    process_level = "    env_clean: true\n" if where == "process" else ""
+    spec = spec_file(
+        f"name: ec\n{task_level}env: {{MINE: m}}\nprocesses:\n"
+        f"  - name: clean\n    argv: [env]\n{process_level}"
+        "  - name: full\n    argv: [env]\n"
+    )
+    corral.env["LEAKY_SECRET"] = "x"
+    corral("run", str(spec), "--id", "ec", check=True)
+    logs = corral.root / "ec" / "logs"
+    clean = dict(line.split("=", 1) for line in (logs / "clean.0.stdout").read_text().splitlines())
+    full = (logs / "full.0.stdout").read_text()
+    assert "LEAKY_SECRET" not in clean and clean["MINE"] == "m"
+    assert {k for k in clean if not k.startswith("CORRAL_")} == {"PATH", "HOME", "MINE"}, clean
+    assert {"CORRAL_TASK_ID", "CORRAL_MARK", "CORRAL_CONTROL"} <= clean.keys()
+    assert ("LEAKY_SECRET=x" in full) == (where == "process")

@@ -58,6 +58,7 @@ class Process(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     min_duration: float = 0.0  # seconds between the starts of two runs
     timeout: float | None = None  # wall-clock limit of one run, seconds (paused time excluded)
     env: dict[str, str] = {}
+    env_clean: bool = False  # start from PATH, HOME and the CORRAL_* marks, not corral's environment
     final: bool = False  # runs after the regular processes, within finalization_wait
     logger: Logger = Logger()
 
@@ -72,6 +73,7 @@ class Task(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     resources: Resources = Resources()
     sandbox: str | None = None  # working directory; default ROOT/ID/sandbox
     env: dict[str, str] = {}
+    env_clean: bool = False  # for every process (see Process.env_clean)
     backend: Literal["local", "slurm", "slurm-steps"] = "local"
     slurm: Slurm = Slurm()
     control: Control = Control()
@@ -94,6 +96,7 @@ class JobTemplate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     argv: tuple[str, ...] | None = None
     processes: tuple[Process, ...] | None = None
     env: dict[str, str] = {}
+    env_clean: bool = False
     timeout: float | None = None
     heartbeat: float | None = None  # seconds of silence before the job is killed and retried
     max_failures: int = 1

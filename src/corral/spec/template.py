@@ -329,4 +329,5 @@ def job_task(template: JobTemplate, name: str) -> Task:
         kill_grace=template.kill_grace,
         resources=template.resources,
         env=dict(template.env),
+        env_clean=template.env_clean,
     )

@@ -13,6 +13,9 @@ from corral.spec.model import Task
 from corral.supervisor import proc
 from corral.supervisor.layout import Layout, log_name
 
+# a key no real environment can hold (NUL): tells the reaper to start from PATH and HOME only
+CLEAN = "\0clean"
+
 
 class RunEnvironment:
     def __init__(self, layout: Layout, ensemble: bool) -> None:
@@ -37,9 +40,12 @@ class RunEnvironment:
             return os.path.abspath(task.sandbox)  # relative to where the supervisor runs
         return self.jobs_prefix + str(job) if self.ensemble else self.sandbox
 
-    def run_env(self, job: int, process: str, run: int, task: Task, extra: dict[str, str]) -> dict[str, str]:
-        """What a run's environment adds to the supervisor's (the reaper's own)."""
-        env: dict[str, str] = {}
+    def run_env(
+        self, job: int, process: str, run: int, task: Task, extra: dict[str, str], clean: bool = False
+    ) -> dict[str, str]:
+        """What a run's environment adds to the supervisor's (the reaper's own); with `clean`,
+        to PATH and HOME only (the reaper sees the CLEAN key)."""
+        env: dict[str, str] = {CLEAN: ""} if clean else {}
         if task.env:
             env.update(task.env)
         if extra:

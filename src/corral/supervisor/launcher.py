@@ -149,7 +149,7 @@ class Launcher:
                 RunUpdate(job, process, number, RunState.FAILED.value, self.clock(), reason=f"spawn: {exc}")
             )
             return
-        env = self.env.run_env(job, process, number, rt.spec, spec.env)
+        env = self.env.run_env(job, process, number, rt.spec, spec.env, spec.env_clean or rt.spec.env_clean)
         spawner.spawn(key, argv, env, self.env.cwd(job, rt.spec), out, err)
         self.launching[key] = []
 

@@ -57,6 +57,8 @@ RESET = (
 )
 # O_NOFOLLOW: a log file planted as a symlink must not get a run's output appended to its
 # target (the supervisor made the logs directory a real one of ours: see safefs.py)
+_CLEAN = "\0clean"  # environment.CLEAN (no corral import here)
+_KEPT = ("PATH", "HOME")
 _OUT = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
 
 
@@ -160,8 +162,13 @@ class Reaper:
             assert self.base is not None
             full = self.base
             if env:
-                full = dict(self.base)
-                full.update(env)
+                if _CLEAN in env:  # env_clean: PATH and HOME of ours, the rest from the request
+                    full = {k: self.base[k] for k in _KEPT if k in self.base}
+                    full.update(env)
+                    del full[_CLEAN]
+                else:
+                    full = dict(self.base)
+                    full.update(env)
             program = _which(argv[0], full.get("PATH", self.path))
             before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
             pid = os.posix_spawn(program, argv, full, file_actions=actions, setsid=True, setsigdef=RESET)
