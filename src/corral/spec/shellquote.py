@@ -4,13 +4,14 @@
 inside single quotes, or inside `$(...)`. One quoting for all of them fails: shlex.quote's
 single quotes are literal characters inside "...", so `$(touch P)` would run. So the template's
 own text is scanned like sh reads it, each `{{ ... }}` gets the quoting filter of its context,
-and the contexts where no quoting can be exact (backquotes, comments, here-documents,
-arithmetic) are refused with a hint. In every accepted context /bin/sh receives exactly the
-value's characters (tests/spec/test_shellquote.py checks it with hypothesis).
+and the contexts where no quoting can be exact (backquotes, comments, here-documents) are
+refused with a hint; inside $((...)) only a number is accepted. In every accepted context
+/bin/sh receives exactly the value's characters (tests/spec/test_shellquote.py, hypothesis).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 
 import jinja2
@@ -20,8 +21,8 @@ REFUSED = {
     "backquote": "use $(...) instead of `...`",
     "comment": "take the placeholder out of the '#' comment",
     "here-document": "pass the value through env: and write $NAME in the here-document",
-    "arithmetic": "pass the value through env: and write $NAME inside $((...))",
 }
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
 class Raw(str):
@@ -55,7 +56,22 @@ def quote_single(value: object) -> str:
     return value if isinstance(value, Raw) else str(value).replace("'", "'\\''")
 
 
-FILTERS = {"_sh_plain": quote_plain, "_sh_double": quote_double, "_sh_single": quote_single}
+def quote_arithmetic(value: object) -> str:
+    """Inside $((...)) the shell expands $(...) again and no quoting holds: numbers only."""
+    if isinstance(value, Raw):
+        return value
+    text = str(value)
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} inside $((...)) is not a number (pass it through env:)")
+    return text
+
+
+FILTERS = {
+    "_sh_plain": quote_plain,
+    "_sh_double": quote_double,
+    "_sh_single": quote_single,
+    "_sh_arithmetic": quote_arithmetic,
+}
 
 
 class _Scanner:
