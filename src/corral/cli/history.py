@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from datetime import datetime
 
@@ -62,7 +63,9 @@ def describe(rec: Record) -> str:
         name = proc.SIGNAL_NAMES.get(rec.sig, rec.sig)
         return f"job {rec.job} {rec.process}[{rec.run}] <- {name} ({rec.reason})"
     name = type(rec).__name__
-    fields = ", ".join(f"{f}={getattr(rec, f)!r}" for f in rec.__struct_fields__ if f != "at")
+    # an enum field (Request.action) shows its journal value, as before the enums: action='kill'
+    values = ((f, getattr(rec, f)) for f in rec.__struct_fields__ if f != "at")
+    fields = ", ".join(f"{f}={v.value if isinstance(v, enum.Enum) else v!r}" for f, v in values)
     return f"{name.lower()} {fields}"
 
 
