@@ -32,7 +32,7 @@ processes:
 SWEEP = """
 name: sweep
 job:
-  cmd: echo seed {{params.seed}}; test $(( {{params.seed}} % 5 )) -ne 0
+  cmd: echo seed {{params.seed}}; case {{params.seed}} in *0|*5) exit 1;; esac
 params:
   seed: {range: [0, 120]}
 job_limit: 8
@@ -101,8 +101,10 @@ def build_root(root: Path, spec_dir: Path) -> Corral:
     corral = Corral(root)
     for name, text in (("task.yaml", TASK), ("sweep.yaml", SWEEP), ("live.yaml", LIVE)):
         (spec_dir / name).write_text(text)
-    corral("run", str(spec_dir / "task.yaml"), "--id", "web-1", "-q")
-    corral("run", str(spec_dir / "sweep.yaml"), "--id", "sweep-1", "-q")
+    # both end FAILED (exit 1) by design; anything else (2: a refused spec) breaks every test
+    for spec, task_id in (("task.yaml", "web-1"), ("sweep.yaml", "sweep-1")):
+        result = corral("run", str(spec_dir / spec), "--id", task_id, "-q")
+        assert result.returncode == 1, result.stderr
     corral("run", str(spec_dir / "live.yaml"), "--id", "live-1", "--detach", check=True)
     wait_for(lambda: corral.status("live-1")["jobs"]["running"] == 2)
     return corral
