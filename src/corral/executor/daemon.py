@@ -82,7 +82,7 @@ def ensure(layout: Layout, spec: Ensemble, wait: float = 15.0) -> None:
             time.sleep(0.02)
             continue
         try:
-            detach(layout, lambda: _engine(layout, spec))
+            detach(layout, lambda: _engine(layout, spec), close_fds=True)
             # its control socket opens when its loop starts, a moment after the journal
             while not alive(layout):
                 if time.monotonic() > deadline:

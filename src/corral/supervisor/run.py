@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import traceback
@@ -91,11 +92,14 @@ def supervise(engine: Engine, reporter: Any = None) -> TaskState:
         engine.writer.close()
 
 
-def detach(layout: Layout, make_engine: Callable[[], Engine]) -> int:
+def detach(layout: Layout, make_engine: Callable[[], Engine], *, close_fds: bool = False) -> int:
     """Start supervising in a daemon process; return its pid once the journal is open.
 
     Double fork and setsid, so the supervisor survives the shell that started it. Errors that
     happen while opening the journal come back through a pipe and are raised here.
+    `close_fds`: the daemon closes every descriptor it inherited (beyond 0-2): forked from a
+    long-lived program (an executor's driver), it must not keep that program's sockets,
+    pipes and files open for as long as it supervises.
     """
     read_fd, write_fd = os.pipe()
     first = os.fork()
@@ -104,6 +108,12 @@ def detach(layout: Layout, make_engine: Callable[[], Engine]) -> int:
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
+        if close_fds:
+            # the program's objects that hold those descriptors must never close them now
+            # (the numbers get reused by the journal): keep them from the cyclic collector
+            gc.freeze()
+            os.closerange(3, write_fd)
+            os.closerange(write_fd + 1, 1 << 20)
         code = 0
         try:
             engine = make_engine()
