@@ -15,7 +15,7 @@ import pytest
 
 import corral
 from corral.core.records import Request, RunUpdate, decode
-from corral.journal import read_journal
+from corral.journal import lock_holder, read_journal
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -159,3 +159,18 @@ def test_submit_after_shutdown_is_refused(root: Path) -> None:
     ex.shutdown()
     with pytest.raises(RuntimeError):
         ex.submit(calls.square, 1)
+
+
+def test_the_supervisor_keeps_none_of_the_drivers_descriptors(root: Path) -> None:
+    r, w = os.pipe()  # e.g. the driver's stdout piped into `tee`: must not be held open
+    try:
+        with corral.Executor(id="fds", root=root, max_workers=1) as ex:
+            assert ex.submit(calls.square, 3).result(timeout=60) == 9
+            holder = lock_holder(root / "fds" / "journal")
+            assert holder is not None and holder != os.getpid()
+            pipe = os.readlink(f"/proc/self/fd/{w}")
+            theirs = {os.readlink(f"/proc/{holder}/fd/{fd}") for fd in os.listdir(f"/proc/{holder}/fd")}
+            assert pipe not in theirs
+    finally:
+        os.close(r)
+        os.close(w)
