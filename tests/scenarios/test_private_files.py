@@ -168,7 +168,8 @@ def test_another_user_gets_one_line(corral, shared_root: Path, args: list[str]) 
     # imported before the fork: the child cannot read site-packages under /root
     importlib.import_module("corral.cli.control")
     importlib.import_module("corral.cli.status")
-    importlib.import_module("corral.supervisor.session")
+    for name in ("corral.supervisor.session", "secrets"):
+        importlib.import_module(name)
     cli = importlib.import_module("corral.cli.main").cli
 
     corral("simplerun", "--id", "t", "--", "true", check=True)
