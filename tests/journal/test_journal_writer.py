@@ -12,6 +12,7 @@ from corral.journal import (
     JournalLocked,
     JournalWriter,
     lock_holder,
+    lock_taken,
     open_for_append,
     read_journal,
 )
@@ -199,6 +200,38 @@ def test_lock_is_released_when_holder_is_killed(journal_path: Path) -> None:
         assert lock_holder(journal_path) == os.getpid()
         writer.append(b"after takeover")
     assert read_journal(journal_path).payloads == [b"from child", b"after takeover"]
+
+
+def test_lock_taken_asks_the_kernel_not_the_pid_file(journal_path: Path) -> None:
+    assert lock_taken(journal_path) is False  # no lock file yet
+    with JournalWriter.open(journal_path, create=True):
+        assert lock_taken(journal_path) is True
+    assert lock_taken(journal_path) is False
+    child = spawn_python(HOLD_LOCK, str(journal_path))
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    assert lock_taken(journal_path) is True
+    child.kill()
+    child.wait()
+    assert lock_holder(journal_path) == child.pid and lock_taken(journal_path) is False  # stale pid
+
+
+def test_lock_taken_is_unknown_for_a_lock_that_is_not_ours(journal_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user (uid 65534)")
+    JournalWriter.open(journal_path, create=True).close()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child, as another user: the 0600 lock is not its own
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            code = 0 if lock_taken(journal_path) is None else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_journal_locked_message_names_the_subject(journal_path: Path) -> None:

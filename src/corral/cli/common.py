@@ -84,24 +84,11 @@ def layout(task_id: str) -> Layout:
 
 def supervisor_alive(layout: Layout) -> bool:
     """A live supervisor holds the lock; ask the kernel (flock), not the pid file."""
-    import fcntl
+    from corral.journal.writer import lock_taken
 
-    lock = os.path.join(os.fspath(layout.root), layout.id, "journal.lock")  # no pathlib: per task
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except PermissionError:
-        # a group-shared task: only its owner may open the lock. Say "alive", so nobody is
-        # told to take over a task that may be healthy and is not theirs anyway
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    # None: a group-shared task, whose lock only its owner may open. Say "alive", so nobody
+    # is told to take over a task that may be healthy and is not theirs anyway
+    return lock_taken(os.path.join(os.fspath(layout.root), layout.id, "journal")) is not False
 
 
 def tcp_control(layout: Layout) -> str | None:

@@ -10,7 +10,6 @@ the ledger) or creates it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import Any, Literal
 
 from corral.errors import UserError
 from corral.executor.book import Book
-from corral.journal import JournalLocked, lock_holder
+from corral.journal import JournalLocked, lock_holder, lock_taken
 from corral.spec.model import Ensemble, JobTemplate, Slurm
 from corral.supervisor import control
 from corral.supervisor.engine import Engine
@@ -74,7 +73,7 @@ def ensure(layout: Layout, spec: Ensemble, wait: float = 15.0) -> None:
     while True:
         if alive(layout):
             return
-        if _locked(layout):
+        if lock_taken(layout.journal):
             # a supervisor that is ending (or starting) holds the journal: wait for it
             if time.monotonic() > deadline:
                 holder = lock_holder(layout.journal)
@@ -97,21 +96,6 @@ def ensure(layout: Layout, spec: Ensemble, wait: float = 15.0) -> None:
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.02)
-
-
-def _locked(layout: Layout) -> bool:
-    """Some process holds the journal's lock (asked of the kernel: a pid in the file may be stale)."""
-    try:
-        fd = os.open(f"{layout.journal}.lock", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also drops our shared lock at once
-    return False
 
 
 def calls_dir(layout: Layout) -> str:

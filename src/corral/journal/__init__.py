@@ -15,7 +15,7 @@ from .errors import (
 )
 from .frame import HEADER, MAX_FRAME, ScanResult, Stop, encode_frame, scan, scan_journal
 from .reader import JournalContents, RawFrame, follow, iter_raw, read_journal
-from .writer import JournalWriter, RepairInfo, lock_holder, open_for_append
+from .writer import JournalWriter, RepairInfo, lock_holder, lock_taken, open_for_append
 
 __all__ = [
     "HEADER",
@@ -36,6 +36,7 @@ __all__ = [
     "follow",
     "iter_raw",
     "lock_holder",
+    "lock_taken",
     "open_for_append",
     "read_journal",
     "scan",

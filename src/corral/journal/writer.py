@@ -71,6 +71,25 @@ def lock_holder(path: str | os.PathLike[str]) -> int | None:
     return pid if pid > 0 else None
 
 
+def lock_taken(path: str | os.PathLike[str]) -> bool | None:
+    """Whether a live writer holds the journal's lock, asked of the kernel (the pid in the file
+    may be stale: a killed writer leaves it). False without a lock file; None when the lock is
+    not ours to open (another user's task: the lock is 0600 even when the task is shared)."""
+    try:
+        fd = os.open(lock_path(path), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except PermissionError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops our shared lock at once
+    return False
+
+
 def _acquire_lock(path: str) -> int:
     # os.open fds are close-on-exec (PEP 446): a spawned process must not inherit the lock,
     # or it would keep the journal locked after the supervisor dies.

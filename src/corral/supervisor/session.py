@@ -23,7 +23,7 @@ import msgspec
 from corral import spec as specs  # templating and params load on first use (lazy)
 from corral.core.records import Attached, JobsAdded, Note, Opened, Record
 from corral.core.supervision import Policy, Supervision
-from corral.journal import JournalLocked, lock_holder, open_for_append, read_journal
+from corral.journal import JournalLocked, lock_holder, lock_taken, open_for_append, read_journal
 from corral.spec.errors import SpecError
 from corral.spec.model import Ensemble, Task
 
@@ -327,19 +327,10 @@ def _exists_message(layout: Layout) -> str:
 
 def _lock_held(layout: Layout) -> bool:
     """Whether a live writer holds the journal's lock (asked of the kernel, not the pid file)."""
-    import fcntl
-
     try:
-        fd = os.open(str(layout.journal) + ".lock", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:  # no lock file, or not ours to read: nobody we could tell of
+        return bool(lock_taken(layout.journal))  # None: not ours to read, nobody we could tell of
+    except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def stop_holder(layout: Layout, timeout: float = 10.0) -> int | None:
