@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import importlib
 import io
+import json
 import os
 import shutil
 import stat
@@ -151,6 +152,31 @@ def test_another_user_cannot_hold_the_writer_lock(corral, shared_root: Path) -> 
     (shared_root / "t").chmod(0o755)
     code, err = _as_nobody(take)
     assert code != 0 and "PermissionError" in err
+
+
+def test_the_group_sees_whether_a_shared_task_is_supervised(corral, shared_root: Path) -> None:
+    # the lock is 0600 even in a shared task: the group asks the kernel's list of flocks
+    # imported before the fork: the child cannot read site-packages under /root
+    for name in ("corral.cli.status", "corral.observe.liveness", "corral.observe.views", "corral.spec"):
+        importlib.import_module(name)
+    importlib.import_module("corral.supervisor.checkpoints")
+    cli = importlib.import_module("corral.cli.main").cli
+    corral("simplerun", "--group-readable", "--id", "g", "--", "true", check=True)
+    for path in [shared_root / "g", *(shared_root / "g").rglob("*")]:
+        os.chown(path, -1, NOBODY, follow_symlinks=False)
+    out = shared_root.parent / "status.json"
+
+    def command() -> int:
+        with open(out, "w") as f, contextlib.redirect_stdout(f):
+            cli.main(["--root", str(shared_root), "status", "g", "--json"], prog_name="corral")
+        return 0
+
+    out.touch()
+    out.chmod(0o666)
+    code, err = _as_nobody(command)
+    assert code == 0, err
+    views = json.loads(out.read_text())
+    assert [(v["id"], v["state"], v["supervised"]) for v in views] == [("g", "SUCCESS", False)]
 
 
 @pytest.mark.parametrize(

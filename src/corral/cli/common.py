@@ -86,9 +86,15 @@ def supervisor_alive(layout: Layout) -> bool:
     """A live supervisor holds the lock; ask the kernel (flock), not the pid file."""
     from corral.journal.writer import lock_taken
 
-    # None: a group-shared task, whose lock only its owner may open. Say "alive", so nobody
-    # is told to take over a task that may be healthy and is not theirs anyway
-    return lock_taken(os.path.join(os.fspath(layout.root), layout.id, "journal")) is not False
+    journal = os.path.join(os.fspath(layout.root), layout.id, "journal")
+    held = lock_taken(journal)
+    if held is None:
+        # a group-shared task, whose lock only its owner may open: the kernel's list of held
+        # flocks still tells (a finished task read by the group is not "supervised")
+        from corral.observe.liveness import held_flocks, supervised
+
+        return supervised(journal, held_flocks())
+    return held
 
 
 def tcp_control(layout: Layout) -> str | None:
