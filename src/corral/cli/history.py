@@ -69,6 +69,17 @@ def describe(rec: Record) -> str:
     return f"{name.lower()} {fields}"
 
 
+def describe_in_task(rec: Record) -> str:
+    """describe() for a task's journal, whose one job needs no number: `a[0] -> RUNNING`,
+    `task -> ACTIVE` (as the live output of `corral run` prints them)."""
+    text = describe(rec)
+    if isinstance(rec, RunUpdate | Signal):
+        return text.removeprefix("job 0 ")
+    if isinstance(rec, Transition) and rec.job == 0:
+        return "task" + text.removeprefix("job 0")
+    return text
+
+
 def _details(*parts: str) -> str:
     """' (a, b)' of the parts that say something, each once: a reason often repeats the exit
     status ("exit 1"), which would read "FAILED (exit 1, exit 1)"."""
@@ -77,10 +88,11 @@ def _details(*parts: str) -> str:
 
 
 def print_history(records: list[Record], as_json: bool) -> None:
+    task = bool(records) and isinstance(records[0], Opened) and records[0].kind == "task"
     for rec in records:
         if as_json:
             click.echo(json.dumps(to_json(rec), default=str))
             continue
-        text = describe(rec)
+        text = describe_in_task(rec) if task else describe(rec)
         at = getattr(rec, "at", None)
         click.echo(f"{short_time(at)}  {text}")

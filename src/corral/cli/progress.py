@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from corral.cli.history import describe, short_time
+from corral.cli.history import describe_in_task, short_time
 from corral.cli.tables import job_summary
 from corral.core.records import Record, RunUpdate, Signal, Transition
 from corral.core.supervision import Supervision
@@ -55,12 +55,7 @@ class Reporter:
         if self.quiet or self.ensemble:
             return
         if isinstance(rec, RunUpdate | Transition | Signal):
-            text = describe(rec)
-            if isinstance(rec, RunUpdate | Signal):
-                text = text.removeprefix("job 0 ")
-            elif isinstance(rec, Transition):
-                text = "task" + text.removeprefix("job 0")
-            click.echo(f"{short_time(rec.at)[11:]}  {text}", err=True)
+            click.echo(f"{short_time(rec.at)[11:]}  {describe_in_task(rec)}", err=True)
 
     def turn(self, sup: Supervision) -> None:
         if self.quiet or not self.ensemble:
