@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from corral.journal import JournalError
+from corral.journal import JournalCorrupt, JournalError, RecordRejected
 from corral.journal.writer import lock_path
 from corral.observe import liveness
 from corral.observe.folds import Fold, Folds, RunCounts
@@ -63,7 +63,9 @@ class Listing:
 
 
 def _unreadable(task_id: str, exc: Exception) -> dict[str, Any]:
-    return {"id": task_id, "state": "UNREADABLE", "error": str(exc)}
+    # the same words as `corral status --json`: CORRUPT for damage, UNREADABLE for the rest
+    state = "CORRUPT" if isinstance(exc, JournalCorrupt | RecordRejected) else "UNREADABLE"
+    return {"id": task_id, "state": state, "error": str(exc)}
 
 
 def _lock_identity(layout: Layout) -> tuple[int, int, int] | None:

@@ -25,6 +25,7 @@ class TaskStateName(StrEnum):
     KILLED = "KILLED"
     LOST = "LOST"
     UNREADABLE = "UNREADABLE"
+    CORRUPT = "CORRUPT"
 
 
 class JobStateName(StrEnum):
