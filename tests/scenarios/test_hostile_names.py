@@ -50,10 +50,12 @@ def test_every_command_refuses_a_traversing_id(corral, command: list[str]) -> No
     _one_line_refusal(result, "../escape")
 
 
+@pytest.mark.parametrize("bad", ["../escape", ""])
 @pytest.mark.parametrize("command", [["submit", "--jsonl", "-"], ["wait", "0"], ["heartbeat", "--job", "0"]])
-def test_job_commands_refuse_a_bad_ensemble_id(corral, command: list[str]) -> None:
-    result = corral(*command[:1], "--ensemble", "../escape", *command[1:])
-    _one_line_refusal(result, "../escape")
+def test_job_commands_refuse_a_bad_ensemble_id(corral, command: list[str], bad: str) -> None:
+    # an explicit --ensemble '' is a bad id, not "no ensemble named"
+    result = corral(*command[:1], "--ensemble", bad, *command[1:])
+    _one_line_refusal(result, bad)
 
 
 def test_run_refuses_an_empty_id_instead_of_making_one_up(corral, spec_file) -> None:

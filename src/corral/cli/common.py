@@ -133,7 +133,10 @@ def port(name: str, value: str) -> int:
 
 
 def ensemble_id(ensemble: str | None) -> str:
-    value = ensemble if ensemble is not None else os.environ.get("CORRAL_TASK_ID")
+    if ensemble is not None:
+        check_id(ensemble)  # given, even empty: checked like every id
+        return ensemble
+    value = os.environ.get("CORRAL_TASK_ID")
     if not value:
         raise UserError(
             "name the ensemble with --ensemble ID (or run inside a job, where CORRAL_TASK_ID is set)"
