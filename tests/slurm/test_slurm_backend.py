@@ -441,7 +441,13 @@ processes:
 """)
     result = corral("run", str(spec), "--id", task_id)
     assert result.returncode == 0, result.stderr
-    assert corral.status(task_id)["state"] == "SUCCESS"
+    view = corral.status(task_id)
+    assert view["state"] == "SUCCESS"
+    # the process table is the node's (it stayed WAITING before): from status.json, and replayed
+    runs = [(p["name"], r["state"], r["exit_code"]) for p in view["processes"] for r in p["runs"]]
+    assert runs == [("hello", "SUCCESS", 0)], view["processes"]
+    (corral.root / task_id / "status.json").unlink()
+    assert corral.status(task_id)["processes"] == view["processes"]
     records = raw_records(corral, task_id)
     subs = submitted(records)
     assert len(subs) == 1 and subs[0]["jobs"] == [0]

@@ -17,6 +17,7 @@ from corral.core.states import TaskState
 from corral.core.supervision import Supervision
 from corral.core.task import TaskRuntime
 from corral.supervisor.layout import Layout
+from corral.supervisor.snapshot import node_processes
 
 RUNNING_STATES = (TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING, TaskState.SUBMITTED)
 
@@ -84,6 +85,9 @@ def view(
     if sup.kind == "task":
         rt = sup.jobs.get(0)
         data["processes"] = processes(rt) if rt is not None else []
+        node = node_processes(layout) if sup.remote else None
+        if node is not None:  # a Slurm task's runs are in its node's journal, not this one
+            data["processes"] = _snapshot_processes(node)
     else:
         data["jobs"] = job_counts(sup)
         data["halted"] = sup.halted or None
@@ -140,26 +144,31 @@ def _task_snapshot_view(snap: dict[str, Any], folder: str, supervised: bool) -> 
         "sandbox": folder + "/sandbox",
         "ports": snap.get("ports") or {},
         "dir": folder,
-        "processes": [
-            {
-                "name": name,
-                "final": final,
-                "runs": [
-                    {
-                        "run": run,
-                        "state": state,
-                        "pid": pid or None,
-                        "exit_code": code,
-                        "started_at": iso(started),
-                        "finished_at": iso(finished),
-                        "reason": reason or None,
-                    }
-                    for run, state, pid, code, started, finished, reason in runs
-                ],
-            }
-            for name, final, runs in snap["processes"]
-        ],
+        "processes": _snapshot_processes(snap["processes"]),
     }
+
+
+def _snapshot_processes(rows: list[Any]) -> list[dict[str, Any]]:
+    """The process table of a status.json ([name, final, runs]) in the shape of processes()."""
+    return [
+        {
+            "name": name,
+            "final": final,
+            "runs": [
+                {
+                    "run": run,
+                    "state": state,
+                    "pid": pid or None,
+                    "exit_code": code,
+                    "started_at": iso(started),
+                    "finished_at": iso(finished),
+                    "reason": reason or None,
+                }
+                for run, state, pid, code, started, finished, reason in runs
+            ],
+        }
+        for name, final, runs in rows
+    ]
 
 
 def snapshot_view(layout: Layout, supervised: bool) -> dict[str, Any] | None:

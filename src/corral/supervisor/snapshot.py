@@ -30,10 +30,28 @@ def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: flo
     }
     if sup.kind == "task":
         data.update(_task_detail(sup))
+        node = node_processes(layout) if sup.remote else None
+        if node is not None:  # a Slurm task's runs are in its node's journal, not this one
+            data["processes"] = node
     tmp = layout.status_snapshot.with_suffix(".tmp")
     with contextlib.suppress(OSError):
         safefs.write_file(tmp, json.dumps(data).encode(), safefs.file_mode(layout.dir))
         os.replace(tmp, layout.status_snapshot)
+
+
+def node_processes(layout: Layout) -> list[list[object]] | None:
+    """A Slurm task's process table, from the status.json the node's supervisor wrote when its
+    task ended (ROOT/ID/slurm/0/SLURM_ID/; the newest attempt). None while none has ended."""
+    newest: tuple[float, list[list[object]]] | None = None
+    for snap in (layout.dir / "slurm" / "0").glob("*/status.json"):
+        try:
+            at = snap.stat().st_mtime
+            processes = json.loads(snap.read_bytes()).get("processes")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(processes, list) and (newest is None or at > newest[0]):
+            newest = (at, processes)
+    return newest[1] if newest else None
 
 
 def _task_detail(sup: Supervision) -> dict[str, object]:
