@@ -66,10 +66,7 @@ def task_page(
     state: JobStateName | None = None,
     offset: Annotated[int, Query(ge=0, le=MAX_JOB)] = 0,
 ) -> HTMLResponse:
-    view = _view(request, task_id)
-    if view.get("kind") == "ensemble":
-        return _render(request, "ensemble.html", task=view, **_jobs(request, task_id, state, offset))
-    return _render(request, "task.html", task=view)
+    return _task(request, task_id, state, offset, ensemble="ensemble.html", task="task.html")
 
 
 @router.get("/ui/tasks/{task_id}/body", response_class=HTMLResponse)
@@ -79,10 +76,17 @@ def task_body(
     state: JobStateName | None = None,
     offset: Annotated[int, Query(ge=0, le=MAX_JOB)] = 0,
 ) -> HTMLResponse:
+    return _task(request, task_id, state, offset, ensemble="_ensemble_body.html", task="_task_body.html")
+
+
+def _task(
+    request: Request, task_id: str, state: JobStateName | None, offset: int, *, ensemble: str, task: str
+) -> HTMLResponse:
+    """A task's page or its refreshed body: the same view, an ensemble's with a page of jobs."""
     view = _view(request, task_id)
     if view.get("kind") == "ensemble":
-        return _render(request, "_ensemble_body.html", task=view, **_jobs(request, task_id, state, offset))
-    return _render(request, "_task_body.html", task=view)
+        return _render(request, ensemble, task=view, **_jobs(request, task_id, state, offset))
+    return _render(request, task, task=view)
 
 
 def _jobs(request: Request, task_id: str, state: JobStateName | None, offset: int) -> dict[str, Any]:
