@@ -29,6 +29,7 @@ from corral.executor.payload import (
     name_of,
     payload_bytes,
     read_result,
+    substitute,
     write_new,
 )
 from corral.spec.units import parse_size
@@ -329,16 +330,12 @@ def _row(call: str, name: str, opts: Options) -> dict[str, Any]:
 
 def _swap(value: Any, deps: list[Future[Any]]) -> Any:
     """Futures (in lists, tuples and dicts) become Refs; they are the call's dependencies."""
-    if isinstance(value, Future):
-        deps.append(value)
-        return Ref(value.call, value.name)
-    if type(value) is list:
-        return [_swap(v, deps) for v in value]
-    if type(value) is tuple:
-        return tuple(_swap(v, deps) for v in value)
-    if type(value) is dict:
-        return {k: _swap(v, deps) for k, v in value.items()}
-    return value
+
+    def ref(future: Future[Any]) -> Ref:
+        deps.append(future)
+        return Ref(future.call, future.name)
+
+    return substitute(value, Future, ref)
 
 
 _current: Executor | None = None

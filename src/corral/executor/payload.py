@@ -16,6 +16,7 @@ import hashlib
 import os
 import pickle
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,23 @@ class Ref:
 
     call: str  # the hash H of the call it stands for
     name: str
+
+
+def substitute(value: Any, kind: type, leaf: Callable[[Any], Any]) -> Any:
+    """`value` with every instance of `kind` replaced by leaf(it), inside lists, tuples and dicts.
+
+    Only those exact container types are walked (a subclass may not rebuild from a list); the
+    driver turns Futures into Refs with it, the call turns Refs back into results.
+    """
+    if isinstance(value, kind):
+        return leaf(value)
+    if type(value) is list:
+        return [substitute(v, kind, leaf) for v in value]
+    if type(value) is tuple:
+        return tuple(substitute(v, kind, leaf) for v in value)
+    if type(value) is dict:
+        return {k: substitute(v, kind, leaf) for k, v in value.items()}
+    return value
 
 
 def name_of(fn: Any) -> str:

@@ -18,7 +18,7 @@ import sys
 import traceback
 from typing import Any
 
-from corral.executor.payload import Ref, read_result, write_result
+from corral.executor.payload import Ref, read_result, substitute, write_result
 
 
 class _DependencyMissing(Exception):
@@ -27,18 +27,14 @@ class _DependencyMissing(Exception):
 
 def _resolve(value: Any, folder: str) -> Any:
     """Replace Refs (in lists, tuples and dicts) by the results they stand for."""
-    if isinstance(value, Ref):
-        out = read_result(os.path.join(folder, value.call + ".out"))
+
+    def result(ref: Ref) -> Any:
+        out = read_result(os.path.join(folder, ref.call + ".out"))
         if out is None or out[0] != "ok":
-            raise _DependencyMissing(f"the result of {value.name} is not stored")
+            raise _DependencyMissing(f"the result of {ref.name} is not stored")
         return out[1]
-    if type(value) is list:
-        return [_resolve(v, folder) for v in value]
-    if type(value) is tuple:
-        return tuple(_resolve(v, folder) for v in value)
-    if type(value) is dict:
-        return {k: _resolve(v, folder) for k, v in value.items()}
-    return value
+
+    return substitute(value, Ref, result)
 
 
 def main(base: str) -> int:
