@@ -9,6 +9,7 @@ import importlib
 import io
 import json
 import os
+import pkgutil
 import shutil
 import stat
 import sys
@@ -123,13 +124,17 @@ def _as_nobody(fn: Callable[[], int]) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), err
 
 
-def _others_can_import_corral() -> bool:
-    """Every directory above the corral package is searchable by others (the child of _as_nobody
-    imports the commands' modules lazily from the checkout)."""
+def _preload_corral() -> None:
+    """Import every corral module (and so what they import) before a fork to uid 65534: the
+    child cannot read the interpreter's site-packages under /root, nor a checkout in a 0700
+    directory, so a module the command would import lazily must already be loaded."""
     import corral as package
 
-    here = Path(package.__file__).resolve().parent
-    return all(os.stat(d).st_mode & stat.S_IXOTH for d in [here, *here.parents])
+    for info in pkgutil.walk_packages(package.__path__, "corral."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    for name in ("secrets", "datetime", "json", "traceback"):  # imported inside functions
+        importlib.import_module(name)
 
 
 @pytest.fixture
@@ -137,8 +142,7 @@ def shared_root(corral) -> Iterator[Path]:  # type: ignore[no-untyped-def]
     """A root another user may traverse (the test's tmp_path is root's, 0700)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to act as another user (uid 65534)")
-    if not _others_can_import_corral():
-        pytest.skip("this checkout sits in a directory uid 65534 cannot enter (e.g. a 0700 mktemp dir)")
+    _preload_corral()
     base = Path(tempfile.mkdtemp(prefix="corral-shared-"))
     base.chmod(0o755)
     corral.root = base / "root"
@@ -167,10 +171,6 @@ def test_another_user_cannot_hold_the_writer_lock(corral, shared_root: Path) -> 
 
 def test_the_group_sees_whether_a_shared_task_is_supervised(corral, shared_root: Path) -> None:
     # the lock is 0600 even in a shared task: the group asks the kernel's list of flocks
-    # imported before the fork: the child cannot read site-packages under /root
-    for name in ("corral.cli.status", "corral.observe.liveness", "corral.observe.views", "corral.spec"):
-        importlib.import_module(name)
-    importlib.import_module("corral.supervisor.checkpoints")
     cli = importlib.import_module("corral.cli.main").cli
     corral("simplerun", "--group-readable", "--id", "g", "--", "true", check=True)
     for path in [shared_root / "g", *(shared_root / "g").rglob("*")]:
@@ -202,11 +202,6 @@ def test_the_group_sees_whether_a_shared_task_is_supervised(corral, shared_root:
     ],
 )
 def test_another_user_gets_one_line(corral, shared_root: Path, args: list[str]) -> None:
-    # imported before the fork: the child cannot read site-packages under /root
-    importlib.import_module("corral.cli.control")
-    importlib.import_module("corral.cli.status")
-    for name in ("corral.supervisor.session", "secrets"):
-        importlib.import_module(name)
     cli = importlib.import_module("corral.cli.main").cli
 
     corral("simplerun", "--id", "t", "--", "true", check=True)
