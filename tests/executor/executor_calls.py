@@ -97,3 +97,12 @@ def unpicklable_result() -> Any:
 def say(text: str) -> str:
     print(text, flush=True)
     return text
+
+
+def nested_where(n: int) -> tuple[str, str, int]:
+    """Where this call reached its executor from (the address it used, CORRAL_CONTROL), and
+    a nested call's result."""
+    import corral
+
+    ex = corral.Executor.current()
+    return ex.address, os.environ.get("CORRAL_CONTROL", ""), ex.submit(square, n).result()

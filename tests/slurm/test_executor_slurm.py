@@ -48,3 +48,24 @@ def test_fifty_calls_with_one_retry_on_slurm(root: Path, tmp_path: Path) -> None
     arrays = [r for r in recs if isinstance(r, Submitted)]
     assert arrays and sum(len(r.jobs) for r in arrays) == 101
     assert len(arrays) < 101  # batched into arrays, not one sbatch per call
+
+
+def test_nested_calls_on_a_slurm_node_reach_the_supervisor_over_tcp(root: Path) -> None:
+    """A call on a Slurm node submits and waits for a nested call through the TCP control
+    address its run was given (the unix socket exists only on the launcher's host; this
+    cluster is one node, so the address the call used is what shows the TCP path)."""
+    ident = f"exn-{int(time.time() * 1000) % 10**9}"
+    try:
+        with corral.Executor(
+            id=ident, root=root, max_workers=4, backend="slurm", slurm={"poll_interval": 0.5, "time": 120}
+        ) as ex:
+            used, given, value = ex.submit(calls.nested_where, 6).result(timeout=600)
+            assert not ex.address.startswith("tcp://")  # the driver, on this host: the unix socket
+    finally:
+        subprocess.run(["scancel", f"--name=corral-{ident}"], capture_output=True, check=False)
+    assert value == 36
+    assert used.startswith("tcp://") and used == given
+    published = (root / ident / "control.tcp").read_text().strip()
+    assert used == published
+    recs = [decode(p) for p in read_journal(root / ident / "journal").payloads]
+    assert sum(len(r.jobs) for r in recs if isinstance(r, Submitted)) == 2  # both went to Slurm

@@ -1,36 +1,75 @@
-"""A driver's two ways to its supervisor: one request per connection, and one watch stream."""
+"""A driver's two ways to its supervisor: one request per connection, and one watch stream.
+
+`address` is the supervisor's unix socket path, or tcp://HOST:PORT: a call running on another
+host (a Slurm node) reaches its executor's supervisor over TCP, with the task's token
+(CORRAL_TOKEN) in every request.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from corral.spec.address import parse_address
 from corral.supervisor import control
+
+TCP = "tcp://"
 
 
 class SupervisorGone(ConnectionError):
     pass
 
 
-def ask(path: str, message: dict[str, Any], timeout: float | None = 60.0) -> dict[str, Any]:
+def address_for(task_id: str, unix_path: str, in_call: bool) -> str:
+    """Where a driver reaches its supervisor: inside a call of this executor, the address its
+    run was given (CORRAL_CONTROL: TCP on a Slurm node); else the unix socket."""
+    given = os.environ.get("CORRAL_CONTROL", "")
+    if in_call and given.startswith(TCP) and os.environ.get("CORRAL_TASK_ID") == task_id:
+        return given
+    return unix_path
+
+
+def connect(address: str, timeout: float | None) -> socket.socket:
+    if address.startswith(TCP):
+        host, port = parse_address(address[len(TCP) :])
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def encode(address: str, message: dict[str, Any]) -> bytes:
+    """One request line; over TCP it carries the task's token."""
+    if address.startswith(TCP) and "token" not in message and os.environ.get("CORRAL_TOKEN"):
+        message = {**message, "token": os.environ["CORRAL_TOKEN"]}
+    return json.dumps(message).encode() + b"\n"
+
+
+def ask(address: str, message: dict[str, Any], timeout: float | None = 60.0) -> dict[str, Any]:
     """One request; raises SupervisorGone if nobody answers, RuntimeError if it refuses."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            sock.sendall(json.dumps(message).encode() + b"\n")
+        with connect(address, timeout) as sock:
+            sock.sendall(encode(address, message))
             data = bytearray()
             while not data.endswith(b"\n"):
                 chunk = sock.recv(1 << 20)
                 if not chunk:
                     break
                 data += chunk
-    except OSError as exc:
-        raise SupervisorGone(f"the executor's supervisor does not answer at {path}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise SupervisorGone(f"the executor's supervisor does not answer at {address}: {exc}") from None
     if not data:
         raise SupervisorGone("the executor's supervisor closed the connection without an answer")
     answer = json.loads(data)
@@ -39,15 +78,22 @@ def ask(path: str, message: dict[str, Any], timeout: float | None = 60.0) -> dic
     return answer
 
 
+def alive(address: str) -> bool:
+    try:
+        return bool(ask(address, {"op": "ping"}, timeout=5.0).get("ok"))
+    except (SupervisorGone, ValueError):
+        return False
+
+
 class Watch:
     """The stream of final call ends, read by a daemon thread that calls `on_ends(list)`;
     `on_lost()` when the stream ends without our closing it (the supervisor died)."""
 
-    def __init__(self, path: str, on_ends: Callable[[list[Any]], None], on_lost: Callable[[], None]) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10.0)
-        self.sock.connect(path)
-        self.sock.sendall(b'{"op": "watch"}\n')
+    def __init__(
+        self, address: str, on_ends: Callable[[list[Any]], None], on_lost: Callable[[], None]
+    ) -> None:
+        self.sock = connect(address, 10.0)
+        self.sock.sendall(encode(address, {"op": "watch"}))
         self.file = self.sock.makefile("rb")
         first = json.loads(self.file.readline() or b"{}")
         if not first.get("ok"):
@@ -77,4 +123,4 @@ class Watch:
         self.sock.close()
 
 
-__all__ = ["SupervisorGone", "Watch", "ask", "control"]
+__all__ = ["SupervisorGone", "Watch", "address_for", "alive", "ask", "control"]

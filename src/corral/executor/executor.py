@@ -80,6 +80,8 @@ class _Driver:
         self.spec = spec  # the ensemble to start or recover; None for a handle inside a call
         self.reconnecting = threading.Lock()
         self.job = job  # inside a call: its job number
+        # the supervisor's address: its unix socket, or (inside a call on a Slurm node) TCP
+        self.address = client.address_for(layout.id, layout.control, job is not None)
         self.calls = daemon.calls_dir(layout)
         self.lock = threading.RLock()
         self.futures: dict[str, Future[Any]] = {}
@@ -98,7 +100,7 @@ class _Driver:
             try:
                 if self.spec is not None:
                     daemon.ensure(self.layout, self.spec)
-                self.watch = client.Watch(self.layout.control, self.on_ends, self.on_lost)
+                self.watch = client.Watch(self.address, self.on_ends, self.on_lost)
                 return
             except (OSError, ValueError):
                 if self.spec is None or time.monotonic() > deadline:
@@ -269,7 +271,7 @@ class _Driver:
             raise
 
     def _ask(self, futs: list[Future[Any]]) -> None:
-        answer = client.ask(self.layout.control, {"op": "calls", "rows": [f._row for f in futs]})
+        answer = client.ask(self.address, {"op": "calls", "rows": [f._row for f in futs]})
         if not answer.get("ok"):
             raise CallError(f"the executor refused the calls: {answer.get('error')}")
         for fut, entry in zip(futs, answer["calls"], strict=True):
@@ -287,10 +289,10 @@ class _Driver:
                 continue
             ask = {"op": "yield", "job": self.job, "calls": [w.call for w in waits]}
             try:
-                answer = client.ask(self.layout.control, ask, timeout=None)
+                answer = client.ask(self.address, ask, timeout=None)
             except client.SupervisorGone:
                 # a yield is held at most an hour; then (or if the supervisor restarted) again
-                if not daemon.alive(self.layout):
+                if not client.alive(self.address):
                     raise
                 continue
             if not answer.get("ok"):
@@ -441,7 +443,7 @@ class Executor(cf.Executor):
             running = [f for f in futs if not f.done()]
             if running and driver.job is None and not driver.lost:
                 with contextlib.suppress(client.SupervisorGone):  # gone: nothing runs to stop
-                    client.ask(self.layout.control, {"op": "requeue"})
+                    client.ask(driver.address, {"op": "requeue"})
                 for f in running:
                     driver._settle(
                         f, cf.CancelledError(f"call {f.name} re-queued: the next executor runs it")
@@ -474,6 +476,12 @@ class Executor(cf.Executor):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_handle, (str(self.root), self.id))
+
+    @property
+    def address(self) -> str:
+        """Where this executor's supervisor is reached: its unix socket, or inside a call
+        running on another host (a Slurm node), the TCP address the call was given."""
+        return self._driver.address
 
     def __repr__(self) -> str:
         return f"corral.Executor(id={self.id!r}, root={str(self.root)!r})"
