@@ -9,17 +9,14 @@ import importlib
 import io
 import json
 import os
-import pkgutil
-import shutil
 import stat
-import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from other_user import NOBODY, as_nobody, shared_root
 
-NOBODY = 65534
+__all__ = ["shared_root"]  # a fixture, used by name
 
 
 @pytest.fixture(autouse=True)
@@ -92,66 +89,6 @@ def test_a_symlinked_log_file_never_gets_the_output(corral, tmp_path: Path) -> N
 # -- another user ---------------------------------------------------------------------------
 
 
-def _as_nobody(fn: Callable[[], int]) -> tuple[int, str]:
-    """Run fn in a forked child that became uid/gid 65534; (its exit status, its stderr).
-
-    In-process on purpose: the interpreter under /root is not reachable by nobody, the modules
-    the child needs are imported before the fork."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 70
-        try:
-            os.close(read)
-            sys.stderr = open(write, "w", buffering=1)  # pytest replaced it
-            os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
-            code = fn()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as f:
-        err = f.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), err
-
-
-def _preload_corral() -> None:
-    """Import every corral module (and so what they import) before a fork to uid 65534: the
-    child cannot read the interpreter's site-packages under /root, nor a checkout in a 0700
-    directory, so a module the command would import lazily must already be loaded."""
-    import corral as package
-
-    for info in pkgutil.walk_packages(package.__path__, "corral."):
-        if not info.name.endswith("__main__"):
-            importlib.import_module(info.name)
-    for name in ("secrets", "datetime", "json", "traceback"):  # imported inside functions
-        importlib.import_module(name)
-
-
-@pytest.fixture
-def shared_root(corral) -> Iterator[Path]:  # type: ignore[no-untyped-def]
-    """A root another user may traverse (the test's tmp_path is root's, 0700)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to act as another user (uid 65534)")
-    _preload_corral()
-    base = Path(tempfile.mkdtemp(prefix="corral-shared-"))
-    base.chmod(0o755)
-    corral.root = base / "root"
-    corral.root.mkdir(mode=0o755)
-    corral.env["CORRAL_ROOT"] = str(corral.root)
-    yield corral.root
-    shutil.rmtree(base, ignore_errors=True)
-
-
 def test_another_user_cannot_hold_the_writer_lock(corral, shared_root: Path) -> None:
     corral("simplerun", "--id", "t", "--", "true", check=True)
     lock = shared_root / "t" / "journal.lock"
@@ -161,11 +98,11 @@ def test_another_user_cannot_hold_the_writer_lock(corral, shared_root: Path) -> 
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return 0
 
-    code, err = _as_nobody(take)
+    code, err = as_nobody(take)
     assert code != 0 and "PermissionError" in err
     # even with the directory opened up by hand, the lock file itself stays the owner's
     (shared_root / "t").chmod(0o755)
-    code, err = _as_nobody(take)
+    code, err = as_nobody(take)
     assert code != 0 and "PermissionError" in err
 
 
@@ -184,7 +121,7 @@ def test_the_group_sees_whether_a_shared_task_is_supervised(corral, shared_root:
 
     out.touch()
     out.chmod(0o666)
-    code, err = _as_nobody(command)
+    code, err = as_nobody(command)
     assert code == 0, err
     views = json.loads(out.read_text())
     assert [(v["id"], v["state"], v["supervised"]) for v in views] == [("g", "SUCCESS", False)]
@@ -212,7 +149,7 @@ def test_another_user_gets_one_line(corral, shared_root: Path, args: list[str]) 
             cli.main(["--root", str(shared_root), *args], prog_name="corral")
         return 0
 
-    code, err = _as_nobody(command)
+    code, err = as_nobody(command)
     assert "Traceback" not in err, err
     if args[0] == "status":  # the other user's private task is simply not listed
         assert code == 0, err

@@ -69,6 +69,7 @@ class Rig:
         cwd: Path | None = None,
         stdout: str | None = "",
         stderr: str | None = "",
+        user: str | None = None,
     ) -> Path:
         """Queue and send one request; stdout/stderr default to files in a directory of the
         run's own, made here (the supervisor makes the log directory, not the reaper)."""
@@ -82,6 +83,7 @@ class Rig:
             str(cwd or self.base),
             str(run_dir / "stdout") if stdout == "" else stdout,
             str(run_dir / "stderr") if stderr == "" else stderr,
+            user,
         )
         assert self.spawner.flush()
         return run_dir

@@ -32,8 +32,9 @@ _OUT = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 
 class CallReaper(reaper.Reaper):
     def spawn(self, req: tuple) -> None:  # type: ignore[type-arg]
-        job, process, run, argv, env, cwd, stdout, stderr = req
-        if len(argv) != 4 or argv[1:3] != RUNNER or stdout is None or stderr is None:
+        job, process, run, argv, env, cwd, stdout, stderr = req[:8]
+        user = req[8] if len(req) > 8 else None
+        if len(argv) != 4 or argv[1:3] != RUNNER or stdout is None or stderr is None or user:
             super().spawn(req)
             return
         now = time.time()

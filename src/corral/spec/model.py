@@ -61,6 +61,7 @@ class Process(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     env_clean: bool = False  # start from PATH, HOME and the CORRAL_* marks, not corral's environment
     final: bool = False  # runs after the regular processes, within finalization_wait
     logger: Logger = Logger()
+    user: str | None = None  # run as this user (the supervisor must be root); default: the task's
 
 
 class Task(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -74,6 +75,7 @@ class Task(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     sandbox: str | None = None  # working directory; default ROOT/ID/sandbox
     env: dict[str, str] = {}
     env_clean: bool = False  # for every process (see Process.env_clean)
+    user: str | None = None  # every process runs as this user unless it names its own
     backend: Literal["local", "slurm", "slurm-steps"] = "local"
     slurm: Slurm = Slurm()
     control: Control = Control()
@@ -97,6 +99,7 @@ class JobTemplate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     processes: tuple[Process, ...] | None = None
     env: dict[str, str] = {}
     env_clean: bool = False
+    user: str | None = None  # the job's runs run as this user (see Task.user)
     timeout: float | None = None
     heartbeat: float | None = None  # seconds of silence before the job is killed and retried
     max_failures: int = 1

@@ -330,4 +330,5 @@ def job_task(template: JobTemplate, name: str) -> Task:
         resources=template.resources,
         env=dict(template.env),
         env_clean=template.env_clean,
+        user=template.user,
     )

@@ -27,6 +27,8 @@ from corral.spec.template import JOB_FIELDS, ROOTS, TASK_FIELDS, referenced_name
 
 MAX_NAME = 100
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# POSIX portable user names (plus the trailing $ of machine accounts); 32 is useradd's limit
+_USER_NAME = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}\$?$")
 
 
 def _join(prefix: str, path: str) -> str:
@@ -78,6 +80,14 @@ class _Checker:
             if "\0" in value:
                 raise self.fail(f"{path}.{key}", "contains NUL")
 
+    def user(self, path: str, user: str | None) -> None:
+        if user is not None and not _USER_NAME.fullmatch(user):
+            raise self.fail(
+                path,
+                f"{user!r} is not a user name",
+                "letters, digits, '.', '_' and '-' (not first), at most 32 characters",
+            )
+
     # -- structs --
 
     def logger(self, path: str, logger: Logger) -> None:
@@ -124,6 +134,7 @@ class _Checker:
         self.positive(f"{path}.timeout", proc.timeout)
         self.env(f"{path}.env", proc.env)
         self.logger(f"{path}.logger", proc.logger)
+        self.user(f"{path}.user", proc.user)
 
     def graph(self, processes: tuple[Process, ...]) -> None:
         if not processes:
@@ -243,6 +254,7 @@ def validate_task(task: Task, file: str | None = None) -> None:
     check.slurm("slurm", task.slurm)
     check.control("control", task.control)
     check.env("env", task.env)
+    check.user("user", task.user)
     check.templates(_task_fields(task), {"task": set(TASK_FIELDS), "ports": None, "params": None})
 
 
@@ -278,6 +290,7 @@ def _job(check: _Checker, job: JobTemplate) -> list[tuple[str, str]]:
     check.at_least("job.kill_grace", job.kill_grace, 0)
     check.resources("job.resources", job.resources)
     check.logger("job.logger", job.logger)
+    check.user("job.user", job.user)
     return fields
 
 
@@ -326,3 +339,14 @@ def validate_ensemble(ens: Ensemble, file: str | None = None) -> None:
         fields,
         {"task": set(TASK_FIELDS), "params": params, "job": set(JOB_FIELDS)},
     )
+
+
+def users_of(subject: Task | Ensemble) -> list[tuple[str, str]]:
+    """(field path, user name) of every `user:` the spec sets."""
+    if isinstance(subject, Ensemble):
+        job = subject.job
+        found = [("job.user", job.user)] if job.user else []
+        inner = enumerate(job.processes or ())
+        return found + [(f"job.processes[{i}].user", p.user) for i, p in inner if p.user]
+    found = [("user", subject.user)] if subject.user else []
+    return found + [(f"processes[{i}].user", p.user) for i, p in enumerate(subject.processes) if p.user]

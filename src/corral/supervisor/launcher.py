@@ -150,7 +150,7 @@ class Launcher:
             )
             return
         env = self.env.run_env(job, process, number, rt.spec, spec.env, spec.env_clean or rt.spec.env_clean)
-        spawner.spawn(key, argv, env, self.env.cwd(job, rt.spec), out, err)
+        spawner.spawn(key, argv, env, self.env.cwd(job, rt.spec), out, err, spec.user or rt.spec.user)
         self.launching[key] = []
 
     def _start_reaper(self, task: Task) -> Spawner:

@@ -117,6 +117,60 @@ def _which(name: str, path: str) -> str:
     raise FileNotFoundError(2, "command not found", name)
 
 
+def identity(user: str) -> tuple[str, int, int, str]:
+    """(name, uid, gid, home) of a user: a run's `user:` (refused if there is no such user)."""
+    import pwd  # a builtin module: no start-up cost for reapers that never need it
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise LookupError(f"no user {user!r} on this host") from None
+    return entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir or "/"
+
+
+def spawn_as(ident: tuple, program: str, argv: list, env: dict, actions: list, mode: int) -> int:  # type: ignore[type-arg]
+    """posix_spawn cannot change users: fork, set up what the `actions` say (the same file
+    actions), give the run's log files to its user (so /dev/stdout opens for it), drop to
+    the user with its supplementary groups, exec. An error before the exec comes back on a
+    close-on-exec pipe and is raised here, as posix_spawn would."""
+    name, uid, gid, _home = ident
+    read, write = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child, until exec
+        try:
+            os.setsid()
+            _signal.set_wakeup_fd(-1)
+            for sig in RESET:
+                _signal.signal(sig, _signal.SIG_DFL)
+            for action in actions:
+                if action[0] == os.POSIX_SPAWN_DUP2:
+                    os.dup2(action[1], action[2])
+                    continue
+                fd = os.open(action[2], action[3] | os.O_CLOEXEC, action[4] or mode)
+                if action[2] != os.devnull:
+                    os.fchown(fd, uid, gid)
+                os.dup2(fd, action[1])
+                os.close(fd)
+            os.initgroups(name, gid)
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            os.execve(program, argv, env)
+        except BaseException as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            os.write(write, detail.encode(errors="replace"))
+        finally:
+            os._exit(127)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 4096):
+        chunks.append(chunk)
+    os.close(read)
+    if chunks:
+        os.waitpid(pid, 0)
+        raise OSError(0, b"".join(chunks).decode(errors="replace"))
+    return pid
+
+
 class Reaper:
     def __init__(self, ledger: str, console: tuple[int, int] | None) -> None:
         # the supervisor's environment, sent as the first frame: not os.environ, which Python's
@@ -138,18 +192,14 @@ class Reaper:
         self.supervisor = True  # False once the event pipe is broken
 
     def spawn(self, req: tuple) -> None:  # type: ignore[type-arg]
-        job, process, run, argv, env, cwd, stdout, stderr = req
+        job, process, run, argv, env, cwd, stdout, stderr = req[:8]
+        user = req[8] if len(req) > 8 else None
         now = time.time()
         try:
-            # a sandbox of the user's own gets the umask's mode, the task's own dirs its privacy
-            mode = self.dir_mode if cwd.startswith(self.task_prefix) else 0o777
-            try:  # a new job's directory: one mkdir (its parent exists), else mkdir -p
-                os.mkdir(cwd, mode)
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                os.makedirs(cwd, mode, exist_ok=True)
-            os.chdir(cwd)
+            ident = identity(user) if user else None
+            if ident is not None and ident[1] == os.geteuid():
+                ident = None  # ourselves (a user's own supervisor): nothing to switch
+            self.enter(cwd, ident)
             actions: list[tuple] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]  # type: ignore[type-arg]
             for fd, dest in ((1, stdout), (2, stderr)):
                 if dest is None:  # the console: the supervisor's own stream, if it gave us one
@@ -159,19 +209,13 @@ class Reaper:
                         actions.append((os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0))
                 else:
                     actions.append((os.POSIX_SPAWN_OPEN, fd, dest, _OUT, self.mode))
-            assert self.base is not None
-            full = self.base
-            if env:
-                if _CLEAN in env:  # env_clean: PATH and HOME of ours, the rest from the request
-                    full = {k: self.base[k] for k in _KEPT if k in self.base}
-                    full.update(env)
-                    del full[_CLEAN]
-                else:
-                    full = dict(self.base)
-                    full.update(env)
+            full = self.environment(env, ident)
             program = _which(argv[0], full.get("PATH", self.path))
             before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-            pid = os.posix_spawn(program, argv, full, file_actions=actions, setsid=True, setsigdef=RESET)
+            if ident is None:
+                pid = os.posix_spawn(program, argv, full, file_actions=actions, setsid=True, setsigdef=RESET)
+            else:
+                pid = spawn_as(ident, program, argv, full, actions, self.mode)
             after = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         except Exception as exc:  # any failure to start is this run's, not the reaper's
             os.chdir("/")
@@ -194,6 +238,42 @@ class Reaper:
         self.runs[pid] = (job, process, run)
         self.lines.append(f"S\t{job}\t{process}\t{run}\t{pid}\t{ticks}\t{self.me}\t{now:.6f}\n")
         self.events.append(frame(("S", job, process, run, pid, ticks, now)))
+
+    def enter(self, cwd: str, ident: tuple | None) -> None:  # type: ignore[type-arg]
+        """Create the run's directory if needed and change to it. A directory of the task's
+        gets the task's privacy, and belongs to the run's user if it has one: the task
+        directory above it stays root's and 0700, the run reaches its sandbox as its working
+        directory (entered here, as root) and its logs through the descriptors it inherits."""
+        ours = cwd.startswith(self.task_prefix)
+        mode = self.dir_mode if ours else 0o777  # a sandbox of the user's own gets the umask's
+        try:  # a new job's directory: one mkdir (its parent exists), else mkdir -p
+            os.mkdir(cwd, mode)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(cwd, mode, exist_ok=True)
+        if ident is not None and ours:
+            os.chown(cwd, ident[1], ident[2], follow_symlinks=False)
+        os.chdir(cwd)
+
+    def environment(self, env: dict, ident: tuple | None) -> dict:  # type: ignore[type-arg]
+        """The run's whole environment: ours plus the request's (env_clean: PATH and HOME of
+        ours only); a run as another user gets that user's HOME, USER and LOGNAME."""
+        assert self.base is not None
+        full = self.base
+        if env:
+            if _CLEAN in env:  # env_clean: PATH and HOME of ours, the rest from the request
+                full = {k: self.base[k] for k in _KEPT if k in self.base}
+                full.update(env)
+                del full[_CLEAN]
+            else:
+                full = dict(self.base)
+                full.update(env)
+        if ident is not None:
+            full = dict(full)
+            full["HOME"] = ident[3]
+            full["USER"] = full["LOGNAME"] = ident[0]
+        return full
 
     def reap(self) -> None:
         while self.runs:

@@ -17,6 +17,7 @@ from corral.errors import UserError
 from corral.spec.model import Ensemble, Task
 from corral.supervisor import proc, safefs
 from corral.supervisor.engine import Engine
+from corral.supervisor.identity import check_users
 from corral.supervisor.layout import Layout
 from corral.supervisor.session import Jobs, create
 
@@ -45,6 +46,7 @@ def render_for_run(
     subject: Task | Ensemble, layout: Layout, ports: dict[str, int], params: dict[str, Any], file: str | None
 ) -> Task | Ensemble:
     """Fill templates now, so an unbound name is an error before anything runs."""
+    check_users(subject, file)
     if isinstance(subject, Task):
         ctx = specs.TemplateContext(
             task_id=layout.id,

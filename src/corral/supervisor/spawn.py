@@ -89,10 +89,12 @@ class Spawner:
         cwd: str,
         stdout: str | None,
         stderr: str | None,
+        user: str | None = None,
     ) -> None:
-        """Queue a spawn request; `flush()` sends the turn's requests in one write."""
+        """Queue a spawn request; `flush()` sends the turn's requests in one write. `user`:
+        the run runs as that user (the reaper must be root)."""
         job, process, run = key
-        self._out += _reaper.frame((job, process, run, list(argv), dict(env), cwd, stdout, stderr))
+        self._out += _reaper.frame((job, process, run, list(argv), dict(env), cwd, stdout, stderr, user))
 
     def hangup(self) -> None:
         """The terminal went away: console runs started from now on write to /dev/null."""
