@@ -106,3 +106,31 @@ def nested_where(n: int) -> tuple[str, str, int]:
 
     ex = corral.Executor.current()
     return ex.address, os.environ.get("CORRAL_CONTROL", ""), ex.submit(square, n).result()
+
+
+def wait_on_two(n: int) -> int:
+    """Waits for two nested calls through concurrent.futures.wait (all, then first)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    import corral
+
+    ex = corral.Executor.current()
+    a, b = ex.submit(square, n), ex.submit(square, n + 1)
+    done, not_done = wait([a, b])
+    assert done == {a, b} and not not_done
+    c, d = ex.submit(square, n + 2), ex.submit(square, n + 3)
+    first, _ = wait([c, d], return_when=FIRST_COMPLETED)
+    assert first
+    wait([c, d])
+    return a.result() + b.result() + c.result() + d.result()
+
+
+def collect_as_completed(n: int) -> list[int]:
+    """Collects nested calls through concurrent.futures.as_completed."""
+    import concurrent.futures as cf
+
+    import corral
+
+    ex = corral.Executor.current()
+    futs = [ex.submit(square, i) for i in range(n)]
+    return sorted(f.result() for f in cf.as_completed(futs, timeout=600))

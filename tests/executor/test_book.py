@@ -43,6 +43,7 @@ def live(root: Path):  # type: ignore[no-untyped-def]
         ({"op": "yield", "job": -1, "calls": [GOOD]}, "job"),
         ({"op": "yield", "job": 0, "calls": []}, "calls"),
         ({"op": "yield", "job": 0, "calls": [GOOD]}, "not a running call"),
+        ({"op": "yield", "job": 0, "calls": [GOOD], "any": "yes"}, "any"),
         ({"op": "watch", "extra": 1}, "extra"),
     ],
 )

@@ -102,6 +102,19 @@ def test_nested_fib_with_one_worker(root: Path) -> None:
     assert paused and len(yields) == len(paused)
 
 
+def test_concurrent_futures_wait_and_as_completed_give_the_slot_back(root: Path) -> None:
+    """With one worker, a call that waits on its nested calls through concurrent.futures.wait
+    or as_completed can only finish if the wait frees its slot (else the nested calls never
+    start: the test would hit its timeout)."""
+    with corral.Executor(id="cfwait", root=root, max_workers=1) as ex:
+        assert ex.submit(calls.wait_on_two, 2).result(timeout=300) == 4 + 9 + 16 + 25
+        assert ex.submit(calls.collect_as_completed, 4).result(timeout=300) == [0, 1, 4, 9]
+    recs = records(root, "cfwait")
+    yields = [r for r in recs if isinstance(r, Request) and r.action == "yield"]
+    paused = [r for r in recs if isinstance(r, RunUpdate) and r.state == "PAUSED"]
+    assert len(yields) >= 3 and len(paused) == len(yields)
+
+
 def test_the_executor_pickles_as_a_handle(root: Path) -> None:
     with corral.Executor(id="handle", root=root, max_workers=1) as ex:
         assert ex.submit(calls.nested_with_handle, ex, 6).result(timeout=120) == 37

@@ -28,8 +28,9 @@ Design (the README's "Python API" section has the user's view):
 - **Nested calls**: inside a call, Executor.current() (or an unpickled executor) submits to the
   same supervisor. result() on an unfinished future asks `yield`: the call is recorded PAUSED
   (a `yield` request in the journal), stopped with SIGSTOP, its slot given to the next call,
-  and continued (SIGCONT) with the answer once what it waits for is final. Waiting for itself
-  or in a cycle is refused with CallError.
+  and continued (SIGCONT) with the answer once what it waits for is final.
+  concurrent.futures.wait and as_completed do the same (waiting.py: the futures' waiters).
+  Waiting for itself or in a cycle is refused with CallError.
 - **Identity**: `key=` if given, else MODULE.QUALNAME + SHA-256 of the pickled arguments. A
   call whose identity has a job already is not journaled again: a restarted driver gets
   stored results (read straight from H.out when it says "ok") and waits for running calls.

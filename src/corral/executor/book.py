@@ -56,7 +56,7 @@ class Book:
         self.requeued: set[int] = set()
         self.events: list[list[Any]] = []  # final ends not yet sent
         self.watchers: dict[int, socket.socket] = {}
-        self.waiters: dict[int, tuple[Client, list[str]]] = {}  # yielded job -> (request, calls)
+        self.waiters: dict[int, tuple[Client, list[str], bool]] = {}  # job -> (request, calls, any)
         self.seen_driver = False
         for added in self.sup.added:
             self._added(added)
@@ -156,13 +156,17 @@ class Book:
                     conn.sendall(line)
                 except OSError:
                     self._drop(fd)
-        for job, (waiting, calls) in list(self.waiters.items()):
-            if all(c in self.final for c in calls):
+        for job, (waiting, calls, first) in list(self.waiters.items()):
+            if self._over(calls, first):
                 del self.waiters[job]
                 self.engine.record(Request(Action.WAKE, now, job=job))
                 self.engine.answer_after_commit(waiting, {"ok": True})
                 self.sup.dirty.add(job)
         self._maybe_end()
+
+    def _over(self, calls: list[str], first: bool) -> bool:
+        """Whether a wait for `calls` is over: all final, or (first) one of them."""
+        return (any if first else all)(c in self.final for c in calls)
 
     def _maybe_end(self) -> None:
         sup = self.sup
@@ -255,16 +259,16 @@ class Book:
             answer(client, {"ok": False, "error": f"call {unknown[0]} was never submitted"})
             return
         if job in self.waiters:  # its earlier request timed out: this one replaces it
-            self.waiters[job] = (client, ask.calls)
+            self.waiters[job] = (client, ask.calls, ask.any)
         else:
             cycle = self._cycle(job, ask.calls)
             if cycle:
                 answer(client, {"ok": False, "deadlock": True, "error": cycle})
                 return
-            if all(c in self.final for c in ask.calls):
+            if self._over(ask.calls, ask.any):
                 answer(client, {"ok": True})
                 return
-            self.waiters[job] = (client, ask.calls)
+            self.waiters[job] = (client, ask.calls, ask.any)
             self.engine.record(Request(Action.YIELD, time.time(), job=job))
             self.sup.dirty.add(job)
         server = self.engine.controller.server
@@ -285,7 +289,8 @@ class Book:
                 whom = "itself" if call in calls else "a call that waits for it"
                 return f"call {self.rows[call].get('fn') or call} waits for {whom}"
             other = self.latest.get(call)
-            if other is not None and other in self.waiters:
+            # a call that waits for any one of several may be woken by another: not followed
+            if other is not None and other in self.waiters and not self.waiters[other][2]:
                 todo.extend(self.waiters[other][1])
         return ""
 

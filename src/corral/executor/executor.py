@@ -18,7 +18,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 import cloudpickle
 
-from corral.executor import client, daemon
+from corral.executor import client, daemon, waiting
 from corral.executor.errors import CallError, CallFailed, DependencyFailed, RemoteTraceback
 from corral.executor.payload import (
     PROTOCOL,
@@ -51,6 +51,8 @@ class Future(cf.Future[T]):
         self._deps: list[Future[Any]] = []
         self._row: dict[str, Any] = {}
         self._claimed = False
+        if driver.job is not None:  # inside a call: concurrent.futures.wait pauses it too
+            self._waiters = waiting.Waiters(self, driver.pause_for)
 
     def result(self, timeout: float | None = None) -> T:
         if not self.done() and self._driver.job is not None:
@@ -282,12 +284,24 @@ class _Driver:
     # -- inside a call: waiting without holding a slot ------------------------------------------
 
     def yield_for(self, fut: Future[Any]) -> None:
-        while not fut.done():
-            waits = self._blocking(fut)
+        self.pause_for([fut], False, fut.done)
+
+    def pause_for(self, futs: list[Future[Any]], first: bool, over: Callable[[], bool]) -> None:
+        """Inside a call, until `over()`: pause the call (its slot is free) while all of `futs`
+        (or, `first`, any one of them) are unfinished."""
+        when = cf.FIRST_COMPLETED if first else cf.ALL_COMPLETED
+        while not over():
+            pending = [f for f in futs if not f.done()]
+            if not pending:  # all done: what waits on them is set already
+                break
+            waits = list({id(w): w for f in pending for w in self._blocking(f)}.values())
             if not waits:
-                cf.wait([fut], timeout=0.05)
+                with waiting.internal():
+                    cf.wait(pending, timeout=0.05, return_when=when)
                 continue
-            ask = {"op": "yield", "job": self.job, "calls": [w.call for w in waits]}
+            ask: dict[str, Any] = {"op": "yield", "job": self.job, "calls": [w.call for w in waits]}
+            if first:
+                ask["any"] = True
             try:
                 answer = client.ask(self.address, ask, timeout=None)
             except client.SupervisorGone:
@@ -296,8 +310,9 @@ class _Driver:
                     raise
                 continue
             if not answer.get("ok"):
-                raise CallError(f"call {fut.name}: {answer.get('error')}")
-            cf.wait(waits, timeout=30.0)  # their ends follow the wake-up on the watch stream
+                raise CallError(f"call {pending[0].name}: {answer.get('error')}")
+            with waiting.internal():  # their ends follow the wake-up on the watch stream
+                cf.wait(waits, timeout=30.0, return_when=when)
 
     def _blocking(self, fut: Future[Any]) -> list[Future[Any]]:
         """The journaled, unfinished calls `fut` waits for (itself, or its dependencies')."""

@@ -91,10 +91,13 @@ class Watch(_Base, tag="watch"):
 
 
 class Yield(_Base, tag="yield"):
-    """A running call waits for these calls: pause it (its slot is free) until they end."""
+    """A running call waits for these calls: pause it (its slot is free) until they end
+    (with `any`: until one of them ends, as concurrent.futures.wait(FIRST_COMPLETED) and
+    as_completed wait)."""
 
     job: Job
     calls: Annotated[list[CallHash], msgspec.Meta(min_length=1, max_length=MAX_SUBMIT_JOBS)]
+    any: bool = False
 
 
 class Requeue(_Base, tag="requeue"):
