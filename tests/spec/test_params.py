@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corral.spec import Ensemble, JobTemplate, ParamSpace, Range, SpecError
-from corral.spec.params import load_params_file, parse_csv, parse_jsonl
+from corral.spec.params import ParamTable, load_params_file, parse_csv, parse_jsonl
 
 JOB = JobTemplate(cmd="t")
 
@@ -80,6 +80,35 @@ def test_property_index_round_trips(matrix: dict[str, list[object]], data: st.Da
     space = ParamSpace({k: tuple(v) for k, v in matrix.items()})
     i = data.draw(st.integers(0, len(space) - 1))
     assert space[i] == space[i - len(space)]  # negative indexes like a list
+
+
+@given(
+    matrices,
+    st.lists(st.tuples(st.integers(), st.text(max_size=2)), max_size=4),
+    st.integers(0, 3),
+    st.data(),
+)
+def test_property_rows_are_the_indexed_jobs(
+    matrix: dict[str, list[object]], file_rows: list[tuple[object, ...]], extra: int, data: st.DataObject
+) -> None:
+    """rows(start, stop) builds in bulk what space[i] builds one by one: matrix, a params
+    file's table (or none), dynamically added jobs, any bounds (clipped like a slice)."""
+    table = ParamTable.from_rows(("f_a", "f_b"), file_rows) if file_rows or data.draw(st.booleans()) else None
+    space = ParamSpace({k: tuple(v) for k, v in matrix.items()}, table)
+    space.add([{"added": i} for i in range(extra)])
+    n = len(space)
+    start = data.draw(st.integers(-2, n + 2))
+    stop = data.draw(st.integers(-2, n + 2))
+    assert list(space.rows(start, stop)) == [space[i] for i in range(max(start, 0), min(stop, n))]
+    assert list(space) == [space[i] for i in range(n)]
+
+
+def test_rows_far_into_a_huge_matrix_do_not_walk_to_it() -> None:
+    space = ParamSpace({"a": range(10**6), "b": range(10**6)})
+    assert list(space.rows(10**12 - 2, 10**12 + 5)) == [
+        {"a": 10**6 - 1, "b": 10**6 - 2},
+        {"a": 10**6 - 1, "b": 10**6 - 1},
+    ]
 
 
 def test_huge_matrix_is_not_materialised() -> None:

@@ -6,6 +6,7 @@ beyond the snapshot read, no decisions: one place decides the shape both faces s
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from corral.core.states import TaskState
-from corral.core.supervision import Supervision
+from corral.core.supervision import NO_EXIT, STATE_OF_CODE, Supervision
 from corral.core.task import TaskRuntime
 from corral.supervisor.layout import Layout
 from corral.supervisor.snapshot import node_processes
@@ -109,22 +110,51 @@ def job_page(
     elif wanted == "RUNNING":
         matching = sorted(sup.live)
     else:
-        state = TaskState(wanted)
-        matching = [j for j in range(sup.total) if sup.job_state(j) is state]
+        code = STATE_OF_CODE.index(TaskState(wanted))
+        matching = [j for j, c in enumerate(sup.states[: sup.total]) if c == code]
     end = len(matching) if limit is None else offset + limit
-    rows = []
-    for job in matching[offset:end]:
-        s = sup.summary(job)
-        rows.append(
-            {
-                "job": s.job,
-                "state": s.state.value,
-                "attempts": s.attempt + 1 if s.state is not TaskState.PENDING or s.attempt else 0,
-                "exit_code": s.exit_code,
-                "params": sup.params_of(s.job),
-            }
-        )
-    return len(matching), rows
+    page = matching[offset:end]
+    # the rows hold no cycles: the collector would only walk 100,000 fresh dicts over and
+    # over while they are built (a third of the time of `status --jobs` of 100,000 jobs)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return len(matching), _job_rows(sup, page)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_PENDING = STATE_OF_CODE.index(TaskState.PENDING)
+
+
+def _job_rows(sup: Supervision, page: Sequence[int]) -> list[dict[str, Any]]:
+    """The rows of these jobs, from the job table's arrays in bulk (status --jobs lists
+    100,000 of them: one comprehension, no object per job but its row)."""
+    states: Sequence[int]
+    attempts: Sequence[int]
+    codes: Sequence[int]
+    if isinstance(page, range) and page.step == 1:
+        states = sup.states[page.start : page.stop]
+        attempts = sup.attempts[page.start : page.stop]
+        codes = sup.exit_codes[page.start : page.stop]
+        params = sup.params_between(page.start, page.stop)
+    else:
+        states = [sup.states[j] for j in page]
+        attempts = [sup.attempts[j] for j in page]
+        codes = [sup.exit_codes[j] for j in page]
+        params = map(sup.params_of, page)
+    names = [state.value for state in STATE_OF_CODE]
+    return [
+        {
+            "job": job,
+            "state": names[state],
+            "attempts": attempt + 1 if state != _PENDING or attempt else 0,
+            "exit_code": None if code == NO_EXIT else code,
+            "params": param,
+        }
+        for job, state, attempt, code, param in zip(page, states, attempts, codes, params, strict=True)
+    ]
 
 
 def _task_snapshot_view(snap: dict[str, Any], folder: str, supervised: bool) -> dict[str, Any] | None:

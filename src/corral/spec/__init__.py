@@ -21,6 +21,7 @@ from corral.spec.model import (
 )
 
 if TYPE_CHECKING:
+    from corral.spec.jobtask import job_task
     from corral.spec.load import (
         ensemble_from_python,
         load_spec,
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
         task_from_python,
     )
     from corral.spec.params import ParamSpace, ParamTable
-    from corral.spec.template import JobContext, TemplateContext, job_task, render_task
+    from corral.spec.template import JobContext, TemplateContext, render_task
     from corral.spec.validate import validate_ensemble, validate_task
 
 # Loading (PyYAML), templating (Jinja2) and validation are imported on first use: a process
@@ -46,7 +47,7 @@ _LAZY = {
     "ParamTable": "params",
     "JobContext": "template",
     "TemplateContext": "template",
-    "job_task": "template",
+    "job_task": "jobtask",
     "render_task": "template",
     "validate_ensemble": "validate",
     "validate_task": "validate",

@@ -25,8 +25,11 @@ import msgspec
 from jinja2.runtime import new_context
 
 from corral.spec.errors import SpecError
-from corral.spec.model import JobTemplate, Process, Task
+from corral.spec.jobtask import MAIN, job_task
+from corral.spec.model import Process, Task
 from corral.spec.shellquote import FILTERS, REFUSED, Raw, UnsafeContext, add_context_filters
+
+__all__ = ["MAIN", "JobContext", "TemplateContext", "job_task", "render_string", "render_task"]
 
 TASK_FIELDS = ("id", "name", "dir")
 JOB_FIELDS = ("index", "dir", "attempt")
@@ -287,48 +290,3 @@ def render_task(task: Task, context: TemplateContext, file: str | None = None) -
     if task.sandbox is not None and is_template(task.sandbox):
         changes["sandbox"] = render_string(task.sandbox, variables, False, "sandbox", file)
     return msgspec.structs.replace(task, **changes) if changes else task
-
-
-MAIN = "main"  # the process of a job given as a single cmd or argv
-
-
-def job_task(template: JobTemplate, name: str) -> Task:
-    """The (unrendered) task one job runs.
-
-    A single cmd/argv becomes one process named `main` carrying the template's timeout,
-    logger and max_failures (runs tolerated within one attempt; the ensemble's `retries` are
-    attempts on top). A processes list is taken as it is, with the template's timeout given to
-    processes that set none. `heartbeat` is the ensemble's business and stays out of the task.
-    """
-    if template.processes is not None:
-        processes = tuple(
-            msgspec.structs.replace(p, timeout=template.timeout)
-            if p.timeout is None and template.timeout is not None
-            else p
-            for p in template.processes
-        )
-        task_failures = template.max_failures
-    else:
-        processes = (
-            Process(
-                name=MAIN,
-                cmd=template.cmd,
-                argv=template.argv,
-                max_failures=template.max_failures,
-                timeout=template.timeout,
-                logger=template.logger,
-            ),
-        )
-        task_failures = 1  # the one process failing is the job failing
-    return Task(
-        name=name,
-        processes=processes,
-        max_failures=task_failures,
-        max_concurrency=template.max_concurrency,
-        finalization_wait=template.finalization_wait,
-        kill_grace=template.kill_grace,
-        resources=template.resources,
-        env=dict(template.env),
-        env_clean=template.env_clean,
-        user=template.user,
-    )

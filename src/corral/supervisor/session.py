@@ -13,7 +13,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,9 @@ class Jobs:
 
     def params(self, job: int) -> dict[str, Any]:
         return dict(self.space[job])
+
+    def params_rows(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+        return self.space.rows(start, stop)
 
     def task_for(self, job: int) -> Task:
         cache = self._cache if self._cache is not None else {}
@@ -135,6 +138,7 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
         keep_finished=keep_finished,
         remote=ens.backend == "slurm",
         params_of=jobs.params,
+        params_rows=jobs.params_rows,
     )
     return sup, jobs
 
