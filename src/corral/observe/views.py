@@ -7,12 +7,13 @@ beyond the snapshot read, no decisions: one place decides the shape both faces s
 from __future__ import annotations
 
 import gc
-import json
 import os
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+import msgspec
 
 from corral.core.states import TaskState
 from corral.core.supervision import NO_EXIT, STATE_OF_CODE, Supervision
@@ -23,10 +24,20 @@ from corral.supervisor.snapshot import node_processes
 RUNNING_STATES = (TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING, TaskState.SUBMITTED)
 
 
+_ZONES: dict[int, timezone] = {}  # UTC offset in seconds -> its zone
+
+
 def iso(at: float | None) -> str | None:
+    """Local time with its UTC offset, to the millisecond. The same text as
+    `datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")`, a third
+    cheaper (one zone object per offset): `status` of 10,000 tasks formats 40,000 of them."""
     if at is None:
         return None
-    return datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")
+    offset = time.localtime(at).tm_gmtoff
+    zone = _ZONES.get(offset)
+    if zone is None:
+        zone = _ZONES[offset] = timezone(timedelta(seconds=offset))
+    return datetime.fromtimestamp(at, zone).isoformat(timespec="milliseconds")
 
 
 def processes(rt: TaskRuntime) -> list[dict[str, Any]]:
@@ -201,15 +212,27 @@ def _snapshot_processes(rows: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _read_small(path: str) -> bytes:
+    """A small file's bytes without a buffered file object (status of a root of 10,000 tasks
+    reads 10,000 of them)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = [os.read(fd, 1 << 16)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 1 << 16))
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def snapshot_view(layout: Layout, supervised: bool) -> dict[str, Any] | None:
     """A view from status.json, when that is current (a task's: once it ended); None means
     replay."""
-    folder = os.path.join(os.fspath(layout.root), layout.id)  # no pathlib: once per task of a root
+    folder = f"{os.fspath(layout.root)}/{layout.id}"  # no pathlib: once per task of a root
     try:
-        with open(os.path.join(folder, "status.json"), "rb") as f:
-            snap = json.loads(f.read())
-        size = os.stat(os.path.join(folder, "journal")).st_size
-    except (OSError, ValueError):
+        snap = msgspec.json.decode(_read_small(folder + "/status.json"))
+        size = os.stat(folder + "/journal").st_size
+    except (OSError, ValueError, msgspec.DecodeError):
         return None
     exact = snap.get("journal_size") == size
     fresh = supervised and time.time() - float(snap.get("updated_at", 0)) < 5.0
