@@ -1,236 +1,182 @@
-"""Slurm: N one-second jobs through corral (job arrays) and through one `sbatch --wrap` per job.
+"""Many short jobs on Slurm (issue 14): five ways side by side, in one invocation.
 
-    python bench/slurm.py [--jobs 1000] [--poll 1.0] [--root DIR] [--only corral|sbatch]
+    python bench/slurm.py                                   # a few minutes: 160 x sleep 0.5, 400 x /bin/true
+    python bench/slurm.py --sleep-jobs 2000 --true-jobs 10000 --systems pilot,hq,array,sbatch
+    python bench/slurm.py --workloads rss --queued 100000   # memory only
 
-Needs the local Slurm (scripts/slurm-up.sh; `CORRAL_SLURM_CPUS=16 bash scripts/slurm-up.sh`
-lets 16 one-second jobs run at once on a small machine). Both ways run `sleep 1` N times:
+Needs the local Slurm (scripts/slurm-up.sh; 16 advertised CPUs here). Systems:
 
-* corral: `corral run` of an ensemble with `backend: slurm`: one `sbatch --array` for all jobs,
-  one batched `squeue` per poll interval; on the node, `corral slurm-job` supervises each job
-  and keeps its journal (the exit code comes from there). Timed from the start of `corral run`
-  (interpreter start-up included) to its exit; "submitted" is when the journal's last
-  Submitted record was written. Commands: the launcher notes its own counts in the journal
-  ("slurm commands: sbatch=.. squeue=.."), plus the one `sbatch --test-only` that `corral run`
-  issues to check the spec before recording anything.
-* sbatch per job: what launchers that submit job by job do: N x `sbatch --wrap 'sleep 1'`, then
-  one `squeue --name` per poll interval (batched, the cheapest way to wait) until all ended.
-  Timed from the first sbatch; every command counted.
+* sbatch:  one `sbatch --wrap CMD` per job, then one batched squeue per poll interval;
+* array:   one plain `sbatch --array=0-(N-1) --wrap CMD` (no journal, no retries);
+* corral:  `corral run` with `backend: slurm` (one array; a supervisor per job on the node);
+* pilot:   `corral run` with `slurm: {pilot: {...}}` (worker jobs take the jobs over TCP);
+           skipped, with the reason printed, where this corral has no pilot workers;
+* hq:      HyperQueue's PyPI package (server + worker in one process) inside one Slurm job of
+           all advertised CPUs; skipped, with the reason, where it does not install or run.
 
-Python bytecode: corral's node-side supervisor is a Python process per job, so its start-up
-matters. Installed packages have their bytecode compiled; a checkout run with
-PYTHONDONTWRITEBYTECODE=1 (as in some sandboxes) recompiles corral at every start. By default
-the corral run gets a bytecode cache under the bench's temp dir (PYTHONPYCACHEPREFIX, warmed
-once, nothing written into the source tree); --no-bytecode-cache keeps the environment as it is.
+Workloads: `sleep` (N x `sleep 0.5`; ideal = N x 0.5 s / advertised CPUs), `true`
+(N x `/bin/true`; jobs/s end to end) and `rss` (peak RSS of the pilot's launcher and worker, and
+of HyperQueue, with --queued jobs of `sleep 600` queued; then killed).
+Goals for the pilot: sleep >= 3 x faster than sbatch-per-job and within 1.3 x of ideal; true
+>= 500 jobs/s; launcher and worker < 100 MB each with 100,000 jobs queued.
 
-Goal (issue 5): corral >= 5 x faster to submit, and never more than one squeue per poll interval.
+corral runs get a bytecode cache under the bench's temp dir (see bench/common.py);
+--no-bytecode-cache keeps the environment as it is. Only Slurm jobs named with `cbench-` are
+the bench's; it waits for them to drain between systems and never touches others.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
-import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
 from common import bytecode_env
+from slurm_common import BenchFailed, Result, Skipped, advertised_cpus, machine_load, wait_idle
+from slurm_corral import PILOT, pilot_missing, pilot_rss, run_corral
+from slurm_peers import hq_rss_queued, hyperqueue_missing, run_array, run_hyperqueue, run_sbatch
 
-TERMINAL = {
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY",
-    "BOOT_FAIL", "DEADLINE", "REVOKED",
-}  # fmt: skip
-
-
-@dataclass
-class Result:
-    name: str
-    submit: float  # seconds until every job was handed to Slurm
-    finished: float  # seconds until every job had ended
-    commands: dict[str, int] = field(default_factory=dict)
-    ok: int = 0  # jobs that succeeded
-    polls_per_interval: float = 0.0  # squeue calls / (run time / poll interval)
-
-    @property
-    def total(self) -> int:
-        return sum(self.commands.values())
+SYSTEMS = ("sbatch", "array", "corral", "pilot", "hq")
+WORKLOADS = {"sleep": "sleep 0.5", "true": "/bin/true"}
+Row = Result | Skipped
 
 
-def cluster() -> str:
-    out = subprocess.run(["sinfo", "-h", "-o", "%C %P"], capture_output=True, text=True, check=True)
-    cpus = sum(int(line.split()[0].split("/")[3]) for line in out.stdout.splitlines())
-    return f"{cpus} CPUs advertised"
+def run_workload(args: argparse.Namespace, work: Path, env: dict[str, str], cmd: str, jobs: int) -> list[Row]:
+    runners: dict[str, Callable[[], Result]] = {
+        "sbatch": lambda: run_sbatch(cmd, jobs, args.poll),
+        "array": lambda: run_array(cmd, jobs, args.poll),
+        "corral": lambda: run_corral(work, cmd, jobs, args.poll, env, None),
+        "pilot": lambda: run_corral(work, cmd, jobs, args.poll, env, args.pilot),
+        "hq": lambda: run_hyperqueue(cmd, jobs, args.cpus, work),
+    }
+    rows: list[Row] = []
+    for name in args.systems:
+        why = args.missing.get(name)
+        if why:
+            rows.append(Skipped(name, why))
+            continue
+        wait_idle()
+        print(f"{cmd} x {jobs}: {name} ...", file=sys.stderr, flush=True)
+        try:
+            rows.append(runners[name]())
+            print(f"  done in {rows[-1].finished:.1f} s", file=sys.stderr)  # type: ignore[union-attr]
+        except BenchFailed as e:
+            rows.append(Skipped(name, str(e)))
+    return rows
 
 
-def wait_idle(name_prefix: str, timeout: float = 600) -> None:
-    """Wait until no job of ours is queued or running (so one run does not slow the next)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        out = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True, check=True)
-        if not [n for n in out.stdout.split() if n.startswith(name_prefix)]:
-            return
-        time.sleep(1)
-    raise SystemExit("the queue did not drain")
-
-
-# -- corral ------------------------------------------------------------------------------------
-
-
-def corral_env(work: Path, bytecode_cache: bool) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("CORRAL_TASK_ID", None)
-    return bytecode_env(work, env) if bytecode_cache else env
-
-
-def run_corral(root: Path, jobs: int, poll: float, env: dict[str, str]) -> Result:
-    spec = root / "bench.yaml"
-    spec.write_text(
-        "name: bench\n"
-        "backend: slurm\n"
-        f"slurm: {{poll_interval: {poll}}}\n"
-        "job:\n"
-        "  cmd: sleep 1\n"
-        "params:\n"
-        f"  i: {{range: [0, {jobs}]}}\n"
-    )
-    run_id = f"bench-{uuid.uuid4().hex[:6]}"
-    cmd = [sys.executable, "-m", "corral", "--root", str(root), "run", str(spec), "--id", run_id, "-q"]
-    start = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    finished = time.time() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"corral run failed ({proc.returncode}): {proc.stderr.strip()}")
-    out = subprocess.run(
-        [sys.executable, "-m", "corral", "--root", str(root), "read", run_id, "--raw", "--json"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    records = [json.loads(line) for line in out.stdout.splitlines()]
-    subs = [r for r in records if r["type"] == "Submitted"]
-    notes = [r["text"] for r in records if r["type"] == "Note" and r["text"].startswith("slurm commands:")]
-    commands = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", notes[-1])} if notes else {}
-    commands["sbatch"] = commands.get("sbatch", 0) + 1  # the sbatch --test-only of `corral run`
-    status = subprocess.run(
-        [sys.executable, "-m", "corral", "--root", str(root), "status", run_id, "--json"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    ok = json.loads(status.stdout)[0]["jobs"]["succeeded"]
-    opened = records[0]["at"]
-    ended = records[-1]["at"]
-    return Result(
-        "corral (arrays)",
-        submit=max(r["at"] for r in subs) - start,
-        finished=finished,
-        commands=commands,
-        ok=ok,
-        polls_per_interval=commands.get("squeue", 0) / max(1.0, (ended - opened) / poll),
-    )
-
-
-# -- one sbatch per job ------------------------------------------------------------------------
-
-
-def run_sbatch(jobs: int, poll: float) -> Result:
-    name = f"benchwrap-{uuid.uuid4().hex[:6]}"
-    commands = {"sbatch": 0, "squeue": 0}
-    ids: list[str] = []
-    start = time.time()
-    for _ in range(jobs):
-        proc = subprocess.run(
-            ["sbatch", "--parsable", f"--job-name={name}", "--output=/dev/null", "--wrap=sleep 1"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        commands["sbatch"] += 1
-        if proc.returncode != 0:
-            raise SystemExit(f"sbatch failed: {proc.stderr.strip()}")
-        ids.append(proc.stdout.strip().split(";")[0])
-    submitted = time.time() - start
-    states: dict[str, str] = {}
-    while True:
-        out = subprocess.run(
-            ["squeue", "-h", "--states=all", f"--name={name}", "-o", "%i %T"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        commands["squeue"] += 1
-        states = dict(line.split() for line in out.stdout.splitlines() if line.strip())
-        # a job slurmctld has already forgotten (MinJobAge) has ended too
-        if all(states.get(i, "COMPLETED") in TERMINAL for i in ids):
-            break
-        time.sleep(poll)
-    finished = time.time() - start
-    ok = sum(1 for i in ids if states.get(i, "COMPLETED") == "COMPLETED")
-    return Result(
-        "sbatch per job",
-        submit=submitted,
-        finished=finished,
-        commands=commands,
-        ok=ok,
-        polls_per_interval=commands["squeue"] / max(1.0, (finished - submitted) / poll),
-    )
-
-
-# -- report ------------------------------------------------------------------------------------
-
-
-def table(results: list[Result], jobs: int, poll: float, bytecode_cache: bool) -> str:
-    lines = [
-        f"Slurm: {jobs} one-second jobs (sleep 1), local single-node Slurm ({cluster()}), "
-        f"poll interval {poll:g} s, {os.cpu_count()} real CPUs, "
-        f"bytecode {'cached' if bytecode_cache else 'as the environment has it'}",
-        "",
-        f"{'':<17}{'submit s':>10}{'finished s':>12}{'sbatch':>8}{'squeue':>8}{'other':>7}"
-        f"{'commands':>10}{'ok':>7}{'squeue/poll':>13}",
-    ]
-    for r in results:
-        other = r.total - r.commands.get("sbatch", 0) - r.commands.get("squeue", 0)
+def table(rows: list[Row], title: str, ideal: float | None) -> list[str]:
+    lines = [title, "", f"{'':<20}{'submit s':>9}{'finished s':>11}{'jobs/s':>9}{'ok':>7}{'sbatch':>8}"
+             f"{'squeue':>8}{'x sbatch/job':>13}{'x ideal':>9}"]  # fmt: skip
+    base = next((r for r in rows if isinstance(r, Result) and r.name == "sbatch per job"), None)
+    for r in rows:
+        if isinstance(r, Skipped):
+            lines.append(f"{r.name:<20}skipped: {r.why}")
+            continue
+        speed = f"{base.finished / r.finished:.2f}" if base else "-"
+        over = f"{r.finished / ideal:.2f}" if ideal else "-"
         lines.append(
-            f"{r.name:<17}{r.submit:>10.2f}{r.finished:>12.1f}{r.commands.get('sbatch', 0):>8}"
-            f"{r.commands.get('squeue', 0):>8}{other:>7}{r.total:>10}{r.ok:>7}{r.polls_per_interval:>13.2f}"
+            f"{r.name:<20}{r.submit:>9.2f}{r.finished:>11.1f}{r.rate:>9.1f}{r.ok:>7}"
+            f"{r.commands.get('sbatch', 0):>8}{r.commands.get('squeue', 0):>8}{speed:>13}{over:>9}"
+            + (f"   ({r.note})" if r.note else "")
         )
-    by = {r.name: r for r in results}
-    c, s = by.get("corral (arrays)"), by.get("sbatch per job")
-    if c and s:
-        lines += [
-            "",
-            f"submit: corral {s.submit / c.submit:.1f} x faster; all finished: corral "
-            f"{s.finished / c.finished:.2f} x the speed of sbatch-per-job; "
-            f"Slurm commands: {s.total / c.total:.1f} x fewer with corral",
-        ]
-    return "\n".join(lines)
+    return lines
+
+
+def goals(rows: list[Row], kind: str, ideal: float | None) -> list[str]:
+    by = {r.name: r for r in rows if isinstance(r, Result)}
+    pilot, base, hq = by.get("corral pilot"), by.get("sbatch per job"), by.get("HyperQueue (1 job)")
+    if pilot is None:
+        return []
+    out = []
+    if kind == "sleep" and base and ideal:
+        out.append(f"pilot: {base.finished / pilot.finished:.2f} x faster than sbatch-per-job (goal >= 3), "
+                   f"{pilot.finished / ideal:.2f} x ideal (goal <= 1.3)")  # fmt: skip
+    if kind == "true":
+        out.append(f"pilot: {pilot.rate:.0f} jobs/s end to end (goal >= 500)")
+    if hq:
+        out.append(f"pilot: {hq.finished / pilot.finished:.2f} x the speed of HyperQueue")
+    return out
+
+
+def memory(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[str]:
+    lines = [f"Memory with {args.queued} jobs queued (sleep 600; the runnable ones running)", ""]
+    if args.missing.get("pilot"):
+        lines.append(f"corral pilot        skipped: {args.missing['pilot']}")
+    else:
+        wait_idle()
+        try:
+            launcher, worker = pilot_rss(work, args.queued, env, args.pilot)
+            lines.append(
+                f"corral pilot        launcher {launcher:.1f} MB, worker {worker:.1f} MB (goal < 100 each)"
+            )
+        except BenchFailed as e:
+            lines.append(f"corral pilot        failed: {e}")
+    if "hq" in args.systems and not args.missing.get("hq"):
+        try:
+            lines.append(f"HyperQueue          {hq_rss_queued(args.queued, args.cpus, work):.1f} MB "
+                         "(server + worker + client in one process)")  # fmt: skip
+        except BenchFailed as e:
+            lines.append(f"HyperQueue          failed: {e}")
+    return lines
+
+
+def parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sleep-jobs", type=int, default=160, help="jobs of `sleep 0.5` (full size: 2000)")
+    ap.add_argument("--true-jobs", type=int, default=400, help="jobs of `/bin/true` (full size: 10000)")
+    ap.add_argument("--queued", type=int, default=100_000, help="jobs queued for the rss workload")
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
+    ap.add_argument("--workloads", default="sleep,true,rss", help="comma list of sleep, true, rss")
+    ap.add_argument("--cpus", type=int, default=0, help="CPUs of a pilot worker and of HQ's job (0: all)")
+    ap.add_argument("--poll", type=float, default=0.5, help="poll interval of every system, seconds")
+    ap.add_argument("--pilot", default=None, help=f"the pilot block, YAML flow (default {PILOT})")
+    ap.add_argument("--root", type=Path, default=None, help="corral root (default: a temp dir)")
+    ap.add_argument("--no-bytecode-cache", dest="bytecode_cache", action="store_false")
+    args = ap.parse_args()
+    args.systems = [s for s in args.systems.split(",") if s]
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    bad = [s for s in args.systems if s not in SYSTEMS]
+    bad += [w for w in args.workloads if w not in (*WORKLOADS, "rss")]
+    if bad:
+        ap.error(f"unknown system or workload: {', '.join(bad)}")
+    return args
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=1000)
-    ap.add_argument("--poll", type=float, default=1.0, help="poll interval of both, seconds")
-    ap.add_argument("--root", type=Path, default=None, help="corral root (default: a temp dir)")
-    ap.add_argument("--only", choices=("corral", "sbatch"), default=None)
-    ap.add_argument("--no-bytecode-cache", dest="bytecode_cache", action="store_false")
-    args = ap.parse_args()
+    args = parse()
     if shutil.which("sbatch") is None:
         raise SystemExit("no sbatch on PATH: start a local Slurm with scripts/slurm-up.sh")
+    args.cpus = args.cpus or advertised_cpus()
+    args.pilot = args.pilot or PILOT.format(cpus=args.cpus)
     work = Path(tempfile.mkdtemp(prefix="corral-bench-slurm-")) if args.root is None else args.root
     work.mkdir(parents=True, exist_ok=True)
-    results = []
+    env = {k: v for k, v in os.environ.items() if k != "CORRAL_TASK_ID"}
+    env = bytecode_env(work, env) if args.bytecode_cache else env
+    args.missing = {"pilot": pilot_missing(work, env, args.pilot), "hq": hyperqueue_missing()}
+    out = [f"Slurm, local single node: {args.cpus} CPUs advertised, {os.cpu_count()} real; "
+           f"poll {args.poll:g} s; at start: {machine_load()}"]  # fmt: skip
     try:
-        if args.only in (None, "corral"):
-            wait_idle("benchwrap-")
-            env = corral_env(work, args.bytecode_cache)
-            results.append(run_corral(work, args.jobs, args.poll, env))
-            print(f"corral done in {results[-1].finished:.1f} s", file=sys.stderr)
-        if args.only in (None, "sbatch"):
-            wait_idle("corral-bench-")
-            results.append(run_sbatch(args.jobs, args.poll))
-            print(f"sbatch per job done in {results[-1].finished:.1f} s", file=sys.stderr)
+        for kind in args.workloads:
+            if kind == "rss":
+                out += ["", *memory(args, work, env)]
+                continue
+            jobs = args.sleep_jobs if kind == "sleep" else args.true_jobs
+            ideal = jobs * 0.5 / args.cpus if kind == "sleep" else None
+            rows = run_workload(args, work, env, WORKLOADS[kind], jobs)
+            title = f"{jobs} x {WORKLOADS[kind]}"
+            title += f" (ideal {ideal:.1f} s on {args.cpus} CPUs)" if ideal else ""
+            out += ["", *table(rows, title, ideal), *goals(rows, kind, ideal)]
     finally:
         if args.root is None:
             shutil.rmtree(work, ignore_errors=True)
-    print(table(results, args.jobs, args.poll, args.bytecode_cache))
+    out += ["", f"at end: {machine_load()}"]
+    print("\n".join(out))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,169 @@
+"""corral's two ways onto Slurm in bench/slurm.py: `backend: slurm` (one sbatch array, one
+supervisor per job on the node) and pilot workers (`slurm: {pilot: {...}}`: a few worker jobs
+that take the jobs from the launcher over TCP).
+
+Timed from the start of `corral run` (interpreter start-up included) to its exit; "submitted"
+is when the journal's last Submitted record was written (arrays) or the run's start (pilot).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from slurm_common import PREFIX, Result, fail
+
+# The pilot block the bench uses; --pilot overrides it (a YAML flow mapping) while the
+# spelling of the pilot's fields settles. {cpus}: --cpus (default: the advertised CPUs).
+Completed = subprocess.CompletedProcess[str]
+PILOT = "{{workers: 1, max_workers: 1, cpus: {cpus}, time: 1800, idle_timeout: 30}}"
+
+
+def corral(root: Path, env: dict[str, str], *args: str, check: bool = True) -> Completed:
+    return subprocess.run(
+        [sys.executable, "-m", "corral", "--root", str(root), *args],
+        capture_output=True, text=True, check=check, env=env,
+    )  # fmt: skip
+
+
+def spec_text(cmd: str, jobs: int, poll: float, pilot: str | None) -> str:
+    slurm = f"poll_interval: {poll}" + (f", pilot: {pilot}" if pilot else "")
+    return (
+        "name: bench\n"
+        "backend: slurm\n"
+        f"slurm: {{{slurm}}}\n"
+        "job:\n"
+        f"  cmd: {cmd}\n"
+        "params:\n"
+        f"  i: {{range: [0, {jobs}]}}\n"
+    )
+
+
+def pilot_missing(root: Path, env: dict[str, str], pilot: str) -> str | None:
+    """Why corral here has no pilot workers (None: it has): `corral worker` must exist and a
+    spec with the pilot block must pass `corral inspect`."""
+    probe = corral(root, env, "worker", "--help", check=False)
+    if probe.returncode != 0:
+        return "this corral has no `corral worker` command (the pilot core of issue 14 has not landed)"
+    spec = root / f"probe-{uuid.uuid4().hex[:6]}.yaml"
+    spec.write_text(spec_text("true", 1, 1.0, pilot))
+    check = corral(root, env, "inspect", str(spec), check=False)
+    if check.returncode != 0:
+        return f"`corral inspect` refuses the pilot block {pilot}: {last_line(check.stderr)}"
+    return None
+
+
+def run_corral(
+    root: Path, cmd: str, jobs: int, poll: float, env: dict[str, str], pilot: str | None
+) -> Result:
+    spec = root / f"bench-{uuid.uuid4().hex[:6]}.yaml"
+    spec.write_text(spec_text(cmd, jobs, poll, pilot))
+    run_id = f"{PREFIX}{uuid.uuid4().hex[:6]}"
+    start = time.time()
+    proc = corral(root, env, "run", str(spec), "--id", run_id, "-q", check=False)
+    finished = time.time() - start
+    if proc.returncode != 0:
+        fail(f"corral run failed ({proc.returncode}): {last_line(proc.stderr)}")
+    read = corral(root, env, "read", run_id, "--raw", "--json")
+    records = [json.loads(line) for line in read.stdout.splitlines()]
+    subs = [r["at"] for r in records if r["type"] == "Submitted"]
+    notes = [r["text"] for r in records if r["type"] == "Note" and r["text"].startswith("slurm commands:")]
+    commands = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", notes[-1])} if notes else {}
+    commands["sbatch"] = commands.get("sbatch", 0) + 1  # the sbatch --test-only of `corral run`
+    ok = json.loads(corral(root, env, "status", run_id, "--json").stdout)[0]["jobs"]["succeeded"]
+    submit = (max(subs) if subs else records[0]["at"]) - start
+    return Result("corral pilot" if pilot else "corral (arrays)", jobs, submit, finished, ok, commands)
+
+
+# -- memory with 100,000 jobs queued -------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    found = re.search(r"VmRSS:\s+(\d+) kB", text)
+    return int(found.group(1)) / 1024 if found else 0.0
+
+
+def is_corral(pid: int) -> bool:
+    try:
+        return b"corral" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def tree(pid: int) -> list[int]:
+    """PID and its descendants."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True, check=True)
+    children: dict[int, list[int]] = {}
+    for line in out.stdout.splitlines():
+        child, parent = (int(x) for x in line.split())
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def worker_pids(run_id: str) -> list[int]:
+    """The corral processes inside the Slurm jobs whose name carries RUN_ID (the pilot's workers)."""
+    out = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i %j"], capture_output=True, text=True)
+    pids: list[int] = []
+    for line in out.stdout.splitlines():
+        job, name = line.split(maxsplit=1)
+        if run_id in name:
+            listed = subprocess.run(["scontrol", "listpids", job], capture_output=True, text=True)
+            rows = [row.split() for row in listed.stdout.splitlines()[1:]]
+            pids += [int(row[0]) for row in rows if row and row[0].isdigit()]
+    return [p for p in pids if is_corral(p)]
+
+
+def pilot_rss(root: Path, queued: int, env: dict[str, str], pilot: str) -> tuple[float, float]:
+    """Peak RSS (MB) of the launcher (its largest corral process) and of the largest worker while
+    QUEUED jobs of `sleep 600` wait and the workers run what fits; then kills the ensemble."""
+    spec = root / f"rss-{uuid.uuid4().hex[:6]}.yaml"
+    spec.write_text(spec_text("sleep 600", queued, 1.0, pilot))
+    run_id = f"{PREFIX}rss-{uuid.uuid4().hex[:6]}"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "corral", "--root", str(root), "run", str(spec), "--id", run_id, "-q"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 600
+        while not running(root, env, run_id):
+            if launcher.poll() is not None or time.time() > deadline:
+                why = last_line(launcher.stderr.read().decode()) if launcher.stderr else ""
+                fail(f"the pilot never ran a job of {queued}: {why}")
+            time.sleep(1)
+        peak_launcher = peak_worker = 0.0
+        for _ in range(5):  # a few samples, a second apart: the peak while it runs and waits
+            peak_launcher = max([peak_launcher] + [rss_mb(p) for p in tree(launcher.pid) if is_corral(p)])
+            peak_worker = max([peak_worker] + [rss_mb(p) for p in worker_pids(run_id)])
+            time.sleep(1)
+        return peak_launcher, peak_worker
+    finally:
+        corral(root, env, "kill", run_id, check=False)
+        try:
+            launcher.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+
+
+def running(root: Path, env: dict[str, str], run_id: str) -> bool:
+    status = corral(root, env, "status", run_id, "--json", check=False)
+    if status.returncode != 0:
+        return False
+    return int(json.loads(status.stdout)[0]["jobs"]["running"]) > 0
+
+
+def last_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[-1]
