@@ -64,8 +64,8 @@ def test_a_flipped_length_bit_mid_file_is_refused_and_nothing_changes(corral, sp
 
     assert f"byte {middle}" in _one_line_error(corral("read", "chain"))
     assert f"byte {middle}" in _one_line_error(corral("recover", "chain"))
-    assert _status_of(corral)["chain"]["state"] == "SUCCESS"  # from its checkpoint: still true
-    _drop_caches(corral.root / "chain")
+    # status.json and the checkpoint were made from the journal before it was damaged: they
+    # no longer match it, so status replays and says what the journal says now
     views = _status_of(corral)
     assert views["chain"]["state"] == "CORRUPT" and f"byte {middle}" in views["chain"]["error"]
     assert views["other"]["state"] == "SUCCESS"

@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import msgspec
-
 from corral.core.states import TaskState
 from corral.core.supervision import NO_EXIT, STATE_OF_CODE, Supervision
 from corral.core.task import TaskRuntime
 from corral.supervisor.layout import Layout
 from corral.supervisor.snapshot import node_processes
+from corral.supervisor.stamps import journal_stamp, unseal
 
 RUNNING_STATES = (TaskState.ACTIVE, TaskState.CLEANING, TaskState.FINALIZING, TaskState.SUBMITTED)
 
@@ -227,15 +226,34 @@ def _read_small(path: str) -> bytes:
 
 def snapshot_view(layout: Layout, supervised: bool) -> dict[str, Any] | None:
     """A view from status.json, when that is current (a task's: once it ended); None means
-    replay."""
+    replay. Current: sealed (its crc holds), this task's, and stamped with the journal as it
+    is now (stamps.py) - or, for a live ensemble's supervisor, written in the last seconds of
+    a prefix of the journal. A status.json that is anything else is never believed."""
     folder = f"{os.fspath(layout.root)}/{layout.id}"  # no pathlib: once per task of a root
     try:
-        snap = msgspec.json.decode(_read_small(folder + "/status.json"))
-        size = os.stat(folder + "/journal").st_size
-    except (OSError, ValueError, msgspec.DecodeError):
+        snap = unseal(_read_small(folder + "/status.json"))
+        st = os.stat(folder + "/journal")
+    except OSError:
         return None
-    exact = snap.get("journal_size") == size
-    fresh = supervised and time.time() - float(snap.get("updated_at", 0)) < 5.0
+    if snap is None or snap.get("id") != layout.id:
+        return None
+    try:
+        return _snapshot_view(snap, st, folder, layout, supervised)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        return None  # sealed, yet not of the shape we write: replay
+
+
+def _snapshot_view(
+    snap: dict[str, Any], st: os.stat_result, folder: str, layout: Layout, supervised: bool
+) -> dict[str, Any] | None:
+    exact = snap.get("journal") == journal_stamp(st)
+    written = snap["journal_size"]
+    fresh = (
+        supervised
+        and isinstance(written, int)
+        and written <= st.st_size
+        and time.time() - float(snap.get("updated_at", 0)) < 5.0
+    )
     if snap.get("kind") == "task":
         return _task_snapshot_view(snap, folder, supervised) if exact else None
     if not (exact or fresh):
@@ -245,6 +263,7 @@ def snapshot_view(layout: Layout, supervised: bool) -> dict[str, Any] | None:
     return {
         "id": snap["id"],
         "kind": snap["kind"],
+        "name": snap.get("name"),
         "state": snap["state"],
         "started_at": iso(snap.get("started_at")),
         "finished_at": iso(snap.get("finished_at")),

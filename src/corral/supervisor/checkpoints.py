@@ -1,15 +1,19 @@
 """ROOT/ID/checkpoint: the fold of a journal's committed prefix, so that readers and `recover`
 replay only the records after it.
 
-    file = b"CORRALK\\0" u16 version u16 reserved u64 journal_offset u32 head_crc u32 crc payload
+    file = b"CORRALK\\0" u16 version u16 reserved u64 journal_offset u32 prefix_crc u32 crc
+           u64 ino u64 size i64 mtime_ns i64 ctime_ns payload
 
 `journal_offset` is a frame boundary of the journal: the checkpoint is the fold of every record
-before it. `head_crc` is the crc32 of the journal's first min(offset, 4096) bytes (its header
-and Opened record: the journal it belongs to); `crc` covers the payload (a msgpack
-core.checkpoint.Checkpoint). The file is a cache, written by the supervisor with a rename and
-no fsync: whatever is wrong with it (missing, torn, stale, another journal's) is detected and
-the reader replays the whole journal instead. A journal's committed prefix never changes, so a
-checkpoint stays valid for as long as its journal file exists.
+before it. `prefix_crc` is the crc32 of those journal bytes [0, journal_offset); ino, size,
+mtime_ns, ctime_ns are the journal's stamp when the checkpoint was written (stamps.py; zeros
+when the file was longer than the offset); `crc` covers the header after it and the payload
+(a msgpack core.checkpoint.Checkpoint). The file is a cache, written by the supervisor with a
+rename and no fsync, and never believed over the journal: it is used when the journal carries
+the same stamp (untouched since: a finished task's last checkpoint) or when the journal's
+prefix still has `prefix_crc` (one sequential read, no decoding). Anything else (missing,
+torn, stale, another journal's, a journal damaged under it) and the reader replays the whole
+journal instead, which reports a damaged journal with its offset.
 """
 
 from __future__ import annotations
@@ -28,23 +32,46 @@ from corral.core.supervision import Supervision
 from corral.journal.watch import Tail
 from corral.supervisor import safefs
 from corral.supervisor.layout import Layout
+from corral.supervisor.stamps import journal_stamp
 
 MAGIC = b"CORRALK\x00"
-VERSION = 1
-_HEAD = struct.Struct("<8sHHQII")
-_JOURNAL_HEAD = 4096  # bytes of the journal whose crc names it
+VERSION = 2
+_HEAD = struct.Struct("<8sHHQIIQQqq")
+_CHUNK = 1 << 20
+
+Prefix = tuple[int, int]  # (journal offset, crc32 of the journal's bytes before it)
 
 
 def path_of(layout: Layout) -> str:
     return os.path.join(layout.dir, "checkpoint")
 
 
-def _journal_head_crc(fd: int, offset: int) -> int:
-    return zlib.crc32(os.pread(fd, min(offset, _JOURNAL_HEAD), 0))
+def extend_crc(fd: int, known: Prefix, offset: int) -> int | None:
+    """The crc32 of the file's bytes [0, offset), from `known`, a shorter prefix's; None if
+    the file ends first."""
+    start, crc = known if known[0] <= offset else (0, 0)
+    while start < offset:
+        chunk = os.pread(fd, min(_CHUNK, offset - start), start)
+        if not chunk:
+            return None
+        crc = zlib.crc32(chunk, crc)
+        start += len(chunk)
+    return crc
 
 
-def write(layout: Layout, sup: Supervision, journal_offset: int, records: int, at: float) -> None:
-    """Write the checkpoint of `sup`, the fold of every record before `journal_offset`.
+def _header(offset: int, prefix_crc: int, stamp: list[int], payload: bytes) -> bytes:
+    fields = struct.pack("<QI", offset, prefix_crc)
+    rest = struct.pack("<QQqq", *stamp)
+    crc = zlib.crc32(payload, zlib.crc32(rest, zlib.crc32(fields)))
+    return _HEAD.pack(MAGIC, VERSION, 0, offset, prefix_crc, crc, *stamp)
+
+
+def write(
+    layout: Layout, sup: Supervision, journal_offset: int, records: int, at: float, known: Prefix = (0, 0)
+) -> Prefix | None:
+    """Write the checkpoint of `sup`, the fold of every record before `journal_offset`;
+    `known`: the crc of a shorter prefix of the journal (only the bytes after it are read).
+    Returns (journal_offset, its prefix crc) for the next call.
 
     The caller guarantees that: no record applied to `sup` is still waiting for its commit.
     Failures are ignored (a cache: readers replay without it).
@@ -55,10 +82,14 @@ def write(layout: Layout, sup: Supervision, journal_offset: int, records: int, a
     with contextlib.suppress(OSError):
         jfd = os.open(layout.journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            head = _journal_head_crc(jfd, journal_offset)
+            prefix_crc = extend_crc(jfd, known, journal_offset)
+            st = os.fstat(jfd)
         finally:
             os.close(jfd)
-        data = _HEAD.pack(MAGIC, VERSION, 0, journal_offset, head, zlib.crc32(payload)) + payload
+        if prefix_crc is None:
+            return None
+        stamp = journal_stamp(st) if st.st_size == journal_offset else [0, 0, 0, 0]
+        data = _header(journal_offset, prefix_crc, stamp, payload) + payload
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         # as private as the task (0600, or 0640 when it is shared with the group: safefs.py)
@@ -70,6 +101,8 @@ def write(layout: Layout, sup: Supervision, journal_offset: int, records: int, a
         finally:
             os.close(fd)
         os.replace(tmp, target)
+        return journal_offset, prefix_crc
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +120,18 @@ def load(layout: Layout) -> Loaded | None:
     try:
         with os.fdopen(fd, "rb") as f:
             data = f.read()
-        magic, version, _, offset, head, crc = _HEAD.unpack_from(data, 0)
-        payload = memoryview(data)[_HEAD.size :]
-        if magic != MAGIC or version != VERSION or zlib.crc32(payload) != crc:
+        magic, version, _, offset, prefix_crc, _crc, *stamp = _HEAD.unpack_from(data, 0)
+        payload = data[_HEAD.size :]
+        if magic != MAGIC or version != VERSION:
+            return None
+        if _header(offset, prefix_crc, stamp, payload) != data[: _HEAD.size]:  # its crc
             return None
         jfd = os.open(layout.journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            if os.fstat(jfd).st_size < offset or _journal_head_crc(jfd, offset) != head:
+            st = os.fstat(jfd)
+            # the journal as it was when the checkpoint was written, or a prefix that still is
+            untouched = stamp == journal_stamp(st) and st.st_size == offset
+            if not untouched and (st.st_size < offset or extend_crc(jfd, (0, 0), offset) != prefix_crc):
                 return None
         finally:
             os.close(jfd)
@@ -185,6 +223,7 @@ class CheckpointWriter:
         self.layout = layout
         self.at = 0.0
         self.offset = 0
+        self.known: Prefix = (0, 0)  # the journal's prefix crc as of the last checkpoint
 
     def maybe(
         self, sup: Supervision, journal_size: int, pending: int, now: float, *, force: bool = False
@@ -194,4 +233,4 @@ class CheckpointWriter:
         grown = journal_size - self.offset
         if (force and grown > 0) or (grown >= CHECKPOINT_GROWTH and now - self.at >= CHECKPOINT_INTERVAL):
             self.at, self.offset = now, journal_size
-            write(self.layout, sup, journal_size, 0, now)
+            self.known = write(self.layout, sup, journal_size, 0, now, self.known) or (0, 0)

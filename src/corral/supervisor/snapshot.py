@@ -1,15 +1,16 @@
 """status.json: an ensemble's job counts as of a journal size, so that `status` of a
-100,000-job ensemble needs no replay. A cache only: readers check it against the journal."""
+100,000-job ensemble needs no replay. A cache only: sealed with a crc and stamped with the
+journal it was made from (stamps.py); readers check both against the journal."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 from corral.core.supervision import Supervision
 from corral.supervisor import safefs
 from corral.supervisor.layout import Layout
+from corral.supervisor.stamps import journal_stamp, seal, unseal
 
 SNAPSHOT_INTERVAL = 1.0
 
@@ -18,6 +19,7 @@ def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: flo
     data: dict[str, object] = {
         "id": sup.id,
         "kind": sup.kind,
+        "name": sup.opened.spec.get("name") if sup.opened else None,
         "state": sup.state.value,
         "started_at": sup.started_at,
         "finished_at": sup.finished_at,
@@ -26,6 +28,7 @@ def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: flo
         "halted": sup.halted,
         "supervisor_pid": os.getpid(),
         "journal_size": journal_size,
+        "journal": _stamp(layout, journal_size),
         "updated_at": now,
     }
     if sup.kind == "task":
@@ -35,8 +38,17 @@ def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: flo
             data["processes"] = node
     tmp = layout.status_snapshot.with_suffix(".tmp")
     with contextlib.suppress(OSError):
-        safefs.write_file(tmp, json.dumps(data).encode(), safefs.file_mode(layout.dir))
+        safefs.write_file(tmp, seal(data), safefs.file_mode(layout.dir))
         os.replace(tmp, layout.status_snapshot)
+
+
+def _stamp(layout: Layout, journal_size: int) -> list[int] | None:
+    """The journal's stamp, if the file holds exactly the `journal_size` bytes folded."""
+    try:
+        st = os.stat(layout.journal)
+    except OSError:
+        return None
+    return journal_stamp(st) if st.st_size == journal_size else None
 
 
 def node_processes(layout: Layout) -> list[list[object]] | None:
@@ -46,9 +58,10 @@ def node_processes(layout: Layout) -> list[list[object]] | None:
     for snap in (layout.dir / "slurm" / "0").glob("*/status.json"):
         try:
             at = snap.stat().st_mtime
-            processes = json.loads(snap.read_bytes()).get("processes")
-        except (OSError, ValueError, AttributeError):
+            data = unseal(snap.read_bytes())
+        except OSError:
             continue
+        processes = data.get("processes") if data is not None else None
         if isinstance(processes, list) and (newest is None or at > newest[0]):
             newest = (at, processes)
     return newest[1] if newest else None
