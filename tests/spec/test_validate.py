@@ -357,9 +357,9 @@ def test_after_a_daemon_is_refused():
         validate_task(task, file="t.yaml")
 
 
-def test_logger_destination_both_is_refused_clearly():
+def test_logger_destination_both_is_accepted():
     from corral.spec import Logger, Process, Task, validate_task
 
-    task = Task(name="t", processes=(Process(name="a", cmd="true", logger=Logger(destination="both")),))
-    with pytest.raises(SpecError, match=r"processes\[0\]\.logger\.destination: 'both' is not supported"):
-        validate_task(task, file="t.yaml")
+    validate_task(
+        Task(name="t", processes=(Process(name="a", cmd="true", logger=Logger(destination="both")),))
+    )

@@ -91,14 +91,6 @@ class _Checker:
     # -- structs --
 
     def logger(self, path: str, logger: Logger) -> None:
-        if logger.destination == "both":
-            # runs write straight to their files so they outlive the supervisor; a tee to the
-            # console would put the supervisor back in the data path
-            raise self.fail(
-                f"{path}.destination",
-                "'both' is not supported yet",
-                "use file, and 'corral tail -f' to watch",
-            )
         self.positive(f"{path}.rotate.size", logger.rotate.size)
         self.at_least(f"{path}.rotate.backups", logger.rotate.backups, 0)
 

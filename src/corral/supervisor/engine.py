@@ -232,7 +232,7 @@ class Engine:
             self.checkpoints.maybe(self.sup, self.writer.size, self.writer.pending, now, force=True)
             return _DONE
         poll_at = self.backend.due() if self.backend is not None else None
-        return earliest(wake, launcher.rotator.due(), poll_at)
+        return earliest(wake, launcher.rotator.due(), launcher.mirror.due(), poll_at)
 
     def _wait(self, loop: Loop, control: ControlServer | None, wake: float | None) -> None:
         if self.sup.dirty:
@@ -255,6 +255,7 @@ class Engine:
         if control is not None:
             control.expire()
         self.launcher.rotator.check()
+        self.launcher.mirror.check()
         if self.backend is not None:
             self.backend.poll(self.clock())
 

@@ -26,6 +26,7 @@ from corral.supervisor.crash import CrashPoints
 from corral.supervisor.environment import RunEnvironment
 from corral.supervisor.logs import Rotator
 from corral.supervisor.loop import Loop
+from corral.supervisor.mirror import Mirror
 from corral.supervisor.spawn import Ledger, Spawner, command_argv
 
 log = logging.getLogger("corral.supervisor")
@@ -55,6 +56,7 @@ class Launcher:
         self.launching: dict[RunKey, list[int]] = {}
         self.spawner: Spawner | None = None  # our reaper, started on the first spawn
         self.rotator = Rotator()
+        self.mirror = Mirror()  # destination: both -> the console too, from the files
         self.hung_up = False  # the terminal went away: console runs write to /dev/null from now
         self._ledger: Ledger | None = None
         self._loop: Loop | None = None
@@ -121,6 +123,8 @@ class Launcher:
 
     def tell_hangup(self, hung_up: bool) -> None:
         self.hung_up = self.hung_up or hung_up
+        if self.hung_up:
+            self.mirror.hangup()
         if self.hung_up and self.spawner is not None and not self.spawner.hung_up:
             self.spawner.hangup()
 
@@ -249,10 +253,13 @@ class Launcher:
             return
         self.record(RunUpdate(*key, RunState.RUNNING.value, at, pid=pid, start_ticks=ticks))
         spec = self.sup.jobs[key[0]].processes[key[1]].spec
+        path = self.env.log_path(*key)
         if spec.logger.mode == "rotate" and spec.logger.destination in ("file", "both"):
-            path = self.env.log_path(*key)
             files = [Path(path + ".stdout"), Path(path + ".stderr")]
             self.rotator.watch(key, files, spec.logger.rotate.size, spec.logger.rotate.backups)
+        if spec.logger.destination == "both" and not self.hung_up:
+            label = f"{key[1]}[{key[2]}]" if not self.env.ensemble else f"{key[0]}.{key[1]}[{key[2]}]"
+            self.mirror.watch(key, label, path + ".stdout", path + ".stderr")
         for sig in waiting:
             self.signal(key, sig)
 
@@ -298,6 +305,7 @@ class Launcher:
         """A run ended with `status` (< 0: killed by that signal; None: unknown); `recovered`:
         learned by a new supervisor, not seen. Returns the state recorded (None: not live)."""
         self.rotator.forget(key)
+        self.mirror.forget(key)
         run = self.run_of(key)
         if run is None or not run.live:
             return None
