@@ -144,7 +144,7 @@ def test_another_user_gets_one_line(corral, shared_root: Path, args: list[str]) 
     corral("simplerun", "--id", "t", "--", "true", check=True)
 
     def command() -> int:
-        sys_stdout = io.StringIO()
+        sys_stdout = io.TextIOWrapper(io.BytesIO())  # like a real stdout: it has .buffer
         with contextlib.redirect_stdout(sys_stdout):
             cli.main(["--root", str(shared_root), *args], prog_name="corral")
         return 0

@@ -115,7 +115,7 @@ def test_a_supervisor_that_is_not_root_refuses_user(corral, shared_root: Path, t
     spec.chmod(0o644)
 
     def command() -> int:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.TextIOWrapper(io.BytesIO())):
             cli.main(["--root", str(shared_root), "run", str(spec), "--id", "t"], prog_name="corral")
         return 0
 
