@@ -188,7 +188,7 @@ class SlurmBackend:
             rt = engine.sup.jobs.get(job)
             if rt is None or rt.state is not TaskState.SUBMITTED:
                 continue
-            task = rt.spec
+            task = engine.sup.task_for(job)  # rendered (the fold keeps it unrendered)
             if task.sandbox is None:
                 # the node runs the job where a local run would: ROOT/ID/jobs/JOB ({{job.dir}})
                 # for a job of an ensemble, ROOT/ID/sandbox for a task

@@ -37,6 +37,7 @@ NOT_CAPTURED = frozenset(
         "remote",
         "params_of",
         "params_rows",
+        "fold_task",
         "counts",
         "live",
         "retry_at",
@@ -178,7 +179,7 @@ def capture(sup: Supervision, records: int, at: float) -> Checkpoint:
 
 
 def _runtime(sup: Supervision, image: JobImage) -> TaskRuntime:
-    rt = TaskRuntime(image.job, sup.task_for(image.job))
+    rt = TaskRuntime(image.job, sup.task_shape(image.job))
     for name, value in zip(_TASK_SCALARS, image.scalars, strict=True):
         setattr(rt, name, value)
     rt.state = TaskState(rt.state)

@@ -58,6 +58,9 @@ class Cause(StrEnum):
     KILLED = "killed"  # a kill was asked for
 
 
+_CAUSES = {cause.value: cause for cause in Cause}
+
+
 class Transition(msgspec.Struct, tag="task", array_like=True, frozen=True):
     """A task (job `job` of an ensemble; job 0 for a plain task) changes state."""
 
@@ -74,10 +77,7 @@ def cause_of(rec: Transition) -> Cause:
     """A transition's cause; journals older than the `cause` field put it in `reason`."""
     if rec.cause is not Cause.NONE:
         return rec.cause
-    try:
-        return Cause(rec.reason)
-    except ValueError:
-        return Cause.NONE
+    return _CAUSES.get(rec.reason, Cause.NONE)  # no Enum call: a replay asks once per transition
 
 
 class RunUpdate(msgspec.Struct, tag="run", array_like=True, frozen=True):

@@ -71,7 +71,7 @@ class Supervision:
 
     kind: str
     id: str
-    task_for: Callable[[int], Task]
+    task_for: Callable[[int], Task]  # a job's task, rendered: what its runs are started with
     total: int
     policy: Policy = Policy()
     keep_finished: bool = False  # keep per-process detail of finished jobs (readers of small runs)
@@ -111,6 +111,10 @@ class Supervision:
     params_of: Callable[[int], dict[str, Any]] = lambda _job: {}
     # the same for jobs [start, stop) at once, when the param space can build them in bulk
     params_rows: Callable[[int, int], Iterable[dict[str, Any]]] | None = None
+    # the task a job's fold keeps: its shape (processes, timeouts, resources, ...) without the
+    # rendered text (cmd, argv, env values, sandbox), which only starting a run needs (ask
+    # task_for then); None: task_for. Rendering each job was half of a replay (bench/replay.py)
+    fold_task: Callable[[int], Task] | None = None
     # the executor's ensemble stays open while drivers may add calls (set by its supervisor,
     # not journaled: a plain `corral recover` lets it end once idle)
     hold: bool = False
@@ -153,6 +157,10 @@ class Supervision:
     def summaries(self) -> Iterable[JobSummary]:
         return (self.summary(j) for j in range(self.total))
 
+    def task_shape(self, job: int) -> Task:
+        """The task a job's runtime holds (fold_task, else task_for): its text may be unrendered."""
+        return self.task_for(job) if self.fold_task is None else self.fold_task(job)
+
     def params_between(self, start: int, stop: int) -> Iterable[dict[str, Any]]:
         """The parameters of jobs [start, stop), in order: params_of of each, in bulk."""
         if self.params_rows is not None:
@@ -164,9 +172,10 @@ class Supervision:
         if rt is None:
             if not 0 <= job < self.total:
                 raise FoldError(f"record for job {job}, but the journal has {self.total} jobs")
-            rt = TaskRuntime(job, self.task_for(job))
-            rt.next_run = self.run_numbers.pop(job, rt.next_run)
-            rt.state = self.job_state(job)
+            rt = TaskRuntime(job, self.task_for(job) if self.fold_task is None else self.fold_task(job))
+            if self.run_numbers:
+                rt.next_run = self.run_numbers.pop(job, rt.next_run)
+            rt.state = _CODES[self.states[job]]
             rt.attempt = self.attempts[job]
             self.jobs[job] = rt
         return rt
@@ -178,7 +187,7 @@ class Supervision:
         # two commonest records are most of a replay's time (bench/replay.py)
         if type(record) is RunUpdate:
             job = record.job
-            (self.jobs.get(job) or self._runtime(job)).apply(record)
+            (self.jobs.get(job) or self._runtime(job)).apply_run(record)
             if record.exit_code is not None:
                 self.exit_codes[job] = record.exit_code
             self.dirty.add(job)
@@ -228,9 +237,9 @@ class Supervision:
             self.finished_at = rec.at
 
     def _apply_job(self, rec: Transition) -> None:
-        rt = self._runtime(rec.job)
+        rt = self.jobs.get(rec.job) or self._runtime(rec.job)
         before = rt.state
-        rt.apply(rec)
+        rt.apply_transition(rec)
         after = rt.state
         job = rec.job
         if rec.exit_code is not None:

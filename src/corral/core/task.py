@@ -136,14 +136,15 @@ class TaskRuntime:
     # -- the fold ------------------------------------------------------------------------------
 
     def apply(self, record: Record) -> None:
-        if isinstance(record, RunUpdate):
-            self._apply_run(record)
-        elif isinstance(record, Transition):
-            self._apply_transition(record)
+        # exact types (records are final structs): the fold's hot path (bench/replay.py)
+        if type(record) is RunUpdate:
+            self.apply_run(record)
+        elif type(record) is Transition:
+            self.apply_transition(record)
         elif isinstance(record, Signal):
             self._apply_signal(record)
 
-    def _apply_transition(self, rec: Transition) -> None:
+    def apply_transition(self, rec: Transition) -> None:
         new = _TASK_STATES.get(rec.state) or TaskState(rec.state)  # ValueError names a bad one
         if new is not self.state and new not in TASK_TRANSITIONS[self.state]:
             raise FoldError(f"job {self.job}: task {self.state} -> {new} is not allowed")
@@ -165,9 +166,10 @@ class TaskRuntime:
         self.phase_since = rec.at
         if new is TaskState.ACTIVE and self.started_at is None:
             self.started_at = rec.at
-        cause = cause_of(rec)
-        if new in (TaskState.CLEANING, TaskState.FINALIZING, TaskState.FAILED) and cause in _BAD_ENDS:
-            self.failed_cause = cause
+        if new in _LEAVING:
+            cause = cause_of(rec)
+            if cause in _BAD_ENDS:
+                self.failed_cause = cause
         if rec.reason:
             self.reason = rec.reason
         if new in TASK_TERMINAL:
@@ -189,8 +191,15 @@ class TaskRuntime:
             raise FoldError(f"job {self.job}: unknown process {rec.process!r}")
         return proc, self.find_run(rec.process, rec.run)
 
-    def _apply_run(self, rec: RunUpdate) -> None:
-        proc, run = self._run(rec)
+    def apply_run(self, rec: RunUpdate) -> None:
+        proc = self.processes.get(rec.process)
+        if proc is None:
+            raise FoldError(f"job {self.job}: unknown process {rec.process!r}")
+        run = None  # find_run, inlined: three of a job's five records are run updates
+        for candidate in reversed(proc.runs):
+            if candidate.run == rec.run:
+                run = candidate
+                break
         new = _RUN_STATES.get(rec.state) or RunState(rec.state)
         if run is None:
             if new is not RunState.LAUNCHING:
@@ -248,6 +257,7 @@ class TaskRuntime:
 
 
 _BAD_ENDS = (Cause.FAILED, Cause.DEADLOCK)  # a task that left ACTIVE for these ends FAILED
+_LEAVING = (TaskState.CLEANING, TaskState.FINALIZING, TaskState.FAILED)  # where the cause counts
 _DEADLINES = (SignalCause.TIMEOUT, SignalCause.HEARTBEAT)  # a deadline missed: the run FAILED
 _KILLS = (SignalCause.KILL, SignalCause.LOSE)  # asked for: the run is KILLED
 

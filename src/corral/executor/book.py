@@ -72,7 +72,9 @@ class Book:
             if rt is not None and rt.paused and job in self.key_of:
                 engine.record(Request(Action.WAKE, time.time(), job=job))
         base_for = self.sup.task_for
+        base_shape = self.sup.fold_task or base_for  # captured: task_shape would call back here
         self.sup.task_for = lambda job: self._task(base_for(job), job)
+        self.sup.fold_task = lambda job: self._task(base_shape(job), job)  # timeouts decide
         self.sup.hold = True
         chained = engine.on_record
         if chained is not None:

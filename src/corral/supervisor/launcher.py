@@ -20,6 +20,7 @@ from corral.core.records import Record, RunUpdate
 from corral.core.states import RunState
 from corral.core.supervision import Supervision
 from corral.core.task import SIGKILL, Run, exit_outcome
+from corral.spec.errors import SpecError
 from corral.spec.model import Task
 from corral.supervisor import proc, safefs
 from corral.supervisor.crash import CrashPoints
@@ -133,8 +134,13 @@ class Launcher:
     def spawn(self, key: RunKey) -> None:
         """Ask the reaper for the run; its pid comes back as an event (reaper_events)."""
         job, process, number = key
-        rt = self.sup.jobs[job]
-        spec = rt.processes[process].spec
+        try:
+            # rendered now: the fold keeps each job's task unrendered (Supervision.fold_task)
+            task = self.sup.task_for(job)
+        except SpecError as exc:  # it rendered when admitted: only a changed world gets here
+            self.record(RunUpdate(job, process, number, RunState.FAILED.value, self.clock(), reason=str(exc)))
+            return
+        spec = next(p for p in task.processes if p.name == process)
         log_path = self.env.log_path(job, process, number)
         dest = spec.logger.destination
         out: str | None = log_path + ".stdout"
@@ -145,16 +151,16 @@ class Launcher:
             out = err = None
         argv = command_argv(spec.cmd, spec.argv)
         try:
-            if rt.spec.backend == "slurm-steps":
-                argv = self.env.srun_argv(argv, rt.spec, process)
-            spawner = self.spawner or self._start_reaper(rt.spec)
+            if task.backend == "slurm-steps":
+                argv = self.env.srun_argv(argv, task, process)
+            spawner = self.spawner or self._start_reaper(task)
         except OSError as exc:
             self.record(
                 RunUpdate(job, process, number, RunState.FAILED.value, self.clock(), reason=f"spawn: {exc}")
             )
             return
-        env = self.env.run_env(job, process, number, rt.spec, spec.env, spec.env_clean or rt.spec.env_clean)
-        spawner.spawn(key, argv, env, self.env.cwd(job, rt.spec), out, err, spec.user or rt.spec.user)
+        env = self.env.run_env(job, process, number, task, spec.env, spec.env_clean or task.env_clean)
+        spawner.spawn(key, argv, env, self.env.cwd(job, task), out, err, spec.user or task.user)
         self.launching[key] = []
 
     def _start_reaper(self, task: Task) -> Spawner:

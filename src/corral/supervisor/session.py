@@ -139,6 +139,7 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
         remote=ens.backend == "slurm",
         params_of=jobs.params,
         params_rows=jobs.params_rows,
+        fold_task=lambda _job: template,  # rendering changes only text: task_for renders it
     )
     return sup, jobs
 
