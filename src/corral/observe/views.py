@@ -6,7 +6,6 @@ beyond the snapshot read, no decisions: one place decides the shape both faces s
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from corral.core.states import TaskState
 from corral.core.supervision import NO_EXIT, STATE_OF_CODE, Supervision
 from corral.core.task import TaskRuntime
 from corral.supervisor.layout import Layout
+from corral.supervisor.replaying import paused_gc
 from corral.supervisor.snapshot import node_processes
 from corral.supervisor.stamps import journal_stamp, unseal
 
@@ -126,13 +126,8 @@ def job_page(
     page = matching[offset:end]
     # the rows hold no cycles: the collector would only walk 100,000 fresh dicts over and
     # over while they are built (a third of the time of `status --jobs` of 100,000 jobs)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return len(matching), _job_rows(sup, page)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 _PENDING = STATE_OF_CODE.index(TaskState.PENDING)

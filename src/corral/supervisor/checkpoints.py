@@ -196,14 +196,15 @@ def fold_onto(layout: Layout, sup: Supervision, jobs: Any, payloads: list[bytes]
     """Decode and fold `payloads` (the frames from journal offset `start` on) into `sup`; a
     record the decoder or the fold refuses is RecordRejected, naming its offset. Returns the
     records."""
-    from corral.supervisor.replaying import decode_all, rejected
+    from corral.supervisor.replaying import decode_all, paused_gc, rejected
     from corral.supervisor.session import _apply
 
     records = decode_all(layout, payloads, None, start)
     index = 0
     try:
-        for index, rec in enumerate(records):  # noqa: B007 (index names the bad record)
-            _apply(sup, jobs, rec)
+        with paused_gc():
+            for index, rec in enumerate(records):  # noqa: B007 (index names the bad record)
+                _apply(sup, jobs, rec)
     except OSError:
         raise
     except Exception as exc:

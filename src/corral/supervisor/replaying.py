@@ -7,7 +7,9 @@ not exist - becomes RecordRejected with the record's byte offset, never a traceb
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
 
 from corral.core.records import Record, decode, decode_many
 from corral.journal import RecordRejected
@@ -39,13 +41,28 @@ def rejected(
     return RecordRejected(layout.journal, f"task {layout.id}", offset, cause)
 
 
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic collector paused while a replay decodes and folds: records and runtimes
+    pile up by the hundred thousand, hold no cycles, and each collection would walk them all
+    again (bench/replay.py: ~10 % of a replay). Reference counting still frees what drops."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def decode_all(
     layout: Layout, payloads: Sequence[bytes], offsets: Sequence[int] | None, start: int = HEADER_SIZE
 ) -> list[Record]:
     """Every record; RecordRejected for the first one the decoder refuses (its offset from
     `offsets`, else from the frame sizes, the first frame at `start`)."""
     try:
-        return decode_many(list(payloads))
+        with paused_gc():
+            return decode_many(list(payloads))
     except Exception as exc:
         for index, payload in enumerate(payloads):  # cold path: find which one
             try:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from corral.supervisor.engine import Engine
 from corral.supervisor import proc, safefs
 from corral.supervisor.layout import Layout
-from corral.supervisor.replaying import decode_all, rejected
+from corral.supervisor.replaying import decode_all, paused_gc, rejected
 
 
 class SessionError(Exception):
@@ -191,10 +191,11 @@ def _fold(
     try:
         sup, jobs = supervision_for(records[0], layout, keep)
         apply = sup.apply  # the replay's hot loop (bench/replay.py): no call but the fold's
-        for index, rec in enumerate(records):  # noqa: B007 (index names the bad record)
-            if type(rec) is JobsAdded and jobs is not None:
-                jobs.space.add(rec.params)
-            apply(rec)
+        with paused_gc():
+            for index, rec in enumerate(records):  # noqa: B007 (index names the bad record)
+                if type(rec) is JobsAdded and jobs is not None:
+                    jobs.space.add(rec.params)
+                apply(rec)
     except OSError:
         raise  # the world, not the journal (a params file gone): its own message
     except Exception as exc:
