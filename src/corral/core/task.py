@@ -204,7 +204,7 @@ class TaskRuntime:
         if run is None:
             if new is not RunState.LAUNCHING:
                 raise FoldError(f"job {self.job}: {rec.process} run {rec.run} starts as {new}")
-            proc.runs.append(Run(rec.process, rec.run, new, launched_at=rec.at))
+            proc.runs.append(Run(rec.process, rec.run, new, rec.at))  # positional: cheaper
             self.next_run[rec.process] = rec.run + 1
             return
         if new is not run.state and new not in RUN_TRANSITIONS[run.state]:

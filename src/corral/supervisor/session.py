@@ -173,12 +173,13 @@ def replay(layout: Layout, keep_finished: bool | None = None) -> tuple[Supervisi
     Finished jobs keep their process detail for tasks; ensembles keep only counts and
     summaries unless asked (a 100,000-job ensemble would not fit otherwise).
     """
-    contents = read_journal(layout.journal)
-    records = decode_all(layout, contents.payloads, contents.offsets)
-    if not records or not isinstance(records[0], Opened):
-        raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
-    keep = records[0].kind == "task" if keep_finished is None else keep_finished
-    sup, _jobs = _fold(layout, records, contents.payloads, contents.offsets, keep)
+    with paused_gc():  # one pause for both: a collection between them would walk every record
+        contents = read_journal(layout.journal)
+        records = decode_all(layout, contents.payloads, contents.offsets)
+        if not records or not isinstance(records[0], Opened):
+            raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
+        keep = records[0].kind == "task" if keep_finished is None else keep_finished
+        sup, _jobs = _fold(layout, records, contents.payloads, contents.offsets, keep)
     return sup, records
 
 
