@@ -15,8 +15,9 @@ Needs the local Slurm (scripts/slurm-up.sh; 16 advertised CPUs here). Systems:
            all advertised CPUs; skipped, with the reason, where it does not install or run.
 
 Workloads: `sleep` (N x `sleep 0.5`; ideal = N x 0.5 s / advertised CPUs), `true`
-(N x `/bin/true`; jobs/s end to end) and `rss` (peak RSS of the pilot's launcher and worker, and
-of HyperQueue, with --queued jobs of `sleep 600` queued; then killed).
+(N x `/bin/true`; jobs/s end to end), `executor` (--calls trivial Python calls through
+corral.Executor(backend="slurm"), with arrays and with pilot workers) and `rss` (peak RSS of the
+pilot's launcher and worker, and of HyperQueue, with --queued jobs of `sleep 600` queued).
 Goals for the pilot: sleep >= 3 x faster than sbatch-per-job and within 1.3 x of ideal; true
 >= 500 jobs/s; launcher and worker < 100 MB each with 100,000 jobs queued.
 
@@ -38,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import bytecode_env
 from slurm_common import BenchFailed, Result, Skipped, advertised_cpus, machine_load, wait_idle
-from slurm_corral import PILOT, pilot_missing, pilot_rss, run_corral
+from slurm_corral import PILOT, pilot_missing, pilot_rss, run_corral, run_executor
 from slurm_peers import hq_rss_queued, hyperqueue_missing, run_array, run_hyperqueue, run_sbatch
 
 SYSTEMS = ("sbatch", "array", "corral", "pilot", "hq")
@@ -104,6 +105,28 @@ def goals(rows: list[Row], kind: str, ideal: float | None) -> list[str]:
     return out
 
 
+def executor(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[str]:
+    rows: list[Row] = []
+    for pilot in (None, args.pilot):
+        name = "executor pilot" if pilot else "executor (arrays)"
+        if pilot and args.missing.get("pilot"):
+            rows.append(Skipped(name, args.missing["pilot"]))
+            continue
+        wait_idle()
+        print(f"executor x {args.calls}: {name} ...", file=sys.stderr, flush=True)
+        try:
+            rows.append(run_executor(work, args.calls, env, pilot))
+        except BenchFailed as e:
+            rows.append(Skipped(name, str(e)))
+    title = f"corral.Executor(backend='slurm'): {args.calls} trivial calls in one map, 16 at a time"
+    lines = table(rows, title, None)
+    by = {r.name: r for r in rows if isinstance(r, Result)}
+    if "executor pilot" in by and "executor (arrays)" in by:
+        ratio = by["executor (arrays)"].finished / by["executor pilot"].finished
+        lines.append(f"executor: pilot {ratio:.1f} x the speed of a batch job per call")
+    return lines
+
+
 def memory(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[str]:
     lines = [f"Memory with {args.queued} jobs queued (sleep 600; the runnable ones running)", ""]
     if args.missing.get("pilot"):
@@ -132,7 +155,10 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--true-jobs", type=int, default=400, help="jobs of `/bin/true` (full size: 10000)")
     ap.add_argument("--queued", type=int, default=100_000, help="jobs queued for the rss workload")
     ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
-    ap.add_argument("--workloads", default="sleep,true,rss", help="comma list of sleep, true, rss")
+    ap.add_argument(
+        "--workloads", default="sleep,true,executor,rss", help="comma list of sleep, true, executor, rss"
+    )
+    ap.add_argument("--calls", type=int, default=50, help="calls of the executor workload")
     ap.add_argument("--cpus", type=int, default=0, help="CPUs of a pilot worker and of HQ's job (0: all)")
     ap.add_argument("--poll", type=float, default=0.5, help="poll interval of every system, seconds")
     ap.add_argument("--pilot", default=None, help=f"the pilot block, YAML flow (default {PILOT})")
@@ -142,7 +168,7 @@ def parse() -> argparse.Namespace:
     args.systems = [s for s in args.systems.split(",") if s]
     args.workloads = [w for w in args.workloads.split(",") if w]
     bad = [s for s in args.systems if s not in SYSTEMS]
-    bad += [w for w in args.workloads if w not in (*WORKLOADS, "rss")]
+    bad += [w for w in args.workloads if w not in (*WORKLOADS, "executor", "rss")]
     if bad:
         ap.error(f"unknown system or workload: {', '.join(bad)}")
     return args
@@ -165,6 +191,9 @@ def main() -> None:
         for kind in args.workloads:
             if kind == "rss":
                 out += ["", *memory(args, work, env)]
+                continue
+            if kind == "executor":
+                out += ["", *executor(args, work, env)]
                 continue
             jobs = args.sleep_jobs if kind == "sleep" else args.true_jobs
             ideal = jobs * 0.5 / args.cpus if kind == "sleep" else None

@@ -167,3 +167,46 @@ def running(root: Path, env: dict[str, str], run_id: str) -> bool:
 
 def last_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[-1]
+
+
+# -- corral.Executor on Slurm -------------------------------------------------------------------
+
+EXECUTOR = """
+import json, statistics, sys, time, corral
+ident, root, calls, slurm = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+began = time.perf_counter()
+with corral.Executor(id=ident, root=root, max_workers=16, backend="slurm", slurm=slurm) as ex:
+    first = ex.submit(abs, -1).result(timeout=900)
+    trips = []
+    for i in range(3):
+        t = time.perf_counter()
+        assert ex.submit(abs, -i).result(timeout=900) == i
+        trips.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    assert list(ex.map(abs, range(-calls, 0), timeout=1800)) == list(range(calls, 0, -1))
+    batch = time.perf_counter() - t
+print(json.dumps({"first": time.perf_counter() - began - batch - sum(trips), "trip": statistics.median(trips),
+                  "batch": batch}))
+"""
+
+
+def run_executor(root: Path, calls: int, env: dict[str, str], pilot: str | None) -> Result:
+    """CALLS trivial calls (abs) through corral.Executor(backend="slurm"), 16 at a time: the
+    first call (start-up included), the median round trip of one call, then CALLS in one map."""
+    import yaml
+
+    slurm = {"poll_interval": 0.5, "time": 600}
+    if pilot:
+        slurm["pilot"] = yaml.safe_load(pilot)
+    ident = f"{PREFIX}ex-{uuid.uuid4().hex[:6]}"
+    proc = subprocess.run(
+        [sys.executable, "-c", EXECUTOR, ident, str(root), str(calls), json.dumps(slurm)],
+        capture_output=True, text=True, check=False, env=env, timeout=3600,
+    )  # fmt: skip
+    subprocess.run(["scancel", f"--name=corral-{ident}"], capture_output=True, check=False)
+    if proc.returncode != 0:
+        fail(f"the executor failed ({proc.returncode}): {last_line(proc.stderr)}")
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    name = "executor pilot" if pilot else "executor (arrays)"
+    note = f"first call {got['first']:.1f} s, one call {got['trip']:.2f} s"
+    return Result(name, calls, 0.0, got["batch"], calls, {}, note=note)

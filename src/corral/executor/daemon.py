@@ -18,6 +18,7 @@ from typing import Any, Literal
 from corral.errors import UserError
 from corral.executor.book import Book
 from corral.journal import JournalLocked, lock_holder, lock_taken
+from corral.spec.load import spec_from_builtins
 from corral.spec.model import Ensemble, JobTemplate, Slurm
 from corral.supervisor import control
 from corral.supervisor.engine import Engine
@@ -39,8 +40,20 @@ def ensemble_for(
         params={"call": ()},  # no jobs to begin with: drivers add them (JobsAdded)
         job_limit=max_workers or 0,
         backend=backend,
-        slurm=Slurm(**(slurm or {})),
+        slurm=slurm_options(slurm),
     )
+
+
+def slurm_options(slurm: dict[str, Any] | None) -> Slurm:
+    """Executor(slurm={...}) read as a spec's `slurm:` block: the same units ("1:00:00",
+    "4GB"), nested blocks, and errors naming the field (SpecError, one line)."""
+    if not slurm:
+        return Slurm()
+    probe = {"name": "executor", "job": {"cmd": "true"}, "backend": "slurm", "slurm": slurm}
+    loaded = spec_from_builtins(probe, file="Executor(slurm=...)")
+    if not isinstance(loaded, Ensemble):  # cannot happen: a `job:` key makes an ensemble
+        raise TypeError("the probe spec did not load as an ensemble")
+    return loaded.slurm
 
 
 def alive(layout: Layout) -> bool:
