@@ -28,7 +28,7 @@ from corral.journal.streamlog import (
 )
 
 OUT, ERR = Stream.STDOUT, Stream.STDERR
-KEYS = [StreamKey(j, p, r, s) for j in (0, 7) for p in ("main", "a.b") for r in (0, 1) for s in (OUT, ERR)]
+KEYS = [StreamKey(j, 0, p, r, s) for j in (0, 7) for p in ("main", "a.b") for r in (0, 1) for s in (OUT, ERR)]
 
 
 def everything(reader: StreamLogReader) -> dict[StreamKey, bytes]:
@@ -38,25 +38,36 @@ def everything(reader: StreamLogReader) -> dict[StreamKey, bytes]:
 def test_interleaved_runs_read_back_per_key(tmp_path: Path) -> None:
     base = tmp_path / "w0"
     with StreamLogWriter(base) as w:
-        w.append(StreamKey(3, "main", 0, OUT), b"hello ")
-        w.append(StreamKey(3, "main", 0, ERR), b"oops\n")
-        w.append(StreamKey(4, "main", 0, OUT), b"other job\n")
+        w.append(StreamKey(3, 0, "main", 0, OUT), b"hello ")
+        w.append(StreamKey(3, 0, "main", 0, ERR), b"oops\n")
+        w.append(StreamKey(4, 0, "main", 0, OUT), b"other job\n")
         w.flush()
-        w.append(StreamKey(3, "main", 0, OUT), b"world\n")
-        w.append(StreamKey(3, "main", 1, OUT), b"second run\n")
+        w.append(StreamKey(3, 0, "main", 0, OUT), b"world\n")
+        w.append(StreamKey(3, 0, "main", 1, OUT), b"second run\n")
     r = StreamLogReader(base)
-    assert r.read(StreamKey(3, "main", 0, OUT)) == b"hello world\n"
-    assert r.read(StreamKey(3, "main", 0, ERR)) == b"oops\n"
-    assert r.read(StreamKey(4, "main", 0, OUT)) == b"other job\n"
-    assert r.latest(3, None, OUT) == StreamKey(3, "main", 1, OUT)
-    assert r.latest(3, "main", ERR) == StreamKey(3, "main", 0, ERR)
+    assert r.read(StreamKey(3, 0, "main", 0, OUT)) == b"hello world\n"
+    assert r.read(StreamKey(3, 0, "main", 0, ERR)) == b"oops\n"
+    assert r.read(StreamKey(4, 0, "main", 0, OUT)) == b"other job\n"
+    assert r.latest(3, None, OUT) == StreamKey(3, 0, "main", 1, OUT)
+    assert r.latest(3, "main", ERR) == StreamKey(3, 0, "main", 0, ERR)
     assert r.latest(9, None, OUT) is None
-    assert r.read(StreamKey(3, "main", 0, OUT), 3, 5) == b"lo wo"
-    assert r.size(StreamKey(3, "main", 0, OUT)) == 12
+    assert r.read(StreamKey(3, 0, "main", 0, OUT), 3, 5) == b"lo wo"
+    assert r.size(StreamKey(3, 0, "main", 0, OUT)) == 12
     assert r.damage is None
     # one index record per key and flush, not per chunk: 3 keys, then 2
     assert len(index_path(base).read_bytes()) > len(HEADER)
     assert r.index_pos == len(index_path(base).read_bytes())
+
+
+def test_attempts_of_a_job_stay_apart_and_the_latest_wins(tmp_path: Path) -> None:
+    base = tmp_path / "w"
+    with StreamLogWriter(base) as w:
+        w.append(StreamKey(5, 0, "main", 0, OUT), b"first attempt\n")
+        w.append(StreamKey(5, 1, "main", 0, OUT), b"retried\n")
+        w.append(StreamKey(5, 0, "main", 3, OUT), b"old run 3\n")
+    r = StreamLogReader(base)
+    assert r.latest(5, "main", OUT) == StreamKey(5, 1, "main", 0, OUT)
+    assert r.read(StreamKey(5, 0, "main", 0, OUT)) == b"first attempt\n"
 
 
 @settings(max_examples=60, deadline=None)
@@ -163,8 +174,8 @@ def test_damaged_index_serves_what_is_before_and_refuses_the_writer(tmp_path: Pa
     "payload",
     [
         b"short",  # shorter than a record
-        b"\x00" * 21 + b"\xff\xfe",  # a process name that is not utf-8
-        b"\x00" * 20 + b"\x07" + b"main",  # stream 7
+        b"\x00" * 24 + b"\x01" + b"\xff\xfe",  # a process name that is not utf-8
+        b"\x00" * 24 + b"\x07" + b"main",  # stream 7
     ],
 )
 def test_checksummed_garbage_record_is_damage_not_a_crash(tmp_path: Path, payload: bytes) -> None:
@@ -212,29 +223,29 @@ def test_one_writer_at_a_time(tmp_path: Path) -> None:
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with StreamLogWriter(tmp_path / "w") as w:
         with pytest.raises(ValueError, match="process name"):
-            w.append(StreamKey(0, "", 0, OUT), b"x")
+            w.append(StreamKey(0, 0, "", 0, OUT), b"x")
         with pytest.raises(ValueError, match="process name"):
-            w.append(StreamKey(0, "p" * (2 << 20), 0, OUT), b"x")
+            w.append(StreamKey(0, 0, "p" * (2 << 20), 0, OUT), b"x")
         w.append(KEYS[0], b"abc")
     r = StreamLogReader(tmp_path / "w")
     with pytest.raises(ValueError, match="offset"):
         r.read(KEYS[0], -1)
     assert r.read(KEYS[0], 10) == b""
-    assert r.read(StreamKey(5, "none", 0, OUT)) == b""
+    assert r.read(StreamKey(5, 0, "none", 0, OUT)) == b""
     assert StreamLogReader(tmp_path / "missing").logs() == []
 
 
 def test_huge_output_in_many_chunks_and_one_big_append(tmp_path: Path) -> None:
     base = tmp_path / "w"
     rng = random.Random(14)
-    big = StreamKey(1, "main", 0, OUT)
+    big = StreamKey(1, 0, "main", 0, OUT)
     digest = hashlib.sha256()
     total = 0
     with StreamLogWriter(base) as w:
         for i in range(48):
             chunk = rng.randbytes(1 << 20)
             w.append(big, chunk)
-            w.append(StreamKey(2, "main", 0, ERR), f"tick {i}\n".encode())
+            w.append(StreamKey(2, 0, "main", 0, ERR), f"tick {i}\n".encode())
             digest.update(chunk)
             total += len(chunk)
         one = rng.randbytes(5 << 20)  # larger than a flush: written at once
@@ -247,7 +258,7 @@ def test_huge_output_in_many_chunks_and_one_big_append(tmp_path: Path) -> None:
     for offset in range(0, total, 3 << 20):
         got.update(r.read(big, offset, 3 << 20))
     assert got.hexdigest() == digest.hexdigest()
-    assert r.read(StreamKey(2, "main", 0, ERR)).count(b"tick") == 48
+    assert r.read(StreamKey(2, 0, "main", 0, ERR)).count(b"tick") == 48
     # a range across records and a tail read
     assert len(r.read(big, (1 << 20) - 10, 20)) == 20
     assert r.read(big, total - 7) == one[-7:]
@@ -261,7 +272,7 @@ base, rounds = Path(sys.argv[1]), int(sys.argv[2])
 with StreamLogWriter(base, flush_bytes=4096) as w:
     for i in range(rounds):
         for job in range(3):
-            w.append(StreamKey(job, "main", 0, Stream.STDOUT), b"%d:%06d\\n" % (job, i))
+            w.append(StreamKey(job, 0, "main", 0, Stream.STDOUT), b"%d:%06d\\n" % (job, i))
         if i % 7 == 0:
             w.flush()
 """
@@ -283,11 +294,11 @@ def test_concurrent_readers_follow_a_writing_process(tmp_path: Path) -> None:
         while time.monotonic() < deadline:
             r.refresh()
             for job in range(3):
-                key = StreamKey(job, "main", 0, OUT)
+                key = StreamKey(job, 0, "main", 0, OUT)
                 if not want[job].startswith(r.read(key)):
                     failures.append(f"job {job}: not a prefix at {r.size(key)}")
                     return
-            if all(r.size(StreamKey(j, "main", 0, OUT)) == len(want[j]) for j in range(3)):
+            if all(r.size(StreamKey(j, 0, "main", 0, OUT)) == len(want[j]) for j in range(3)):
                 return
             time.sleep(0.001)  # polling a file that is being written: a short pause between reads
         failures.append("a reader did not see everything before the deadline")

@@ -6,14 +6,16 @@ that a worker streams to it into one pair of files per worker:
     NAME.data  = the chunks, appended as they come (raw bytes, nothing else)
     NAME.index = header frame*          (the journal's framing: frame.py)
     header     = b"CORRALX\\0" u16 version u16 reserved
-    payload    = u32 job  u32 run  u64 offset  u32 length  u8 stream  process (utf-8)
+    payload    = u32 job  u32 attempt  u32 run  u64 offset  u32 length  u8 stream  process (utf-8)
 
-An index record says "LENGTH bytes of (job, process, run, stream) sit at OFFSET of the data
-file"; a key's log is its records' ranges in index order. The writer appends the data before
-the index record that points at it (and fsyncs the data first when asked to sync), so a
-record never points at bytes that were not written; a reader still checks every range against
-the data file's size and waits for the rest. Chunks of one flush are grouped by key, so a busy
-run costs one index record per flush, not per chunk.
+An index record says "LENGTH bytes of (job, attempt, process, run, stream) sit at OFFSET of the
+data file"; a key's log is its records' ranges in index order. The attempt is the job's, as the
+launcher numbers them (a job retried on the same worker starts its runs at 0 again).
+
+The writer appends the data before the index record that points at it (and fsyncs the data
+first when asked to sync), so a record never points at bytes that were not written; a reader
+still checks every range against the data file's size and waits for the rest. Chunks of one
+flush are grouped by key, so a busy run costs one index record per flush, not per chunk.
 
 One writer per pair (flock on the index); any number of readers, without locking, each
 following the index from where it stopped. Opening for append cuts a torn index tail (an
@@ -40,7 +42,7 @@ MAGIC = b"CORRALX\x00"
 VERSION = 1
 _HEADER = struct.Struct("<8sHH")
 HEADER = _HEADER.pack(MAGIC, VERSION, 0)
-_ENTRY = struct.Struct("<IIQIB")
+_ENTRY = struct.Struct("<IIIQIB")
 MAX_PROCESS = MAX_FRAME - _ENTRY.size
 FLUSH_BYTES = 1 << 20  # buffered output past which append() flushes by itself
 
@@ -52,6 +54,7 @@ class Stream(enum.IntEnum):
 
 class StreamKey(NamedTuple):
     job: int
+    attempt: int
     process: str
     run: int
     stream: Stream
@@ -73,16 +76,16 @@ def encode_entry(key: StreamKey, offset: int, length: int) -> bytes:
     name = key.process.encode()
     if not name or len(name) > MAX_PROCESS:
         raise ValueError(f"process name of {len(name)} bytes")
-    return _ENTRY.pack(key.job, key.run, offset, length, int(key.stream)) + name
+    return _ENTRY.pack(key.job, key.attempt, key.run, offset, length, int(key.stream)) + name
 
 
 def decode_entry(payload: bytes) -> tuple[StreamKey, int, int]:
     """(key, offset, length) of one index payload; ValueError for anything else."""
     if len(payload) <= _ENTRY.size:
         raise ValueError(f"index record of {len(payload)} bytes")
-    job, run, offset, length, stream = _ENTRY.unpack_from(payload)
+    job, attempt, run, offset, length, stream = _ENTRY.unpack_from(payload)
     process = payload[_ENTRY.size :].decode()  # UnicodeDecodeError is a ValueError
-    return StreamKey(job, process, run, Stream(stream)), offset, length
+    return StreamKey(job, attempt, process, run, Stream(stream)), offset, length
 
 
 class StreamLogWriter:
@@ -257,11 +260,12 @@ class StreamLogReader:
         return 0 if ranges is None else ranges.size
 
     def latest(self, job: int, process: str | None, stream: Stream) -> StreamKey | None:
-        """The key of the newest run of JOB (of PROCESS, if given) with output on STREAM."""
+        """The key of the newest run (latest attempt, highest run) of JOB (of PROCESS, if given)
+        with output on STREAM."""
         found = [
             k for k in self.ranges if k.job == job and k.stream == stream and process in (None, k.process)
         ]
-        return max(found, key=lambda k: (k.run, k.process)) if found else None
+        return max(found, key=lambda k: (k.attempt, k.run, k.process)) if found else None
 
     def read(self, key: StreamKey, offset: int = 0, limit: int | None = None) -> bytes:
         """Up to LIMIT bytes (all without) of KEY's log from logical OFFSET."""
