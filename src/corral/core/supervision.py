@@ -38,6 +38,7 @@ MIN_FINISHED_FOR_RATE = 10  # a failure rate is judged once this many jobs have 
 _CODES = list(TaskState)
 _CODE = {state: i for i, state in enumerate(_CODES)}
 _NO_EXIT = -(2**31)
+_HOLDING = TASK_LIVE | {TaskState.SUBMITTED}  # a job in these states holds a slot
 # the job table's encoding, for readers that build many rows at once (observe/views.py):
 # `states[job]` is an index into STATE_OF_CODE, `exit_codes[job]` is NO_EXIT before any exit
 STATE_OF_CODE: tuple[TaskState, ...] = tuple(_CODES)
@@ -250,7 +251,7 @@ class Supervision:
         self.attempts[job] = rt.attempt
         self.counts[before] -= 1
         self.counts[after] += 1
-        if after in TASK_LIVE or after is TaskState.SUBMITTED:
+        if after in _HOLDING:
             self.live.add(job)
         else:
             self.live.discard(job)
@@ -269,9 +270,11 @@ class Supervision:
         elif before is TaskState.PENDING and after is not TaskState.PENDING:
             self.retry_due.pop(job, None)
         if after in TASK_TERMINAL:
-            self.beats.pop(job, None)
-            self.yielded.discard(job)
-            retry = self._may_retry(rt)
+            if self.beats:
+                self.beats.pop(job, None)
+            if self.yielded:
+                self.yielded.discard(job)
+            retry = after is not TaskState.SUCCESS and self._may_retry(rt)  # only a failure may
             if after is not TaskState.SUCCESS and not retry:
                 self.failed_jobs.add(job)
             if not self.keep_finished and not retry:
