@@ -46,6 +46,8 @@ def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow
         raise UserError(f"{layout.id}: no run yet")
     _, name, number = max(candidates)
     path = layout.log_file(job, ensemble, name, number, stream)
+    if ensemble and not path.exists() and _print_streamed(layout, job, name, stream, lines):
+        return
     _print_file(path, lines, follow, _run_live(layout, job, name, number) if follow else None)
 
 
@@ -62,8 +64,27 @@ def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines
             if parsed is not None and (process is None or parsed[0] == process):
                 found.append((path.stat().st_mtime, parsed[1], path))
     if not found:
+        if _print_streamed(layout, job, process, stream, lines):
+            return
         raise UserError(f"{layout.id}: job {job} has no logs")
     _print_file(max(found)[2], lines, False, lambda: False)
+
+
+def _print_streamed(layout: Layout, job: int, process: str | None, stream: str, lines: int) -> bool:
+    """A job whose output a pilot worker streamed to the launcher: its newest run's log from the
+    workers' output files (supervisor/streamed.py). False when there is none."""
+    from corral.supervisor.streamed import streamed_log
+
+    found = streamed_log(layout.dir, job, process, stream)
+    if found is None:
+        return False
+    reader, key = found
+    data = reader.read(key)
+    if lines > 0:
+        data = b"".join(data.splitlines(keepends=True)[-lines:])
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return True
 
 
 def _run_live(layout: Layout, job: int, process: str, number: int) -> Any:
