@@ -311,3 +311,24 @@ def test_concurrent_readers_follow_a_writing_process(tmp_path: Path) -> None:
         t.join(timeout=150)
     assert failures == []
     assert StreamLogReader(base).damage is None
+
+
+def test_symlinked_files_are_not_followed(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    with StreamLogWriter(real) as w:
+        w.append(KEYS[0], b"secret\n")
+    for link in ("index", "data"):
+        base = tmp_path / f"via-{link}"
+        with StreamLogWriter(base) as w:
+            w.append(KEYS[0], b"own\n")
+        target = index_path(real) if link == "index" else data_path(real)
+        planted = index_path(base) if link == "index" else data_path(base)
+        planted.unlink()
+        planted.symlink_to(target)
+        r = StreamLogReader(base)
+        assert r.logs() == [] and r.refused and r.damage is not None and "refused" in r.damage
+    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert StreamLogReader(Path("real"), dir_fd=dir_fd).read(KEYS[0]) == b"secret\n"
+    finally:
+        os.close(dir_fd)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import enum
 import fcntl
 import os
+import stat
 import struct
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -198,11 +199,15 @@ class _Ranges:
 class StreamLogReader:
     """Reads the logs in a streamed-output pair; refresh() takes in what was added since."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, dir_fd: int | None = None) -> None:
+        """DIR_FD: base's directory, opened by the caller (e.g. without following symlinks);
+        then only base's name is used. The two files are never followed if they are symlinks."""
         self.base = base
+        self.dir_fd = dir_fd
         self.ranges: dict[StreamKey, _Ranges] = {}
         self.index_pos = 0  # the index is read up to here (a frame boundary)
         self.damage: str | None = None
+        self.refused = False  # a file is a symlink or not a regular file: nothing is read
         self.refresh()
 
     def refresh(self) -> bool:
@@ -210,12 +215,20 @@ class StreamLogReader:
         if self.damage is not None:
             return False
         try:
-            with open(index_path(self.base), "rb") as f:
+            with os.fdopen(self._open(index_path(self.base)), "rb") as f:
                 f.seek(self.index_pos)
                 buf = f.read()
-            data_size = os.stat(data_path(self.base)).st_size
+            data_fd = self._open(data_path(self.base))
         except FileNotFoundError:
             return False
+        except StreamLogError as exc:
+            self.damage = str(exc)
+            self.refused = True
+            return False
+        try:
+            data_size = os.fstat(data_fd).st_size
+        finally:
+            os.close(data_fd)
         start = 0
         if self.index_pos == 0:
             if len(buf) < len(HEADER):
@@ -251,6 +264,20 @@ class StreamLogReader:
             self.damage = f"damaged index at byte {base + result.end} ({result.reason})"
         return took  # TORN: a record being written; read it next time
 
+    def _open(self, path: Path) -> int:
+        """A read fd of PATH (of its name in dir_fd), refused if a symlink or not a regular file."""
+        name = str(path) if self.dir_fd is None else path.name
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # ELOOP: a symlink
+            raise StreamLogError(f"{path}: refused ({exc.strerror})") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StreamLogError(f"{path}: not a regular file")
+        return fd
+
     def logs(self) -> list[StreamKey]:
         """The keys that have output, sorted."""
         return sorted(self.ranges)
@@ -276,7 +303,7 @@ class StreamLogReader:
             raise ValueError("offset < 0")
         end = ranges.size if limit is None else min(ranges.size, offset + limit)
         out = []
-        with open(data_path(self.base), "rb") as f:
+        with os.fdopen(self._open(data_path(self.base)), "rb") as f:
             i = bisect_right(ranges.starts, offset) - 1
             pos = offset
             while pos < end:

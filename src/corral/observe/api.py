@@ -178,6 +178,14 @@ def get_logs(
             located = logs.locate(fold, job, process, run, stream.value)
         return _json(logs.read_range(fold, located, rotated, offset, limit))
     except logs.LogMissing as exc:
+        if rotated == 0 and fold.sup.kind == "ensemble":  # streamed by a pilot worker?
+            try:
+                with fold.lock:
+                    return _json(logs.read_streamed(fold, job, process, run, stream.value, offset, limit))
+            except logs.LogMissing:
+                pass
+            except logs.LogRefused as refused:
+                raise ApiError(403, str(refused)) from None
         raise ApiError(404, str(exc)) from None
     except logs.LogRefused as exc:
         raise ApiError(403, str(exc)) from None

@@ -1,4 +1,6 @@
 """Byte ranges of a run's log, rotated backups included, opened without following symlinks.
+A job whose pilot worker streamed its output has no log file; `read_streamed` serves it from
+the worker's output file pair.
 
 A log is ROOT/ID/logs/[JOB.]PROCESS.RUN.STREAM and its backups NAME.1, NAME.2... (copytruncate,
 see supervisor/logs.py). Every path component below the root is opened with O_NOFOLLOW
@@ -11,10 +13,14 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from corral.core.task import TaskRuntime
+from corral.journal.streamlog import Stream as StreamKind
+from corral.journal.streamlog import StreamKey, StreamLogReader
 from corral.observe.folds import Fold
 from corral.supervisor.layout import log_name, parse_log_name
+from corral.supervisor.streamed import OUTPUT, PILOT_DIR
 
 MAX_CHUNK = 1024 * 1024
 _NOFOLLOW = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -171,3 +177,49 @@ def _backups(dir_fd: int, name: str) -> list[dict[str, int]]:
             break
         out.append({"index": index, "size": st.st_size})
     return out
+
+
+def read_streamed(
+    fold: Fold, job: int, process: str | None, run: int | None, stream: str, offset: int | None, limit: int
+) -> dict[str, object]:
+    """A byte range of a job's log that pilot workers streamed to the launcher (one file pair
+    per worker under ROOT/ID/pilot/WORKER/, journal/streamlog.py): the newest attempt and run
+    that match. Directories are opened without following symlinks, and so are the files."""
+    which = StreamKind.STDERR if stream == "stderr" else StreamKind.STDOUT
+    found: list[tuple[tuple[int, int, int], str, StreamLogReader, StreamKey]] = []
+    for worker in sorted(_listdir(fold, (PILOT_DIR,), dirs=True)):
+        fd = _open_dir(fold, (PILOT_DIR, worker))
+        try:
+            reader = StreamLogReader(Path(OUTPUT), dir_fd=fd)
+            if reader.refused:
+                raise LogRefused(f"{fold.layout.id}: {PILOT_DIR}/{worker}: {reader.damage}")
+            keys = [k for k in reader.logs() if k.job == job and k.stream == which]
+            keys = [k for k in keys if process in (None, k.process) and run in (None, k.run)]
+            if keys:
+                key = max(keys, key=lambda k: (k.attempt, k.run))
+                found.append(((key.attempt, key.run, len(found)), worker, reader, key))
+        finally:
+            os.close(fd)
+    if not found:
+        raise LogMissing(f"{fold.layout.id}: job {job} has no such log")
+    _, worker, reader, key = max(found, key=lambda f: f[0])
+    size = reader.size(key)
+    start = max(0, size - limit) if offset is None else offset
+    fd = _open_dir(fold, (PILOT_DIR, worker))
+    try:
+        reader.dir_fd = fd
+        data = reader.read(key, start, limit)
+    finally:
+        os.close(fd)
+    rt = fold.sup.jobs.get(job)
+    return {
+        "file": f"{PILOT_DIR}/{worker}/{OUTPUT}",
+        "process": key.process,
+        "run": key.run,
+        "size": size,
+        "offset": start,
+        "next": start + len(data),
+        "data": data.decode("utf-8", errors="replace"),
+        "live": rt is not None and bool(rt.live_runs()),
+        "rotated": [],
+    }
