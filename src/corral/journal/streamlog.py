@@ -103,12 +103,18 @@ class StreamLogWriter:
                 fcntl.flock(self.index_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise StreamLogError(f"{index_path(base)}: another writer has it open") from None
-            self._repair_index()
             self.data_fd = os.open(data_path(base), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except BaseException:
             os.close(self.index_fd)
             raise
         self.data_end = os.lseek(self.data_fd, 0, os.SEEK_END)
+        self.sizes: dict[StreamKey, int] = {}  # each key's log size, as indexed
+        try:
+            self._repair_index()
+        except BaseException:
+            os.close(self.index_fd)
+            os.close(self.data_fd)
+            raise
 
     def _repair_index(self) -> None:
         size = os.fstat(self.index_fd).st_size
@@ -128,10 +134,21 @@ class StreamLogWriter:
                 f"{index_path(self.base)}: damaged at byte {result.error_offset} ({result.reason}); "
                 "it is left as it is: write into a new file"
             )
-        if result.stop is Stop.TORN:
-            os.ftruncate(self.index_fd, result.end)
+        end = result.end
+        for payload, at in zip(result.payloads, result.offsets, strict=True):
+            try:
+                key, offset, length = decode_entry(payload)
+            except ValueError as exc:
+                raise StreamLogError(f"{index_path(self.base)}: bad record at byte {at} ({exc})") from None
+            if offset + length > self.data_end:
+                # its data never reached the disk (a crash before a sync): it and what follows go
+                end = at
+                break
+            self.sizes[key] = self.sizes.get(key, 0) + length
+        if end < len(buf):
+            os.ftruncate(self.index_fd, end)
             os.fsync(self.index_fd)
-        self.index_end = result.end
+        self.index_end = end
 
     def append(self, key: StreamKey, data: bytes) -> None:
         if not data:
@@ -142,6 +159,20 @@ class StreamLogWriter:
         self.buffered += len(data)
         if self.buffered >= self.flush_bytes:
             self.flush()
+
+    def append_at(self, key: StreamKey, offset: int, data: bytes) -> None:
+        """Append DATA, which starts at OFFSET of KEY's log: bytes the log already has (a chunk
+        sent again after a reconnect) are dropped. A chunk that would leave a gap is refused
+        (ValueError): the sender must resend from `size(key)`."""
+        have = self.size(key)
+        if offset > have:
+            raise ValueError(f"chunk at {offset} of a log of {have} bytes: resend from {have}")
+        if offset + len(data) > have:
+            self.append(key, data[have - offset :])
+
+    def size(self, key: StreamKey) -> int:
+        """KEY's log size, what is buffered included."""
+        return self.sizes.get(key, 0) + sum(len(p) for p in self.pending.get(key, ()))
 
     def flush(self, sync: bool = False) -> None:
         """Write what is buffered: the data, then the index records that point at it."""
@@ -160,6 +191,8 @@ class StreamLogWriter:
             _write_all(self.index_fd, index, self.index_end)
             self.data_end = offset
             self.index_end += len(index)
+            for key, data in zip(self.pending, chunks, strict=True):
+                self.sizes[key] = self.sizes.get(key, 0) + len(data)
             self.pending.clear()
             self.buffered = 0
         if sync:
