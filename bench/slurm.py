@@ -185,7 +185,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CORRAL_TASK_ID"}
     env = bytecode_env(work, env) if args.bytecode_cache else env
     args.missing = {"pilot": pilot_missing(work, env, args.pilot), "hq": hyperqueue_missing()}
-    out = [f"Slurm, local single node: {args.cpus} CPUs advertised, {os.cpu_count()} real; "
+    out = [f"Slurm, local single node: {advertised_cpus()} CPUs advertised, {os.cpu_count()} real, "
+           f"{args.cpus} per pilot worker and HQ job; "
            f"poll {args.poll:g} s; at start: {machine_load()}"]  # fmt: skip
     try:
         for kind in args.workloads:

@@ -38,7 +38,7 @@ def spec_text(cmd: str, jobs: int, poll: float, pilot: str | None) -> str:
         "backend: slurm\n"
         f"slurm: {{{slurm}}}\n"
         "job:\n"
-        f"  cmd: {cmd}\n"
+        f"  cmd: '{cmd}'\n"  # quoted: YAML reads a bare true as a boolean
         "params:\n"
         f"  i: {{range: [0, {jobs}]}}\n"
     )
