@@ -150,6 +150,7 @@ def dump(sup: Supervision) -> dict[str, Any]:
                     p.failures,
                     p.lost,
                     p.succeeded,
+                    p.dropped,
                     [
                         (
                             r.run,

@@ -78,7 +78,12 @@ def human_size(n: int) -> str:
 @click.option(
     "--state", "states", multiple=True, metavar="STATE", help="Only those that ended so (failed,...)."
 )
-@click.option("--what", default="all", metavar="all|logs|sandbox", help="logs and sandbox keep the journal.")
+@click.option(
+    "--what",
+    default="all",
+    metavar="all|logs|sandbox|history",
+    help="logs, sandbox and history (old journals kept by compaction) keep the journal.",
+)
 @click.option("--dry-run", "dry_run", is_flag=True, help="Print what would go and the space it frees.")
 @click.option("--json", "as_json", is_flag=True, help="A summary as one JSON object.")
 def gc(

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import click
 
-from corral.core.records import Opened, Record, RunUpdate, Signal, Transition, decode, to_json
+from corral.core.records import Compacted, Opened, Record, RunUpdate, Signal, Transition, decode, to_json
 from corral.core.supervision import ENSEMBLE
 from corral.journal import RawFrame, iter_raw
 from corral.supervisor import proc
@@ -28,6 +28,8 @@ def print_raw(layout: Layout, as_json: bool) -> None:
         if rec is not None:
             if as_json:
                 click.echo(json.dumps({"offset": frame.offset, **to_json(rec)}, default=str))
+            elif isinstance(rec, Compacted):  # its bytes are not for reading
+                click.echo(f"{frame.offset:>10}  {_compacted_line(rec)} (part {rec.part + 1} of {rec.parts})")
             else:
                 click.echo(f"{frame.offset:>10}  {rec!r}")
         elif as_json:
@@ -90,9 +92,25 @@ def _details(*parts: str) -> str:
 def print_history(records: list[Record], as_json: bool) -> None:
     task = bool(records) and isinstance(records[0], Opened) and records[0].kind == "task"
     for rec in records:
+        if isinstance(rec, Compacted):  # one checkpoint, however many parts hold it
+            if rec.part == 0:
+                _print_compacted(rec, as_json)
+            continue
         if as_json:
             click.echo(json.dumps(to_json(rec), default=str))
             continue
         text = describe_in_task(rec) if task else describe(rec)
         at = getattr(rec, "at", None)
         click.echo(f"{short_time(at)}  {text}")
+
+
+def _print_compacted(rec: Compacted, as_json: bool) -> None:
+    if as_json:
+        fields = {"type": "Compacted", "records": rec.records, "at": rec.at, "parts": rec.parts}
+        click.echo(json.dumps(fields))
+    else:
+        click.echo(f"{short_time(rec.at)}  {_compacted_line(rec)}")
+
+
+def _compacted_line(rec: Compacted) -> str:
+    return f"compacted: {rec.records} records up to {short_time(rec.at)}"

@@ -82,6 +82,8 @@ def _processes(processes: list[dict[str, Any]], every_run: bool) -> Any:
         runs = p["runs"] if every_run else p["runs"][-1:]
         if not runs:
             table.add_row(p["name"], "-", "WAITING", "", "", "", "", "")
+        if every_run and p.get("runs_dropped"):
+            table.add_row(p["name"], "...", f"{p['runs_dropped']} earlier runs not kept", "", "", "", "", "")
         for r in runs:
             table.add_row(
                 p["name"],

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from corral.core.records import Attached, JobsAdded, Note, Opened
+from corral.core.records import Attached, Compacted, JobsAdded, Note, Opened
 from corral.core.states import TASK_LIVE, RunState, TaskState
 from corral.core.supervision import Supervision
 from corral.core.task import ProcessRuntime, Run, TaskRuntime
@@ -57,6 +57,7 @@ class ProcessImage(msgspec.Struct, array_like=True, frozen=True):
     failures: int
     lost: int
     succeeded: bool
+    dropped: int = 0  # earlier runs no longer kept (task.KEPT_RUNS)
 
 
 class JobImage(msgspec.Struct, array_like=True, frozen=True):
@@ -101,6 +102,8 @@ class Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     requeues: dict[int, int] = {}  # job -> requeues used (their own budget)
     hold: bool = False
     yielded: list[int] = []  # paused jobs that gave their slot back
+    compacted: int = 0  # records folded into the journal's head checkpoint (compaction)
+    compacted_at: float | None = None
 
 
 def _packed(values: array) -> bytes:  # type: ignore[type-arg]
@@ -134,6 +137,7 @@ def _job_image(rt: TaskRuntime) -> JobImage:
                 p.failures,
                 p.lost,
                 p.succeeded,
+                p.dropped,
             )
             for name, p in rt.processes.items()
         ],
@@ -175,6 +179,8 @@ def capture(sup: Supervision, records: int, at: float) -> Checkpoint:
         dict(sup.requeues),
         sup.hold,
         sorted(sup.yielded),
+        sup.compacted,
+        sup.compacted_at,
     )
 
 
@@ -192,7 +198,7 @@ def _runtime(sup: Supervision, image: JobImage) -> TaskRuntime:
         runs = [Run(*values) for values in p.runs]
         for run in runs:
             run.state = RunState(run.state)
-        rt.processes[p.name] = ProcessRuntime(process.spec, runs, p.failures, p.lost, p.succeeded)
+        rt.processes[p.name] = ProcessRuntime(process.spec, runs, p.failures, p.lost, p.succeeded, p.dropped)
     return rt
 
 
@@ -245,6 +251,7 @@ def restore(sup: Supervision, ckpt: Checkpoint) -> None:
     sup.failed_jobs = set(ckpt.failed_jobs)
     sup.run_numbers = {job: dict(numbers) for job, numbers in ckpt.run_numbers.items()}
     sup.requeues, sup.hold, sup.yielded = dict(ckpt.requeues), ckpt.hold, set(ckpt.yielded)
+    sup.compacted, sup.compacted_at = ckpt.compacted, ckpt.compacted_at
     sup.jobs = {image.job: _runtime(sup, image) for image in ckpt.jobs}
     sup.dirty = set(sup.jobs)
 
@@ -260,4 +267,28 @@ def encode_checkpoint(ckpt: Checkpoint) -> bytes:
 def decode_checkpoint(data: bytes | memoryview) -> Checkpoint:
     """Raises msgspec.DecodeError / ValidationError for bytes that are not a checkpoint."""
     ckpt: Checkpoint = _decoder.decode(data)
+    return ckpt
+
+
+def split(ckpt: Checkpoint, limit: int) -> list[Compacted]:
+    """The checkpoint as Compacted records of at most `limit` bytes of it each (a journal frame
+    is bounded): a compaction writes them, in order, right after the Opened record."""
+    data = encode_checkpoint(ckpt)
+    chunks = [data[i : i + limit] for i in range(0, len(data), limit)] or [b""]
+    return [Compacted(i, len(chunks), ckpt.records, ckpt.at, chunk) for i, chunk in enumerate(chunks)]
+
+
+def joined(parts: list[Compacted]) -> Checkpoint:
+    """The checkpoint that `parts` (every part, in order) hold. ValueError for parts missing,
+    out of order or of different checkpoints, and for bytes that are not a checkpoint."""
+    if not parts or [p.part for p in parts] != list(range(parts[0].parts)):
+        raise ValueError("checkpoint: parts missing or out of order")
+    if any((p.parts, p.records, p.at) != (parts[0].parts, parts[0].records, parts[0].at) for p in parts):
+        raise ValueError("checkpoint: parts of different checkpoints")
+    try:
+        ckpt = decode_checkpoint(b"".join(p.data for p in parts))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"checkpoint: {exc}") from None
+    if ckpt.records != parts[0].records:
+        raise ValueError("checkpoint: its parts disagree with it")
     return ckpt

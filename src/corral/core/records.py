@@ -168,7 +168,22 @@ class Note(msgspec.Struct, tag="note", array_like=True, frozen=True):
     at: float
 
 
-Record = Opened | Attached | Transition | RunUpdate | Signal | Request | JobsAdded | Submitted | Note
+class Compacted(msgspec.Struct, tag="ckpt", array_like=True, frozen=True):
+    """Part `part` of `parts` of a checkpoint (core.checkpoint) that a compaction wrote at the
+    head of a new journal, right after its Opened record, in place of the `records` records
+    it folds (the last of them at `at`). A checkpoint larger than a frame is split; readers
+    take the parts as one, and only at the head of a journal."""
+
+    part: int
+    parts: int
+    records: int
+    at: float
+    data: bytes
+
+
+Record = (
+    Opened | Attached | Transition | RunUpdate | Signal | Request | JobsAdded | Submitted | Note | Compacted
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Record)
@@ -193,5 +208,7 @@ def to_json(record: Record) -> dict[str, Any]:
     """A record as a JSON-friendly mapping with its type name, for `corral read --raw --json`."""
     data: dict[str, Any] = {"type": type(record).__name__}
     for field in record.__struct_fields__:
-        data[field] = getattr(record, field)
+        value = getattr(record, field)
+        # a checkpoint's bytes are not for reading: their size is
+        data[field] = f"<{len(value)} bytes>" if isinstance(value, bytes) else value
     return data

@@ -17,6 +17,7 @@ from corral.core.records import (
     Action,
     Attached,
     Cause,
+    Compacted,
     JobsAdded,
     Note,
     Opened,
@@ -120,6 +121,10 @@ class Supervision:
     # not journaled: a plain `corral recover` lets it end once idle)
     hold: bool = False
     yielded: set[int] = field(default_factory=set)  # paused jobs that gave their slot back
+    # records a compaction folded into the checkpoint at the journal's head, the last at
+    # `compacted_at` (0: the journal holds its whole history)
+    compacted: int = 0
+    compacted_at: float | None = None
 
     def __post_init__(self) -> None:
         self._grow(self.total)
@@ -221,6 +226,8 @@ class Supervision:
             self.notes.append(record)
         elif isinstance(record, Opened):
             self.opened = record
+        elif isinstance(record, Compacted):  # the head is taken apart before the fold (compaction)
+            raise FoldError("a checkpoint record that is not at the head of the journal")
 
     def _move(self, new: TaskState) -> None:
         """The ensemble's own state changes (a plain task's mirrors its job 0, checked there)."""

@@ -32,6 +32,9 @@ _RUN_STATES = {state.value: state for state in RunState}
 SIGTERM = int(_signal.SIGTERM)
 SIGKILL = int(_signal.SIGKILL)
 MAX_LOST_RUNS = 5  # a process lost this many times is failed: bounded retries of the unknown
+# runs of a process kept in the fold: a daemon restarted forever must not grow memory (or the
+# checkpoint a compaction writes) without bound; older ended runs are counted in `dropped`
+KEPT_RUNS = 100
 
 
 class FoldError(Exception):
@@ -76,6 +79,7 @@ class ProcessRuntime:
     failures: int = 0
     lost: int = 0
     succeeded: bool = False  # at least one run succeeded and the process is not a daemon
+    dropped: int = 0  # earlier runs no longer kept (KEPT_RUNS); their counts are in failures, lost
 
     @property
     def last(self) -> Run | None:
@@ -206,6 +210,9 @@ class TaskRuntime:
                 raise FoldError(f"job {self.job}: {rec.process} run {rec.run} starts as {new}")
             proc.runs.append(Run(rec.process, rec.run, new, rec.at))  # positional: cheaper
             self.next_run[rec.process] = rec.run + 1
+            if len(proc.runs) > KEPT_RUNS and not proc.runs[0].live:
+                del proc.runs[0]  # only the oldest, and only once it ended: one in, one out
+                proc.dropped += 1
             return
         if new is not run.state and new not in RUN_TRANSITIONS[run.state]:
             raise FoldError(

@@ -54,12 +54,16 @@ class Tail:
     then reopened from its start: `restarted` tells the caller to fold afresh.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, offset: int = 0) -> None:
-        """`offset`: a frame boundary to start from (a checkpoint's), instead of the start."""
+    def __init__(self, path: str | os.PathLike[str], *, offset: int = 0, inode: int | None = None) -> None:
+        """`offset`: a frame boundary to start from (a checkpoint's), instead of the start, in
+        the file of inode `inode` when given: another file there (compacted meanwhile) is read
+        from its start, and `restarted` says so after the first read."""
         self.path = os.fspath(path)
         self._fd: int | None = None
         self._ino = 0
         self._start = offset
+        self._expect = inode
+        self._other_file = False
         self.offset = 0  # just past the last whole frame returned (0: header not read yet)
         self.version = FORMAT_VERSION  # the file's format, known once its header is read
         self.restarted = False
@@ -69,6 +73,7 @@ class Tail:
         self.restarted = False
         if self._fd is None:
             self._open()
+            self.restarted, self._other_file = self._other_file, False
         payloads = self._read_fd()
         if self._replaced():
             # everything the old file holds was read above; the new file starts over
@@ -82,6 +87,9 @@ class Tail:
         fd = open_journal_fd(self.path, os.O_RDONLY)
         self._fd, self._ino, self.offset = fd, os.fstat(fd).st_ino, 0
         start, self._start = self._start, 0
+        expect, self._expect = self._expect, None
+        if expect is not None and expect != self._ino:
+            start, self._other_file = 0, True  # the offset was of the file this one replaced
         if start >= HEADER_SIZE:
             head = os.pread(fd, HEADER_SIZE, 0)
             problem = header_problem(head)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
+from .compact import remove_leftover
 from .errors import (
     JournalCorrupt,
     JournalError,
@@ -145,6 +146,7 @@ def _resumed_writer(
         repaired = RepairInfo(end, size - end, result.reason or "torn tail")
     writer = JournalWriter(path, fd, lock_fd, end, repaired)
     writer.read_from = start
+    writer.frames = len(result.payloads)
     return writer, result.payloads
 
 
@@ -200,6 +202,9 @@ class JournalWriter:
         self._size = size
         self._frames: list[bytes] = []
         self._failed = False
+        # frames in the file (after a resume: those after `read_from` unless the caller knows
+        # more); a compaction's threshold counts them
+        self.frames = 0
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool) -> JournalWriter:
@@ -216,6 +221,12 @@ class JournalWriter:
     def size(self) -> int:
         """Bytes in the file after the last commit (the offset the next frame lands at)."""
         return self._size
+
+    @property
+    def inode(self) -> int:
+        """The inode of the file being written (a compaction renames another one in)."""
+        assert self._fd is not None
+        return os.fstat(self._fd).st_ino
 
     @property
     def closed(self) -> bool:
@@ -273,7 +284,21 @@ class JournalWriter:
             raise
         self._failed = False
         self._size += len(data)
+        self.frames += len(self._frames)
         self._frames.clear()
+
+    def reopen(self, frames: int) -> None:
+        """Go on writing to the file now at `path` (a compaction renamed a new journal over
+        the one this writer had open; it holds `frames` frames). Nothing may be pending."""
+        self._check_usable()
+        if self._frames:
+            raise JournalError(f"{self.path}: records are pending; commit them before replacing the file")
+        fd = open_journal_fd(self.path, os.O_RDWR | os.O_APPEND)
+        old, self._fd = self._fd, fd
+        assert old is not None
+        os.close(old)
+        self._size = os.fstat(fd).st_size
+        self.frames = frames
 
     def abandon(self) -> None:
         """Drop the buffered records and refuse further commits (giving up on a full disk:
@@ -335,6 +360,7 @@ def open_for_append(
     lock_fd = _acquire_lock(path)
     fd = -1
     try:
+        remove_leftover(path)  # a compaction died before its rename: the journal is whole
         flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
         fd = open_journal_fd(path, flags, mode)  # mode: 0600, or 0640 in a shared task
         resumed = _scan_from(fd, resume_at) if resume_at > HEADER_SIZE else None
@@ -358,7 +384,9 @@ def open_for_append(
             os.fsync(fd)
             _fsync_dir(path)
             size = len(HEADER)
-        return JournalWriter(path, fd, lock_fd, size, repaired), result.payloads
+        writer = JournalWriter(path, fd, lock_fd, size, repaired)
+        writer.frames = len(result.payloads)
+        return writer, result.payloads
     except BaseException:
         if fd >= 0:
             os.close(fd)

@@ -13,9 +13,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from corral.core.records import JobsAdded, Opened, RunUpdate, decode
+from corral.core.records import Compacted, JobsAdded, Opened, Record, RunUpdate, decode
 from corral.core.supervision import Supervision
 from corral.journal import JournalCorrupt, Stop, scan, scan_journal
+from corral.supervisor.compaction import absorb_head
 from corral.supervisor.layout import Layout
 from corral.supervisor.session import Jobs, SessionError, supervision_for
 
@@ -86,6 +87,15 @@ def open_journal(layout: Layout) -> int:
         os.close(dir_fd)
 
 
+def _head(payloads: list[bytes]) -> list[Record]:
+    """The Opened record and the checkpoint parts after it (decoded once more by the fold
+    when they are not parts: only the first two)."""
+    head = [decode(p) for p in payloads[:2]]
+    if len(head) == 2 and isinstance(head[1], Compacted):
+        head += [decode(p) for p in payloads[2 : 1 + head[1].parts]]
+    return head
+
+
 def _new_fold(layout: Layout, fd: int, inode: int, size: int) -> Fold:
     buf = os.pread(fd, min(size, MAX_READ), 0)
     result = scan_journal(buf)
@@ -98,7 +108,11 @@ def _new_fold(layout: Layout, fd: int, inode: int, size: int) -> Fold:
         raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
     sup, jobs = supervision_for(opened, layout, keep_finished=opened.kind == "task")
     fold = Fold(layout, sup, jobs, inode, 0)
-    for payload in result.payloads:
+    try:  # a compacted journal starts with a checkpoint: restored, not replayed
+        start = absorb_head(sup, jobs, _head(result.payloads))
+    except ValueError as exc:
+        raise SessionError(f"{layout.journal}: its head checkpoint cannot be read: {exc}") from None
+    for payload in result.payloads[start:] if start else result.payloads:
         fold._apply(payload)
     fold.consumed = result.end
     fold.apply_from(fd, size)

@@ -64,6 +64,7 @@ class ProcessView(BaseModel):
     name: str
     final: bool
     runs: list[RunView]
+    runs_dropped: int = 0  # earlier runs no longer kept (a process restarted more than 100 times)
 
 
 class JobCounts(BaseModel):

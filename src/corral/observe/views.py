@@ -58,6 +58,7 @@ def processes(rt: TaskRuntime) -> list[dict[str, Any]]:
                     }
                     for r in p.runs
                 ],
+                "runs_dropped": p.dropped,
             }
         )
     return out
@@ -184,11 +185,13 @@ def _task_snapshot_view(snap: dict[str, Any], folder: str, supervised: bool) -> 
 
 
 def _snapshot_processes(rows: list[Any]) -> list[dict[str, Any]]:
-    """The process table of a status.json ([name, final, runs]) in the shape of processes()."""
+    """The process table of a status.json ([name, final, runs, dropped]; older ones have no
+    dropped) in the shape of processes()."""
     return [
         {
             "name": name,
             "final": final,
+            "runs_dropped": dropped[0] if dropped else 0,
             "runs": [
                 {
                     "run": run,
@@ -202,7 +205,7 @@ def _snapshot_processes(rows: list[Any]) -> list[dict[str, Any]]:
                 for run, state, pid, code, started, finished, reason in runs
             ],
         }
-        for name, final, runs in rows
+        for name, final, runs, *dropped in rows
     ]
 
 

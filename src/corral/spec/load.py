@@ -277,6 +277,12 @@ def _logger(d: dict[str, Any], path: str, file: str | None) -> None:
             _sizes(rot, ("size",), _join(_join(path, "logger"), "rotate"), file)
 
 
+def _journal(d: dict[str, Any], file: str | None) -> None:
+    journal = _sub(d, "journal")
+    if journal is not None:
+        _sizes(journal, ("compact_at",), "journal", file)
+
+
 def _process(d: dict[str, Any], path: str, file: str | None) -> None:
     _durations(d, ("timeout", "min_duration"), path, file)
     if isinstance(d.get("after"), str):  # `after: setup` means `after: [setup]`
@@ -304,6 +310,8 @@ def normalise_task(data: dict[str, Any], file: str | None = None, path: str = ""
     _resources(d, path, file)
     _slurm(d, path, file)
     _env(d, path, file)
+    if not path:
+        _journal(d, file)
     return d
 
 
@@ -312,6 +320,7 @@ def normalise_ensemble(data: dict[str, Any], file: str | None = None) -> dict[st
     d = dict(data)
     _durations(d, ("retry_backoff",), "", file)
     _slurm(d, "", file)
+    _journal(d, file)
     job = _sub(d, "job")
     if job is not None:
         _durations(job, ("timeout", "heartbeat", "finalization_wait", "kill_grace"), "job", file)

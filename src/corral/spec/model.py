@@ -47,6 +47,14 @@ class Control(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     listen: str | None = None  # HOST:PORT of a TCP control listener (port 0: a free one)
 
 
+class Journal(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """When a live supervisor compacts its journal (supervisor/compaction.py)."""
+
+    compact_at: int = 64 * 1024 * 1024  # bytes; loaders accept "64MB"
+    compact_records: int = 1_000_000  # or once it holds this many records
+    keep_history: bool = False  # keep the old journals under ROOT/ID/history instead of deleting them
+
+
 class Process(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: str
     cmd: str | None = None  # a /bin/sh command line
@@ -79,6 +87,7 @@ class Task(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     backend: Literal["local", "slurm", "slurm-steps"] = "local"
     slurm: Slurm = Slurm()
     control: Control = Control()
+    journal: Journal = Journal()
 
 
 class Halt(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -122,3 +131,4 @@ class Ensemble(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     backend: Literal["local", "slurm", "slurm-steps"] = "local"
     slurm: Slurm = Slurm()
     control: Control = Control()
+    journal: Journal = Journal()

@@ -16,6 +16,7 @@ from corral.spec.model import (
     Control,
     Ensemble,
     JobTemplate,
+    Journal,
     Logger,
     Process,
     Range,
@@ -29,6 +30,11 @@ MAX_NAME = 100
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # POSIX portable user names (plus the trailing $ of machine accounts); 32 is useradd's limit
 _USER_NAME = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}\$?$")
+
+
+# a journal compacted below these would be rewritten for little gain
+MIN_COMPACT_AT = 4096
+MIN_COMPACT_RECORDS = 100
 
 
 def _join(prefix: str, path: str) -> str:
@@ -112,6 +118,13 @@ class _Checker:
                 parse_address(control.listen)
             except ValueError as exc:
                 raise self.fail(f"{path}.listen", str(exc), "e.g. 0.0.0.0:0 (port 0: a free one)") from None
+
+    def journal(self, path: str, journal: Journal) -> None:
+        if journal.compact_at < MIN_COMPACT_AT:
+            raise self.fail(
+                f"{path}.compact_at", f"must be >= {MIN_COMPACT_AT}, got {journal.compact_at!r}", "e.g. 64MB"
+            )
+        self.at_least(f"{path}.compact_records", journal.compact_records, MIN_COMPACT_RECORDS)
 
     def process(self, path: str, proc: Process) -> None:
         self.safe_name(f"{path}.name", proc.name, "process name")
@@ -245,6 +258,7 @@ def validate_task(task: Task, file: str | None = None) -> None:
     check.resources("resources", task.resources)
     check.slurm("slurm", task.slurm)
     check.control("control", task.control)
+    check.journal("journal", task.journal)
     check.env("env", task.env)
     check.user("user", task.user)
     check.templates(_task_fields(task), {"task": set(TASK_FIELDS), "ports": None, "params": None})
@@ -301,6 +315,7 @@ def validate_ensemble(ens: Ensemble, file: str | None = None) -> None:
         raise check.fail("halt.failure_rate", f"must be in (0, 1], got {rate!r}", "0.1 = 10%")
     check.slurm("slurm", ens.slurm)
     check.control("control", ens.control)
+    check.journal("journal", ens.journal)
     for key, values in ens.params.items():
         path = f"params.{key}"
         if not key.isidentifier():

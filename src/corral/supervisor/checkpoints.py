@@ -105,10 +105,18 @@ def write(
     return None
 
 
+def invalidate(layout: Layout) -> None:
+    """Remove the checkpoint before the journal is replaced (compaction): its offsets are of
+    the old file. Readers that opened it before check it is still there (see `load`)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path_of(layout))
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded:
     checkpoint: Checkpoint
     journal_offset: int
+    journal_inode: int  # the journal file it was checked against
 
 
 def load(layout: Layout) -> Loaded | None:
@@ -118,7 +126,7 @@ def load(layout: Layout) -> Loaded | None:
     except OSError:
         return None
     try:
-        with os.fdopen(fd, "rb") as f:
+        with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read()
         magic, version, _, offset, prefix_crc, _crc, *stamp = _HEAD.unpack_from(data, 0)
         payload = data[_HEAD.size :]
@@ -135,15 +143,21 @@ def load(layout: Layout) -> Loaded | None:
                 return None
         finally:
             os.close(jfd)
-        return Loaded(decode_checkpoint(payload), offset)
+        # a compaction removes the checkpoint before it renames the new journal in: if ours is
+        # still there, the journal we checked it against is the one it was written for
+        if os.stat(path_of(layout)).st_ino != os.fstat(fd).st_ino:
+            return None
+        return Loaded(decode_checkpoint(payload), offset, st.st_ino)
     except (OSError, struct.error, msgspec.DecodeError, msgspec.ValidationError):
         return None
+    finally:
+        os.close(fd)
 
 
-def restored(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, Any, int] | None:
-    """The fold restored from the checkpoint, its Jobs, and the journal offset it covers up
-    to; None when there is no usable checkpoint, or one kept with other detail than
-    `keep_finished` asks for."""
+def restored(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, Any, int, int] | None:
+    """The fold restored from the checkpoint, its Jobs, the journal offset it covers up to and
+    the inode of the journal file it is of; None when there is no usable checkpoint, or one
+    kept with other detail than `keep_finished` asks for."""
     from corral.supervisor.session import supervision_for
 
     loaded = load(layout)
@@ -160,7 +174,7 @@ def restored(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, A
         restore(sup, ckpt)
     except Exception:  # does not fit its own Opened record: not to be trusted, replay instead
         return None
-    return sup, jobs, loaded.journal_offset
+    return sup, jobs, loaded.journal_offset, loaded.journal_inode
 
 
 def start(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, Any, Tail] | None:
@@ -168,8 +182,8 @@ def start(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, Any,
     found = restored(layout, keep_finished)
     if found is None:
         return None
-    sup, jobs, offset = found
-    return sup, jobs, Tail(layout.journal, offset=offset)
+    sup, jobs, offset, inode = found
+    return sup, jobs, Tail(layout.journal, offset=offset, inode=inode)
 
 
 def fold_journal(layout: Layout, keep_finished: bool | None = None) -> Supervision:
@@ -180,8 +194,8 @@ def fold_journal(layout: Layout, keep_finished: bool | None = None) -> Supervisi
     found = restored(layout, keep_finished)
     if found is None:
         return replay(layout, keep_finished)[0]
-    sup, jobs, offset = found
-    tail = Tail(layout.journal, offset=offset)
+    sup, jobs, offset, inode = found
+    tail = Tail(layout.journal, offset=offset, inode=inode)
     try:
         payloads = tail.read_new()
     finally:
@@ -196,14 +210,20 @@ def fold_onto(layout: Layout, sup: Supervision, jobs: Any, payloads: list[bytes]
     """Decode and fold `payloads` (the frames from journal offset `start` on) into `sup`; a
     record the decoder or the fold refuses is RecordRejected, naming its offset. Returns the
     records."""
+    from corral.core.records import Opened
     from corral.supervisor.replaying import decode_all, paused_gc, rejected
-    from corral.supervisor.session import _apply
+    from corral.supervisor.session import _apply, absorb_head
 
     records = decode_all(layout, payloads, None, start)
     index = 0
     try:
+        if records and type(records[0]) is Opened:  # a new fold: a compacted head is restored
+            index = 1
+            first = absorb_head(sup, jobs, records)
+        else:
+            first = 0
         with paused_gc():
-            for index, rec in enumerate(records):  # noqa: B007 (index names the bad record)
+            for index, rec in enumerate(records[first:], first):  # noqa: B007 (index names the bad record)
                 _apply(sup, jobs, rec)
     except OSError:
         raise

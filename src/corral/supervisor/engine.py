@@ -30,6 +30,7 @@ from corral.journal import JournalWriter
 from corral.supervisor import access, proc
 from corral.supervisor.checkpoints import CheckpointWriter
 from corral.supervisor.committer import Committer
+from corral.supervisor.compaction import Compactor
 from corral.supervisor.control import ControlServer
 from corral.supervisor.controller import Controller
 from corral.supervisor.crash import CrashPoints
@@ -75,6 +76,7 @@ class Engine:
         self.sweeper = Sweeper(self.launcher)
         self.snapshots = Snapshots(layout, ensemble)
         self.checkpoints = CheckpointWriter(layout)
+        self.compactor = Compactor(layout, writer, self.crash.hit)
         self.controller = Controller(self)
         self._effects: list[Effect] = []
         self._replies: list[tuple[Any, dict[str, Any]]] = []
@@ -224,6 +226,7 @@ class Engine:
             self.on_turn(self.sup)
         self.snapshots.maybe(self.sup, self.writer.size, now)
         self.checkpoints.maybe(self.sup, self.writer.size, self.writer.pending, now)
+        self._compact(now)
         if self.sup.terminal and not launcher.busy:
             if not self._commit(crash_point=False):
                 return earliest(wake, _after(now, self.committer.retry_in()))
@@ -233,6 +236,17 @@ class Engine:
             return _DONE
         poll_at = self.backend.due() if self.backend is not None else None
         return earliest(wake, launcher.rotator.due(), launcher.mirror.due(), poll_at)
+
+    def _compact(self, now: float) -> None:
+        """Replace the journal by its fold once it passed its threshold (compaction.py)."""
+        try:
+            done = self.compactor.maybe(self.sup, now)
+        except OSError as exc:  # the journal is whole either way: try again once it grew more
+            self.compactor.postpone()
+            log.warning("cannot compact the journal: %s", exc)
+            return
+        if done:
+            self.checkpoints.offset = 0  # the next checkpoint is of the new file
 
     def _wait(self, loop: Loop, control: ControlServer | None, wake: float | None) -> None:
         if self.sup.dirty:

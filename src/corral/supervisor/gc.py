@@ -29,7 +29,7 @@ from corral.journal import JournalError
 from corral.supervisor.layout import Layout, list_ids
 
 TRASH_PREFIX = ".gc-"
-WHAT = ("all", "logs", "sandbox")
+WHAT = ("all", "logs", "sandbox", "history")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class Conditions:
     keep: int | None = None  # finished tasks to keep (the newest)
     max_space: int | None = None  # bytes the matching tasks may use in all
     states: frozenset[TaskState] = TASK_TERMINAL  # only tasks that ended in one of these
-    what: str = "all"  # all | logs | sandbox
+    what: str = "all"  # all | logs | sandbox | history
 
     @property
     def any_goal(self) -> bool:
@@ -94,13 +94,16 @@ def parts(layout: Layout, what: str) -> list[Path]:
     """The paths inside a task directory that `what` removes (never anything outside it).
 
     logs: every run's output and the supervisor's log; sandbox: the task's working directory
-    and an ensemble's job directories. Both keep the journal, so `status` and `read` still
-    answer. A custom `sandbox:` outside ROOT/ID is the user's, never ours to delete.
+    and an ensemble's job directories; history: the old journals a compaction kept
+    (`journal.keep_history`). All keep the journal, so `status` and `read` still answer. A
+    custom `sandbox:` outside ROOT/ID is the user's, never ours to delete.
     """
     if what == "logs":
         names = ["logs", "supervisor.log"]
     elif what == "sandbox":
         names = ["sandbox", "jobs"]
+    elif what == "history":
+        names = ["history"]
     else:
         raise ValueError(what)
     return [layout.dir / n for n in names if os.path.lexists(layout.dir / n)]

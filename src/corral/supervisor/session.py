@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,9 +192,13 @@ def _fold(
     index = 0
     try:
         sup, jobs = supervision_for(records[0], layout, keep)
+        index = 1  # a bad checkpoint at the head (compaction) is named by its first part
+        start = absorb_head(sup, jobs, records)
+        index = start
         apply = sup.apply  # the replay's hot loop (bench/replay.py): no call but the fold's
+        rest = islice(records, start, None) if start else records
         with paused_gc():
-            for index, rec in enumerate(records):  # noqa: B007 (index names the bad record)
+            for index, rec in enumerate(rest, start):  # noqa: B007 (index names the bad record)
                 if type(rec) is JobsAdded and jobs is not None:
                     jobs.space.add(rec.params)
                 apply(rec)
@@ -202,6 +207,13 @@ def _fold(
     except Exception as exc:
         raise rejected(layout, payloads, offsets, index, exc) from None
     return sup, jobs
+
+
+def absorb_head(sup: Supervision, jobs: Jobs | None, records: list[Record]) -> int:
+    """The checkpoint a compaction wrote at the head, restored into `sup` (compaction.py)."""
+    from corral.supervisor.compaction import absorb_head as absorb
+
+    return absorb(sup, jobs, records)
 
 
 def _apply(sup: Supervision, jobs: Jobs | None, rec: Record) -> None:
@@ -390,7 +402,7 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
         if found is not None and writer.read_from == resume_at:
             from corral.supervisor.checkpoints import fold_onto
 
-            sup, jobs, _ = found
+            sup, jobs, _, _ = found
             records = fold_onto(layout, sup, jobs, payloads, resume_at)
         else:
             records = decode_all(layout, payloads, None)

@@ -84,7 +84,8 @@ def _task_detail(sup: Supervision) -> dict[str, object]:
         "ports": opened.context.get("ports", {}) if opened else {},
         "supervisor_pid": sup.supervisors[-1].pid if sup.supervisors else None,
         "processes": [
-            [name, p.spec.final, runs[name]] for name, p in (rt.processes.items() if rt is not None else ())
+            [name, p.spec.final, runs[name], p.dropped]
+            for name, p in (rt.processes.items() if rt is not None else ())
         ],
     }
 
