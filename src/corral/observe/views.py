@@ -191,7 +191,6 @@ def _snapshot_processes(rows: list[Any]) -> list[dict[str, Any]]:
         {
             "name": name,
             "final": final,
-            "runs_dropped": dropped[0] if dropped else 0,
             "runs": [
                 {
                     "run": run,
@@ -204,6 +203,7 @@ def _snapshot_processes(rows: list[Any]) -> list[dict[str, Any]]:
                 }
                 for run, state, pid, code, started, finished, reason in runs
             ],
+            "runs_dropped": dropped[0] if dropped else 0,
         }
         for name, final, runs, *dropped in rows
     ]
