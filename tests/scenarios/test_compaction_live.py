@@ -151,3 +151,28 @@ def test_bad_journal_settings_are_one_line(corral, spec_file, journal: str, path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and path in lines[0] and "Traceback" not in result.stderr, result.stderr
     assert not (corral.root / "bad").exists()
+
+
+def test_readers_of_a_compacted_journal_start_from_a_checkpoint_of_the_new_file(corral, spec_file) -> None:  # type: ignore[no-untyped-def]
+    spec = spec_file(_daemon("ckpt", 300 * 1024))  # compacted, then the checkpoint is written after
+    proc = corral.start("run", str(spec), "--id", "x", "-q")
+    ckpt = corral.root / "x" / "checkpoint"
+    journal = corral.root / "x" / "journal"
+
+    def compacted_then_checkpointed() -> bool:
+        assert proc.poll() is None
+        return ckpt.exists() and "compacted:" in corral("read", "x").stdout.split("\n", 2)[1]
+
+    corral.wait_for(compacted_then_checkpointed, timeout=900, interval=0.5)
+    _kill(corral, "x", proc)
+    from corral.supervisor import checkpoints
+    from corral.supervisor.layout import Layout
+    from corral.supervisor.session import replay
+
+    layout = Layout(corral.root, "x")
+    loaded = checkpoints.load(layout)
+    assert loaded is not None and loaded.journal_inode == journal.stat().st_ino
+    folded = checkpoints.fold_journal(layout)
+    replayed, _ = replay(layout)
+    assert folded.jobs[0].processes["p"].runs == replayed.jobs[0].processes["p"].runs
+    assert folded.compacted == replayed.compacted > 0

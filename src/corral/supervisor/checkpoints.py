@@ -246,6 +246,10 @@ class CheckpointWriter:
         self.offset = 0
         self.known: Prefix = (0, 0)  # the journal's prefix crc as of the last checkpoint
 
+    def restart(self) -> None:
+        """The journal was replaced (compaction): the next checkpoint is of the new file."""
+        self.offset, self.known = 0, (0, 0)
+
     def maybe(
         self, sup: Supervision, journal_size: int, pending: int, now: float, *, force: bool = False
     ) -> None:

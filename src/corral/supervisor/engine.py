@@ -246,7 +246,7 @@ class Engine:
             log.warning("cannot compact the journal: %s", exc)
             return
         if done:
-            self.checkpoints.offset = 0  # the next checkpoint is of the new file
+            self.checkpoints.restart()
 
     def _wait(self, loop: Loop, control: ControlServer | None, wake: float | None) -> None:
         if self.sup.dirty:
