@@ -81,7 +81,9 @@ def test_every_ended_slurm_state_after_corral_cancelled(state: SlurmState) -> No
     want, _ = EXPECTED[state]
     if want in (None, TaskState.ACTIVE):
         return
-    verdict = judge(Observation(SEEN[state], TaskState.ACTIVE, cancelled=True, requeue=True, kill_requested=True))
+    verdict = judge(
+        Observation(SEEN[state], TaskState.ACTIVE, cancelled=True, requeue=True, kill_requested=True)
+    )
     assert verdict is not None
     assert verdict.state is (TaskState.FAILED if want is TaskState.FAILED else TaskState.KILLED)
     assert not verdict.requeue  # a kill of the whole task never requeues

@@ -363,3 +363,44 @@ def test_logger_destination_both_is_accepted():
     validate_task(
         Task(name="t", processes=(Process(name="a", cmd="true", logger=Logger(destination="both")),))
     )
+    task = Task(name="t", processes=(Process(name="a", cmd="true", logger=Logger(destination="both")),))
+    with pytest.raises(SpecError, match=r"processes\[0\]\.logger\.destination: 'both' is not supported"):
+        validate_task(task, file="t.yaml")
+
+
+PILOT = """
+name: p
+backend: {backend}
+slurm:
+  pilot: {pilot}
+job: {{cmd: "true"}}
+params: {{i: [1]}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("backend", "pilot", "needle"),
+    [
+        ("slurm", "{workers: 0}", "slurm.pilot.workers: must be >= 1"),
+        ("slurm", "{workers: 3, max_workers: 2}", "slurm.pilot.max_workers: must be >= workers (3)"),
+        ("slurm", "{workers: 100000}", "slurm.pilot.workers: must be <= 10000"),
+        ("slurm", "{cpus: 0}", "slurm.pilot.cpus: must be >= 1"),
+        ("slurm", "{time: -1}", "slurm.pilot.time: must be > 0"),
+        ("slurm", "{idle_timeout: 0}", "slurm.pilot.idle_timeout: must be > 0"),
+        ("slurm", "{cpus: many}", "slurm.pilot.cpus"),
+        ("slurm", "{nodes: 2}", "nodes"),
+        ("local", "{workers: 1}", "slurm.pilot: needs backend: slurm"),
+    ],
+)
+def test_pilot_block_errors_are_one_line(tmp_path: Path, backend: str, pilot: str, needle: str) -> None:
+    msg = one_line(tmp_path, PILOT.format(backend=backend, pilot=pilot))
+    assert needle in msg
+
+
+def test_pilot_units_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(PILOT.format(backend="slurm", pilot='{time: "1:00:00", memory: 1GB, idle_timeout: 2m}'))
+    ens = load_spec(path)
+    assert not isinstance(ens, Task)
+    pilot = ens.slurm.pilot
+    assert pilot is not None and pilot.time == 3600 and pilot.memory == 2**30 and pilot.idle_timeout == 120

@@ -10,7 +10,10 @@ The supervisor calls, in its loop:
 - `due()` for when it wants its next `poll(now)` (None: nothing to watch);
 - `poll(now)` to observe every live job (one query per interval) and record what changed;
 - `cancel(jobs)` to carry out a recorded kill;
-- `reattach()` once after a recovery: watch the live jobs again; returns how many.
+- `reattach()` once after a recovery: watch the live jobs again; returns how many;
+- `close()` once the supervision ended (the ensemble is terminal): release what the backend
+  holds (pilot workers are cancelled); not called when the supervisor stops otherwise
+  (a crash, a detach): a recovery re-attaches.
 
 Local runs (and slurm-steps, which starts each local run as an srun step) are not driven
 through this interface: the supervisor's launcher starts and reaps them itself.
@@ -32,3 +35,5 @@ class Backend(Protocol):
     def cancel(self, jobs: list[int]) -> None: ...
 
     def reattach(self) -> int: ...
+
+    def close(self) -> None: ...

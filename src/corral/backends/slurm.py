@@ -247,6 +247,9 @@ class SlurmBackend:
         self.resolved = False
         return sum(1 for job in sup.live if job in sup.submitted)
 
+    def close(self) -> None:
+        """Nothing to release: every Slurm job of ours has ended with its job of the ensemble."""
+
     # -- polling ---------------------------------------------------------------------------
 
     def due(self) -> float | None:

@@ -48,6 +48,7 @@ COMMANDS: dict[str, Entry] = {
     "serve": Entry("corral.cli.serve", "serve", "Serve the tasks under the root: web page at /, JSON API at /api/v1, metrics at /metrics."),
     "simplerun": Entry("corral.cli.run", "simplerun", "Run one command as a one-process task: corral simplerun -- CMD ARGS..."),
     "slurm-job": Entry("corral.cli.slurm_job", "slurm_job", "On a compute node: supervise job JOB of ID (started by the Slurm backend's sbatch).", hidden=True),
+    "worker": Entry("corral.cli.pilot_worker", "worker", "On a compute node: take jobs of ensemble ID from its launcher and run them.", hidden=True),
     "status": Entry("corral.cli.status", "status", "Tasks and ensembles under the root, with their state."),
     "submit": Entry("corral.cli.jobs", "submit", "Add jobs to a live ensemble; prints their job numbers."),
     "tail": Entry("corral.cli.status", "tail", "The log of the latest run: tail ID [PROCESS] for a task, tail ID JOB [PROCESS] for an ensemble."),

@@ -267,6 +267,10 @@ def _slurm(d: dict[str, Any], path: str, file: str | None) -> None:
         _durations(sl, ("time", "poll_interval"), p, file)
         if isinstance(sl.get("extra"), str):
             sl["extra"] = [sl["extra"]]
+        pilot = _sub(sl, "pilot")
+        if pilot is not None:
+            _sizes(pilot, ("memory",), _join(p, "pilot"), file)
+            _durations(pilot, ("time", "idle_timeout", "silence"), _join(p, "pilot"), file)
 
 
 def _logger(d: dict[str, Any], path: str, file: str | None) -> None:

@@ -30,6 +30,18 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     walltime: float | None = None  # seconds; loaders accept "1:30:00"
 
 
+class Pilot(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Pilot workers: a few long Slurm jobs (`corral worker`) that run an ensemble's jobs."""
+
+    workers: int = 1  # worker jobs started at once while jobs are pending
+    max_workers: int | None = None  # at most this many alive (None: = workers)
+    cpus: int = 1  # CPUs of one worker; jobs are admitted by their declared resources.cpus
+    memory: int = 0  # bytes of one worker (0: not asked of Slurm, not checked)
+    time: float = 3600.0  # walltime of one worker job, seconds
+    idle_timeout: float = 60.0  # a worker without a job this long leaves
+    silence: float = 30.0  # a worker not heard of this long is cancelled, its jobs judged LOST
+
+
 class Slurm(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     partition: str | None = None
     account: str | None = None
@@ -41,6 +53,7 @@ class Slurm(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     extra: tuple[str, ...] = ()  # extra sbatch arguments, passed as they are
     requeue: bool = False  # requeue after preemption / walltime
     poll_interval: float = 2.0
+    pilot: Pilot | None = None  # run an ensemble's jobs on pilot workers (see Pilot)
 
 
 class Control(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -27,6 +27,7 @@ from corral.spec.model import (
 from corral.spec.template import JOB_FIELDS, ROOTS, TASK_FIELDS, referenced_names, unbound_hint
 
 MAX_NAME = 100
+MAX_WORKERS = 10_000  # pilot workers of one ensemble (Slurm arrays are limited well below)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # POSIX portable user names (plus the trailing $ of machine accounts); 32 is useradd's limit
 _USER_NAME = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}\$?$")
@@ -111,6 +112,23 @@ class _Checker:
         self.positive(f"{path}.cpus_per_task", slurm.cpus_per_task)
         self.positive(f"{path}.memory", slurm.memory)
         self.positive(f"{path}.poll_interval", slurm.poll_interval)
+        pilot = slurm.pilot
+        if pilot is not None:
+            where = f"{path}.pilot"
+            self.at_least(f"{where}.workers", pilot.workers, 1)
+            for name, value in (("workers", pilot.workers), ("max_workers", pilot.max_workers or 1)):
+                if value > MAX_WORKERS:
+                    raise self.fail(f"{where}.{name}", f"must be <= {MAX_WORKERS}, got {value}")
+            if pilot.max_workers is not None and pilot.max_workers < pilot.workers:
+                raise self.fail(
+                    f"{where}.max_workers",
+                    f"must be >= workers ({pilot.workers}), got {pilot.max_workers}",
+                )
+            self.at_least(f"{where}.cpus", pilot.cpus, 1)
+            self.at_least(f"{where}.memory", pilot.memory, 0)
+            self.positive(f"{where}.time", pilot.time)
+            self.positive(f"{where}.idle_timeout", pilot.idle_timeout)
+            self.positive(f"{where}.silence", pilot.silence)
 
     def control(self, path: str, control: Control) -> None:
         if control.listen is not None:
@@ -257,6 +275,10 @@ def validate_task(task: Task, file: str | None = None) -> None:
     check.at_least("kill_grace", task.kill_grace, 0)
     check.resources("resources", task.resources)
     check.slurm("slurm", task.slurm)
+    if task.slurm.pilot is not None:
+        raise check.fail(
+            "slurm.pilot", "pilot workers run the jobs of an ensemble", "drop it, or make this an ensemble"
+        )
     check.control("control", task.control)
     check.journal("journal", task.journal)
     check.env("env", task.env)
@@ -314,6 +336,8 @@ def validate_ensemble(ens: Ensemble, file: str | None = None) -> None:
     if rate is not None and not (0 < rate <= 1):
         raise check.fail("halt.failure_rate", f"must be in (0, 1], got {rate!r}", "0.1 = 10%")
     check.slurm("slurm", ens.slurm)
+    if ens.slurm.pilot is not None and ens.backend != "slurm":
+        raise check.fail("slurm.pilot", f"needs backend: slurm, got {ens.backend}", "set backend: slurm")
     check.control("control", ens.control)
     check.journal("journal", ens.journal)
     for key, values in ens.params.items():

@@ -26,6 +26,7 @@ from corral.supervisor.protocol import (
     Kill,
     Lose,
     Pause,
+    PilotHello,
     Ping,
     Requeue,
     Resume,
@@ -105,6 +106,8 @@ class Controller:
             engine.ops[type(request)](client, request)
         elif isinstance(request, Calls | Watch | Yield | Requeue):
             raise Refused(f"{_op(request)}: this task is not an executor")
+        elif isinstance(request, PilotHello):
+            raise Refused("pilot: this task does not run pilot workers")
         elif isinstance(request, Kill | Pause | Resume):
             self._act(request)
             engine.answer_after_commit(client, {"ok": True})

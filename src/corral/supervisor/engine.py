@@ -80,6 +80,7 @@ class Engine:
         self.controller = Controller(self)
         self._effects: list[Effect] = []
         self._replies: list[tuple[Any, dict[str, Any]]] = []
+        self._after: list[Callable[[], None]] = []  # to do once what is recorded is durable
         self._pending_since: float | None = None  # when the oldest uncommitted effect-free record came
         self._interrupts = 0
         # extensions (the executor, corral/executor/book.py): more control requests, more
@@ -136,11 +137,20 @@ class Engine:
         """Answers go out only after the records they confirm are durable."""
         self._replies.append((conn, message))
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the records buffered so far are durable (this turn commits).
+        A backend sends what its records announce only then (a job handed to a worker)."""
+        self._after.append(callback)
+
     def _commit(self, *, crash_point: bool = True) -> bool:
         """Commit; False while the journal cannot be written (the committer retries)."""
         if not self.committer.commit(crash_point=crash_point):
             return False
         self._pending_since = None
+        while self._after:
+            after, self._after = self._after, []
+            for callback in after:
+                callback()
         return True
 
     def _commit_due(self) -> bool:
@@ -174,6 +184,7 @@ class Engine:
                 self.launcher.detach()
                 self._loop = None
                 self._replies.clear()  # never confirm what did not become durable
+                self._after.clear()
                 self.controller.server = None
                 if control is not None:
                     control.close()
@@ -212,7 +223,7 @@ class Engine:
             self._interrupts = loop.interrupts
             self.record(Request(Action.KILL, now, grace=None if self._interrupts == 1 else 0.0))
         wake = self._decide(now)
-        if self._effects or self._replies or self._commit_due():
+        if self._effects or self._replies or self._after or self._commit_due():
             if self._commit():  # effects only once their records are durable
                 self._flush_replies()
                 self._carry_out()
@@ -231,6 +242,8 @@ class Engine:
             if not self._commit(crash_point=False):
                 return earliest(wake, _after(now, self.committer.retry_in()))
             self.sweeper.sweep([])
+            if self.backend is not None:
+                self.backend.close()  # the supervision is over: release what the backend holds
             self.snapshots.maybe(self.sup, self.writer.size, now, force=True)
             self.checkpoints.maybe(self.sup, self.writer.size, self.writer.pending, now, force=True)
             return _DONE

@@ -110,8 +110,43 @@ class Jobs(_Base, tag="jobs"):
     jobs: Annotated[list[Job], msgspec.Meta(min_length=1, max_length=MAX_SUBMIT_JOBS)]
 
 
+# -- a pilot worker (corral/backends/pilot.py) --------------------------------------------------
+
+WorkerName = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,20}_[0-9]{1,10}$")]  # SLURMID_INDEX
+
+
+class PilotHello(_Base, tag="pilot"):
+    """A pilot worker connects: its connection becomes the stream of its jobs (pilot_wire)."""
+
+    worker: WorkerName
+    host: Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
+    pid: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+    cpus: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    memory: Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+    ends_at: Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]
+    session: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{1,64}$")]
+    # the jobs it holds (running, queued there, or ended and not yet acknowledged): [job, attempt]
+    known: Annotated[
+        list[tuple[Job, Annotated[int, msgspec.Meta(ge=0, le=65535)]]],
+        msgspec.Meta(max_length=MAX_SUBMIT_JOBS),
+    ] = []
+
+
 ControlRequest = (
-    Ping | Status | Kill | Pause | Resume | Lose | Heartbeat | Submit | Jobs | Calls | Watch | Yield | Requeue
+    Ping
+    | Status
+    | Kill
+    | Pause
+    | Resume
+    | Lose
+    | Heartbeat
+    | Submit
+    | Jobs
+    | Calls
+    | Watch
+    | Yield
+    | Requeue
+    | PilotHello
 )
 
 _decoder = msgspec.json.Decoder(ControlRequest)

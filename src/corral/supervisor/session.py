@@ -82,6 +82,19 @@ class Jobs:
 
 
 def _policy(ens: Ensemble) -> Policy:
+    pilot = ens.slurm.pilot
+    if ens.backend == "slurm" and pilot is not None:
+        from corral.core.pilot import PREFETCH
+
+        # pilot workers: admit what the workers could hold at most; they admit by resources
+        most = (pilot.max_workers or pilot.workers) * pilot.cpus * PREFETCH
+        return Policy(
+            job_limit=min(ens.job_limit, most) if ens.job_limit else most,
+            retries=ens.retries,
+            retry_backoff=ens.retry_backoff,
+            halt=ens.halt,
+            heartbeat=ens.job.heartbeat,
+        )
     if ens.backend == "slurm":
         # Slurm admits by resources itself; 0 = no limit of ours
         return Policy(
@@ -153,7 +166,24 @@ def _slurm_options(opened: Opened) -> Any:
     return msgspec.convert(options, Slurm)
 
 
+def _remote_backend(layout: Layout, opened: Opened, job_limit: int) -> Any:
+    """The backend of a remote journal: pilot workers, or one Slurm job per job."""
+    options = _slurm_options(opened)
+    if options.pilot is not None and opened.kind == "ensemble":
+        from corral.backends.pilot import PilotBackend
+
+        return PilotBackend(layout.root, layout.id, options, options.pilot)
+    from corral.backends.slurm import SlurmBackend
+
+    return SlurmBackend(layout.root, layout.id, options, job_limit=job_limit)
+
+
 def _attach_backend(engine: Engine, opened: Opened, *, new: bool = False) -> None:
+    if engine.sup.remote and _slurm_options(opened).pilot is not None and opened.kind == "ensemble":
+        backend = _remote_backend(engine.layout, opened, engine.sup.policy.job_limit)
+        backend.attach(engine)
+        engine.backend = backend
+        return
     if engine.sup.remote:
         from corral.backends.slurm import SlurmBackend
 
@@ -269,15 +299,14 @@ def create(
     sup, jobs = supervision_for(opened, layout, keep_finished=kind == "task")
     steps = bool(sup.total) and sup.task_for(0).backend == "slurm-steps"
     if (sup.remote or steps) and sup.total:
-        from corral.backends.slurm import SlurmBackend, check_steps
+        from corral.backends.slurm import check_steps
 
         # before anything is recorded: Slurm must be there and accept this job
         try:
             if steps:
                 check_steps(file)
             else:
-                backend = SlurmBackend(layout.root, layout.id, _slurm_options(opened), sup.policy.job_limit)
-                backend.check(sup.task_for(0), file)
+                _remote_backend(layout, opened, sup.policy.job_limit).check(sup.task_for(0), file)
         except BaseException:
             if not layout.journal.exists():
                 shutil.rmtree(layout.dir, ignore_errors=True)  # leave no trace of a refused run

@@ -1,0 +1,352 @@
+"""`corral worker`: one pilot worker, on a Slurm node, running jobs handed over by its launcher.
+
+One process runs every job it is given: it is a local ensemble supervisor (the engine, its
+reaper, core's task semantics: ordering, process retries, finals, timeouts, logs) fed over the
+wire instead of from a spec. Its journal (ROOT/ID/pilot/WORKER/journal) is its ledger: each
+job it took is a JobsAdded row {"job": J, "attempt": A}. It reports each job's start and end,
+resends what the launcher has not acknowledged after a reconnect, and leaves when told to stop,
+when idle and cut off from the launcher for idle_timeout, or when Slurm ends its allocation
+(SIGTERM: it kills its runs, reports them KILLED, and the launcher judges them LOST).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from corral.backends.pilot_wire import (
+    Ack,
+    Beat,
+    End,
+    Kill,
+    Lines,
+    Run,
+    Start,
+    Stop,
+    ToLauncher,
+    WireError,
+    decode_for_worker,
+    encode,
+    task_of,
+)
+from corral.core.records import Action, JobsAdded, Opened, Record, Request, Transition
+from corral.core.states import TASK_TERMINAL, TaskState
+from corral.core.supervision import ENSEMBLE, Policy, Supervision
+from corral.journal import open_for_append
+from corral.spec.address import parse_address
+from corral.spec.model import Task
+from corral.supervisor import access, proc, safefs
+from corral.supervisor.engine import Engine
+from corral.supervisor.layout import Layout
+
+log = logging.getLogger("corral.worker")
+
+TICK = 1.0  # seconds between two beats (and reconnect attempts)
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass
+class WorkerShape:
+    cpus: int
+    memory: int
+    time: float
+    idle_timeout: float
+
+
+@dataclass
+class PilotWorker:
+    root: Path
+    task_id: str
+    name: str
+    shape: WorkerShape
+    started: float = field(default_factory=time.time)
+    session: str = field(default_factory=lambda: secrets.token_hex(8))
+    conn: socket.socket | None = None
+    lines: Lines = field(default_factory=Lines)
+    tasks: dict[int, Task] = field(default_factory=dict)  # local job -> its task
+    origin: dict[int, tuple[int, int]] = field(default_factory=dict)  # local job -> (job, attempt)
+    local: dict[tuple[int, int], int] = field(default_factory=dict)  # (job, attempt) -> local job
+    unacked: list[Start | End] = field(default_factory=list)  # reports the launcher has not acked
+    pending: list[ToLauncher] = field(default_factory=list)  # reports not sent yet (this turn's)
+    seq: int = 0
+    idle_since: float | None = None
+    cut_since: float | None = None
+    stopping: bool = False
+    engine: Engine | None = None
+
+    @property
+    def ends_at(self) -> float:
+        return self.started + self.shape.time
+
+    # -- setting up ---------------------------------------------------------------------------
+
+    def open(self) -> Engine:
+        layout = Layout(self.root / self.task_id / "pilot", self.name)
+        safefs.make_task_dir(layout.dir, group=False)
+        safefs.make_subdir(layout.logs, layout.dir)
+        writer, _ = open_for_append(layout.journal, create=True)
+        sup = Supervision(
+            "ensemble",
+            self.name,
+            self.tasks.__getitem__,
+            0,
+            Policy(job_limit=self.shape.cpus, cpus=float(self.shape.cpus), memory=self.shape.memory),
+            hold=True,
+        )
+        engine = Engine(layout, sup, writer, ensemble=True)
+        opened = Opened(
+            "ensemble",
+            self.name,
+            {"name": "pilot-worker", "job": {"cmd": "true"}},
+            time.time(),
+            socket.gethostname(),
+            proc.boot_id(),
+            context={"pilot": self.task_id},
+        )
+        engine.record(opened)
+        writer.commit()
+        parent = Layout(self.root, self.task_id)
+        engine.public = {"CORRAL_ROOT": str(self.root), "CORRAL_TASK_ID": self.task_id}
+        reachable = access.published(parent)
+        if reachable is not None:
+            engine.public["CORRAL_CONTROL"], engine.public["CORRAL_TOKEN"] = reachable
+        engine.on_record = self._recorded
+        engine.on_turn = lambda _sup: self._flush()
+        self.engine = engine
+        return engine
+
+    def run(self) -> TaskState:
+        engine = self.open()
+        proc.become_subreaper()
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        done = threading.Event()
+
+        def ticker() -> None:
+            while not done.wait(TICK):
+                with contextlib.suppress(OSError):
+                    os.write(wake_w, b".")
+
+        thread = threading.Thread(target=ticker, daemon=True)
+        thread.start()
+        self.idle_since = time.time()
+
+        def started() -> None:  # the loop runs: descriptors can be watched now
+            engine.watch(wake_r, lambda: self._tick(wake_r))
+            self._connect()
+
+        engine.after_commit(started)
+        try:
+            state = engine.run()
+        finally:
+            done.set()
+            self._flush(final=True)
+            engine.writer.close()
+            os.close(wake_r)
+            os.close(wake_w)
+        return state
+
+    # -- the launcher's stream --------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        found = access.published(Layout(self.root, self.task_id))
+        if found is None:
+            return
+        address, token = found
+        try:
+            host, port = parse_address(address.removeprefix("tcp://"))
+            conn = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
+        except (OSError, ValueError):
+            return
+        known = sorted({(j, a) for j, a in self.origin.values()} | {(m.job, m.attempt) for m in self.unacked})
+        hello = {
+            "op": "pilot",
+            "token": token,
+            "worker": self.name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "cpus": self.shape.cpus,
+            "memory": self.shape.memory,
+            "ends_at": self.ends_at,
+            "session": self.session,
+            "known": [list(k) for k in known],
+        }
+        try:
+            conn.sendall(msgspec.json.encode(hello) + b"\n")
+            answer = _read_line(conn)
+        except OSError:
+            conn.close()
+            return
+        if not answer.get("ok"):
+            log.warning("worker: the launcher refused us: %s", answer.get("error"))
+            conn.close()
+            return
+        conn.setblocking(False)
+        self.conn, self.lines, self.cut_since = conn, Lines(), None
+        if self.engine is not None:
+            fd = conn.fileno()
+            self.engine.watch(fd, lambda: self._readable(fd))
+        for message in self.unacked:  # what happened while cut off, in order
+            self._send(encode(message))
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            if self.engine is not None:
+                self.engine.watch(self.conn.fileno(), None)
+            with contextlib.suppress(OSError):
+                self.conn.close()
+        self.conn = None
+        self.cut_since = time.time()
+
+    def _send(self, data: bytes) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.conn.settimeout(CONNECT_TIMEOUT)
+            self.conn.sendall(data)
+            self.conn.setblocking(False)
+        except OSError:
+            self._drop()
+
+    def _readable(self, fd: int) -> None:
+        conn = self.conn
+        if conn is None or conn.fileno() != fd:
+            return
+        data = b""
+        try:
+            data = conn.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop()
+            return
+        try:
+            for line in self.lines.feed(data):
+                self._handle(decode_for_worker(line))
+        except WireError as exc:
+            log.warning("worker: garbage from the launcher (%s): reconnecting", exc)
+            self._drop()
+
+    def _handle(self, message: Run | Kill | Ack | Stop) -> None:
+        engine = self.engine
+        assert engine is not None
+        now = time.time()
+        if isinstance(message, Run):
+            key = (message.job, message.attempt)
+            if key in self.local or self.stopping:
+                return  # a resend of what we hold (or we are leaving: the launcher will judge)
+            task = task_of(message)
+            first = engine.sup.total
+            self.tasks[first] = task
+            self.origin[first] = key
+            self.local[key] = first
+            self.idle_since = None
+            engine.record(JobsAdded(first, [{"job": message.job, "attempt": message.attempt}], now))
+        elif isinstance(message, Kill):
+            local = self.local.get((message.job, message.attempt))
+            if local is not None and local in engine.sup.live:
+                engine.record(Request(Action.KILL, now, job=local, grace=message.grace))
+        elif isinstance(message, Ack):
+            self.unacked = [m for m in self.unacked if m.seq > message.seq]
+        else:
+            self._leave(now)
+
+    def _leave(self, now: float) -> None:
+        """Take nothing more; the engine ends once the running jobs ended."""
+        engine = self.engine
+        assert engine is not None
+        if not self.stopping:
+            self.stopping = True
+            engine.sup.hold = False
+            engine.record(Request(Action.DRAIN, now))
+
+    # -- reports ----------------------------------------------------------------------------------
+
+    def _recorded(self, rec: Record) -> None:
+        if type(rec) is not Transition or rec.job == ENSEMBLE:
+            return
+        key = self.origin.get(rec.job)
+        if key is None:
+            return
+        job, attempt = key
+        state = TaskState(rec.state)
+        self.seq += 1
+        message: Start | End
+        if state is TaskState.ACTIVE:
+            message = Start(seq=self.seq, job=job, attempt=attempt, at=rec.at)
+        elif state in TASK_TERMINAL:
+            assert self.engine is not None
+            code = self.engine.sup.summary(rec.job).exit_code
+            end = state.value if state.value in ("SUCCESS", "FAILED", "KILLED") else "FAILED"
+            message = End(
+                seq=self.seq,
+                job=job,
+                attempt=attempt,
+                at=rec.at,
+                state=end,
+                exit_code=code,
+                reason=rec.reason[:1000],
+            )
+            self.tasks.pop(rec.job, None)
+            self.origin.pop(rec.job, None)
+            self.local.pop(key, None)
+            if not self.engine.sup.live - {rec.job}:
+                self.idle_since = rec.at
+        else:
+            return
+        self.unacked.append(message)
+        self.pending.append(message)
+
+    def _flush(self, final: bool = False) -> None:
+        if self.pending and self.conn is not None:
+            data = b"".join(encode(m) for m in self.pending)
+            self.pending.clear()
+            self._send(data)
+        elif self.conn is None:
+            self.pending.clear()  # they wait in `unacked` for the next connection
+
+    def _tick(self, fd: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(fd, 4096):
+                pass
+        engine = self.engine
+        assert engine is not None
+        now = time.time()
+        if self.conn is None and not self.stopping:
+            self._connect()
+        if self.conn is not None:
+            running = len(engine.sup.live)
+            self._send(encode(Beat(at=now, running=running, idle_since=self.idle_since)))
+        elif (
+            not engine.sup.live
+            and self.cut_since is not None
+            and now - self.cut_since >= self.shape.idle_timeout
+            and (self.idle_since is None or now - self.idle_since >= self.shape.idle_timeout)
+        ):
+            self._leave(now)  # idle and cut off: the launcher is gone (our ledger stays)
+
+
+def _read_line(conn: socket.socket) -> dict[str, object]:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > 65536:
+            break
+    try:
+        answer = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return {"ok": False, "error": "not an answer"}
+    return answer if isinstance(answer, dict) else {"ok": False, "error": "not an answer"}

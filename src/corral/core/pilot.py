@@ -1,0 +1,144 @@
+"""Pilot workers: what the launcher decides about them (pure: no I/O, time comes in).
+
+A pilot worker is a long Slurm job running `corral worker`, which takes jobs of an ensemble
+over TCP. The launcher's backend (backends/pilot.py) observes its workers (Slurm's state, the
+connection, when a worker was last heard of) and asks this module:
+
+- `judge_worker`: is a worker alive, to be waited for, to be cancelled, or gone (its jobs LOST)?
+  A job is judged LOST only once its worker cannot run it any more (Slurm says the worker's job
+  ended, or squeue forgot it): never while the first run may still be alive.
+- `fits` / `unfit_reason`: may a worker take a job (declared resources, walltime left)?
+- `wanted_workers`: how many worker jobs to submit for the jobs waiting.
+- `reported_end`: a worker's report of a job's end -> the job's state in the launcher's journal.
+- `should_stop`: an idle worker that may leave.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from corral.core.outcome import Seen
+from corral.core.states import TaskState
+
+VANISHED_GRACE = 30.0  # a worker missing from squeue this soon after submission is still coming
+WALLTIME_MARGIN = 5.0  # seconds kept free at the end of a worker's allocation
+PREFETCH = 2  # a worker holds up to this many times its CPUs in jobs (running + queued there)
+
+
+class WorkerVerdict(enum.Enum):
+    ALIVE = "alive"  # heard of recently (or still queued): hand it jobs if connected
+    WAIT = "wait"  # cannot tell yet (cut off, Slurm still lists it): decide nothing
+    CANCEL = "cancel"  # silent too long while Slurm says it runs: scancel it, then wait for its end
+    GONE = "gone"  # its allocation ended: its jobs that did not report an end are LOST
+
+
+ENDED = frozenset(Seen) - {Seen.QUEUED, Seen.RUNNING, Seen.GONE}  # Slurm's ends of a worker job
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """What the launcher knows of one worker at `now`."""
+
+    seen: Seen | None  # Slurm's state (None: not polled yet, or the poll failed)
+    submitted_at: float
+    heard_at: float | None  # last message received (None: never connected)
+    running_since: float | None  # first seen RUNNING by Slurm (or first heard)
+    cancelled: bool  # we asked Slurm to cancel it
+
+
+def judge_worker(view: WorkerView, now: float, silence: float) -> WorkerVerdict:
+    """Alive, wait, cancel or gone: the table of the README's Slurm section (pilot workers)."""
+    seen = view.seen
+    if seen in ENDED:
+        return WorkerVerdict.GONE
+    if seen is Seen.GONE:
+        # squeue forgot it (or never listed it yet): gone once it had time to appear
+        if now - view.submitted_at < VANISHED_GRACE:
+            return WorkerVerdict.WAIT
+        return WorkerVerdict.GONE
+    if seen is Seen.QUEUED and view.heard_at is None:
+        return WorkerVerdict.ALIVE  # not started: it holds no job
+    # running by Slurm's word, or not known (a failed poll): only silence can tell
+    last = max(t for t in (view.heard_at, view.running_since, view.submitted_at) if t is not None)
+    if now - last < silence:
+        return WorkerVerdict.ALIVE
+    return WorkerVerdict.WAIT if view.cancelled else WorkerVerdict.CANCEL
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """A job's declared resources (0: not declared)."""
+
+    cpus: float = 0.0
+    memory: int = 0
+    walltime: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """One worker's capacity and what its jobs take (running and queued there)."""
+
+    cpus: int
+    memory: int  # 0: not checked
+    ends_at: float  # its allocation's end
+    jobs: int = 0
+    cpus_used: float = 0.0
+    memory_used: int = 0
+
+
+def fits(need: Need, room: Room, now: float) -> bool:
+    """May this worker take the job now? As on the local backend, a job takes a slot (a worker
+    runs at most `cpus` jobs at once) and its declared CPUs and memory; a job alone may exceed
+    them. A worker holds up to PREFETCH times that (the rest waits there: no round trip), and
+    never takes a job whose declared walltime outlasts its allocation."""
+    if need.walltime is not None and now + need.walltime + WALLTIME_MARGIN > room.ends_at:
+        return False
+    if room.jobs == 0:
+        return True
+    cap = room.cpus * PREFETCH
+    if room.jobs >= cap:
+        return False
+    if need.cpus and room.cpus_used + need.cpus > cap:
+        return False
+    return not (room.memory and need.memory and room.memory_used + need.memory > room.memory * PREFETCH)
+
+
+def unfit_reason(need: Need, cpus: int, memory: int, time: float) -> str | None:
+    """Why no worker of this shape could ever run the job (None: one could)."""
+    if need.cpus > cpus:
+        return f"declares {need.cpus:g} CPUs, a pilot worker has {cpus} (slurm.pilot.cpus)"
+    if memory and need.memory > memory:
+        return f"declares {need.memory} bytes of memory, a pilot worker has {memory} (slurm.pilot.memory)"
+    if need.walltime is not None and need.walltime + WALLTIME_MARGIN > time:
+        return (
+            f"declares a walltime of {need.walltime:g} s, a pilot worker lives {time:g} s (slurm.pilot.time)"
+        )
+    return None
+
+
+def wanted_workers(waiting: int, starting: int, alive: int, cpus: int, step: int, limit: int) -> int:
+    """Worker jobs to submit now: while jobs wait that no worker took, start up to `step` at a
+    time (enough for the waiting jobs at `cpus` each), as long as none is still starting
+    (queued in Slurm or not connected yet) and fewer than `limit` are alive."""
+    if waiting <= 0 or starting > 0 or alive >= limit:
+        return 0
+    enough = -(-waiting // max(1, cpus))
+    return max(0, min(step, limit - alive, enough))
+
+
+def should_stop(jobs: int, idle_since: float | None, now: float, idle_timeout: float, waiting: int) -> bool:
+    """An idle worker leaves after idle_timeout, unless jobs wait that it could take."""
+    return jobs == 0 and waiting == 0 and idle_since is not None and now - idle_since >= idle_timeout
+
+
+REPORTED = {"SUCCESS": TaskState.SUCCESS, "FAILED": TaskState.FAILED, "KILLED": TaskState.KILLED}
+
+
+def reported_end(state: TaskState, kill_asked: bool) -> tuple[TaskState, str]:
+    """A worker reports a job's end. KILLED that nobody asked for is the worker going away
+    (its Slurm job cancelled or timed out: it killed its runs on the way out): LOST, retried
+    per policy, not the user's kill."""
+    if state is TaskState.KILLED and not kill_asked:
+        return TaskState.LOST, "its pilot worker stopped (Slurm ended the worker's job)"
+    return state, ""

@@ -1,0 +1,88 @@
+"""backends/pilot_wire.py: the pilot stream's messages decode into typed structs, or not at all."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from corral.backends.pilot_wire import (
+    MAX_LINE,
+    End,
+    Lines,
+    Run,
+    Start,
+    WireError,
+    decode_for_launcher,
+    decode_for_worker,
+    encode,
+    task_of,
+)
+from corral.spec.model import Process, Task
+
+
+def test_messages_round_trip() -> None:
+    for message in (
+        Start(seq=1, job=2, attempt=0, at=3.0),
+        End(seq=2, job=2, attempt=0, at=4.0, state="FAILED", exit_code=3),
+    ):
+        assert decode_for_launcher(encode(message).strip()) == message
+    task = Task(name="j", processes=(Process(name="main", cmd="true"),))
+    import msgspec
+
+    run = Run(job=5, attempt=1, task=msgspec.to_builtins(task))
+    decoded = decode_for_worker(encode(run).strip())
+    assert isinstance(decoded, Run) and task_of(decoded) == task
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"",
+        b"{",
+        b"[]",
+        b'{"m":"start"}',
+        b'{"m":"start","seq":1,"job":-1,"attempt":0,"at":1}',
+        b'{"m":"start","seq":1,"job":1,"attempt":70000,"at":1}',
+        b'{"m":"end","seq":1,"job":1,"attempt":0,"at":1,"state":"LOST"}',
+        b'{"m":"end","seq":1,"job":1,"attempt":0,"at":1,"state":"SUCCESS","extra":1}',
+        b'{"m":"run","job":1,"attempt":0,"task":{}}',  # a launcher message, not a report
+        b'{"m":"nope"}',
+        b"\xff\xfe",
+        b"[" * 100_000,
+    ],
+)
+def test_garbage_is_a_wire_error(line: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_for_launcher(line)
+
+
+def test_a_run_whose_task_is_not_a_task_is_refused() -> None:
+    run = decode_for_worker(b'{"m":"run","job":1,"attempt":0,"task":{"name":3}}')
+    assert isinstance(run, Run)
+    with pytest.raises(WireError, match=r"run.task"):
+        task_of(run)
+
+
+@given(st.binary(max_size=2000))
+def test_any_bytes_decode_or_raise_wire_error(data: bytes) -> None:
+    for decode in (decode_for_launcher, decode_for_worker):
+        try:
+            decode(data)
+        except WireError:
+            pass
+
+
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_lines_split_any_chunking_the_same(chunks: list[bytes]) -> None:
+    whole = b"".join(chunks)
+    reader = Lines()
+    got = [line for chunk in chunks for line in reader.feed(chunk)]
+    assert got == [line for line in whole.split(b"\n")[:-1] if line.strip()]
+
+
+def test_an_endless_line_is_refused() -> None:
+    reader = Lines()
+    with pytest.raises(WireError):
+        for _ in range(MAX_LINE // 65536 + 2):
+            reader.feed(b"x" * 65536)
