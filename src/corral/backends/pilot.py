@@ -366,7 +366,7 @@ class PilotBackend:
     def _run_message(self, job: int) -> Run:
         engine = self._engine()
         rt = engine.sup.jobs[job]
-        task = rt.spec
+        task = engine.sup.task_for(job)  # rendered (the fold keeps it unrendered)
         if task.sandbox is None:  # where a local run would start: ROOT/ID/jobs/JOB
             task = msgspec.structs.replace(task, sandbox=str(engine.layout.job_dir(job, True)))
         return Run(job=job, attempt=rt.attempt, task=msgspec.to_builtins(task))
