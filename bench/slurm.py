@@ -188,8 +188,12 @@ def main() -> None:
     out = [f"Slurm, local single node: {advertised_cpus()} CPUs advertised, {os.cpu_count()} real, "
            f"{args.cpus} per pilot worker and HQ job; "
            f"poll {args.poll:g} s; at start: {machine_load()}"]  # fmt: skip
+    print(out.pop(), flush=True)  # each workload prints when done: a later failure loses nothing
     try:
         for kind in args.workloads:
+            if out:
+                print("\n".join(out), flush=True)
+                out = []
             if kind == "rss":
                 out += ["", *memory(args, work, env)]
                 continue

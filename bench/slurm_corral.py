@@ -162,7 +162,8 @@ def running(root: Path, env: dict[str, str], run_id: str) -> bool:
     status = corral(root, env, "status", run_id, "--json", check=False)
     if status.returncode != 0:
         return False
-    return int(json.loads(status.stdout)[0]["jobs"]["running"]) > 0
+    views = json.loads(status.stdout)  # [] until the launcher has written its journal
+    return bool(views) and int(views[0]["jobs"]["running"]) > 0
 
 
 def last_line(text: str) -> str:
