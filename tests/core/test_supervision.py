@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from sim import Behaviour, Sim, simulate_ensemble
 
-from corral.core.records import JobsAdded, Record, Request, RunUpdate, Signal, Transition
+from corral.core.records import JobsAdded, Record, Request, RunUpdate, Signal, Submitted, Transition
 from corral.core.states import TASK_TERMINAL, TaskState
 from corral.core.supervision import ENSEMBLE, Policy, Supervision, fold
 from corral.core.task import SIGKILL, SIGTERM
@@ -448,6 +448,34 @@ def test_requeue_cause_of_an_old_journal_is_read_from_its_reason() -> None:
         sup,
     )
     assert sup.requeues == {0: 1}
+
+
+def test_remote_silent_job_is_failed_by_the_watchdog_then_retried() -> None:
+    """A remote job's runs are on its node: the watchdog records FAILED (cause HEARTBEAT) for
+    the job itself, the fold remembers the batch id to cancel, and the retry policy applies."""
+    from corral.core.records import Cause
+
+    sup = Supervision("ensemble", "e", lambda _j: ONE, 1, Policy(retries=1, heartbeat=5.0), remote=True)
+    fold(
+        [
+            Transition(ENSEMBLE, "ACTIVE", 0.0),
+            Transition(0, "SUBMITTED", 0.0),
+            Submitted([0], "77", 0.0, ["77_0"]),
+            Transition(0, "ACTIVE", 1.0),
+        ],
+        sup,
+    )
+    sup.beat(0, 3.0)
+    assert sup.decide(7.9).records == []  # the last beat (3.0) + 5 s is not due yet
+    out = sup.decide(8.0).records
+    assert [(r.job, r.state, r.cause) for r in out if isinstance(r, Transition)] == [
+        (0, "FAILED", Cause.HEARTBEAT)
+    ]
+    assert not any(isinstance(r, Signal) for r in out)  # no run of it is known here
+    fold(out, sup)
+    assert sup.abandoned == {"77_0"}
+    retry = [r for r in sup.decide(20.0).records if isinstance(r, Transition)]
+    assert [(r.state, r.attempt, r.cause) for r in retry] == [("PENDING", 1, Cause.RETRY)]
 
 
 # -- admission by declared resources -------------------------------------------------------------

@@ -224,12 +224,14 @@ class SlurmBackend:
             engine.record(Submitted(group, slurm_id, now, ids))
             for job in group:
                 self.submitted_at[job] = now
+                self.cancelled.discard(job)  # a new attempt: an earlier one's cancel is not its own
         if self.next_poll == 0.0:
             self.next_poll = time.time() + self.slurm.poll_interval
 
     def cancel(self, jobs: list[int]) -> None:
         """One scancel for all of `jobs` (already ended ones are no error)."""
         engine = self._engine()
+        engine.crashpoint("cancel")  # tests: die with a cancel recorded, not carried out
         sup = engine.sup
         ids = [sup.submitted[j] for j in jobs if j in sup.submitted]
         self.cancelled.update(jobs)
@@ -243,8 +245,14 @@ class SlurmBackend:
     def reattach(self) -> int:
         """After a recovery: watch again the live jobs Slurm holds (those with a recorded
         Slurm id; the others are looked for by name at the first poll). Returns how many."""
-        sup = self._engine().sup
+        engine = self._engine()
+        sup = engine.sup
         self.resolved = False
+        if sup.abandoned:  # the watchdog's verdicts are durable; their scancel may not have run
+            try:
+                self.client.scancel(sorted(sup.abandoned))
+            except SlurmError as exc:
+                engine.record(Note(f"scancel: {_one_line(str(exc))}", time.time()))
         return sum(1 for job in sup.live if job in sup.submitted)
 
     def close(self) -> None:

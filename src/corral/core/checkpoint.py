@@ -104,6 +104,7 @@ class Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     yielded: list[int] = []  # paused jobs that gave their slot back
     compacted: int = 0  # records folded into the journal's head checkpoint (compaction)
     compacted_at: float | None = None
+    abandoned: list[str] = []  # scheduler ids the watchdog gave up on (cancelled again on recovery)
 
 
 def _packed(values: array) -> bytes:  # type: ignore[type-arg]
@@ -181,6 +182,7 @@ def capture(sup: Supervision, records: int, at: float) -> Checkpoint:
         sorted(sup.yielded),
         sup.compacted,
         sup.compacted_at,
+        sorted(sup.abandoned),
     )
 
 
@@ -252,6 +254,7 @@ def restore(sup: Supervision, ckpt: Checkpoint) -> None:
     sup.run_numbers = {job: dict(numbers) for job, numbers in ckpt.run_numbers.items()}
     sup.requeues, sup.hold, sup.yielded = dict(ckpt.requeues), ckpt.hold, set(ckpt.yielded)
     sup.compacted, sup.compacted_at = ckpt.compacted, ckpt.compacted_at
+    sup.abandoned = set(ckpt.abandoned)
     sup.jobs = {image.job: _runtime(sup, image) for image in ckpt.jobs}
     sup.dirty = set(sup.jobs)
 

@@ -56,6 +56,7 @@ class Cause(StrEnum):
     FAILED = "failed"  # max_failures reached
     DEADLOCK = "deadlock"  # nothing runs and nothing ever can
     KILLED = "killed"  # a kill was asked for
+    HEARTBEAT = "heartbeat"  # a remote job stopped heartbeating: FAILED, and its batch job cancelled
 
 
 _CAUSES = {cause.value: cause for cause in Cause}

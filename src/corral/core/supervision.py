@@ -99,6 +99,9 @@ class Supervision:
     added: list[JobsAdded] = field(default_factory=list)
     submitted: dict[int, str] = field(default_factory=dict)  # job -> scheduler id
     requeues: dict[int, int] = field(default_factory=dict)  # job -> requeues used (own budget)
+    # scheduler ids of jobs the core ended while the batch system still held them (the heartbeat
+    # watchdog): a recovered backend cancels them again, in case the first scancel never ran
+    abandoned: set[str] = field(default_factory=set)
     halted: str = ""  # why no more jobs are launched ("" = not halted)
     kill_requested: bool = False
     kill_grace: float | None = None
@@ -245,6 +248,8 @@ class Supervision:
             self.finished_at = rec.at
 
     def _apply_job(self, rec: Transition) -> None:
+        if rec.cause is Cause.HEARTBEAT and rec.job in self.submitted:
+            self.abandoned.add(self.submitted[rec.job])
         rt = self.jobs.get(rec.job) or self._runtime(rec.job)
         before = rt.state
         rt.apply_transition(rec)
@@ -458,6 +463,13 @@ class Supervision:
             due = last + limit
             if now < due:
                 wake = due if wake is None or due < wake else wake
+                continue
+            if self.remote:
+                # its runs are on another node: the verdict is recorded here, and the shell
+                # cancels the batch job (effects.py); the retry policy applies as for any failure
+                reason = f"no heartbeat for {limit:g}s"
+                failed = TaskState.FAILED.value
+                out.append(Transition(job, failed, now, reason, rt.attempt, cause=Cause.HEARTBEAT))
                 continue
             for run in rt.live_runs():
                 if not run.signal_sent:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from corral.core.records import Action, Record, Request, RunUpdate, Signal, Transition
+from corral.core.records import Action, Cause, Record, Request, RunUpdate, Signal, Transition
 from corral.core.states import TASK_TERMINAL, RunState, TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
 
@@ -50,6 +50,8 @@ def effect_of(rec: Record, sup: Supervision, remote: bool) -> Effect | None:
     elif remote:
         if isinstance(rec, Transition) and rec.state == TaskState.SUBMITTED:
             return Effect(EffectKind.SUBMIT, job=rec.job)
+        if isinstance(rec, Transition) and rec.cause is Cause.HEARTBEAT:
+            return Effect(EffectKind.CANCEL, job=rec.job)  # the watchdog's verdict is durable
         if isinstance(rec, Request) and (
             rec.action == Action.KILL or (rec.action == Action.HALT and sup.policy.halt.mode == "kill")
         ):

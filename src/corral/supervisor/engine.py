@@ -309,6 +309,12 @@ class Engine:
     def _carry_out(self) -> None:
         effects, self._effects = self._effects, []
         submits = [e.job for e in effects if e.kind is EffectKind.SUBMIT]
+        cancels = [e.job for e in effects if e.kind is EffectKind.CANCEL]
+        if cancels and self.backend is not None:
+            # before the submits: a job failed by the watchdog and retried in the same turn
+            # must cancel its old batch job, not the new one
+            wanted = {job for job in cancels if job >= 0} | (self.sup.live if -1 in cancels else set())
+            self.backend.cancel(sorted(wanted))
         if submits and self.backend is not None:  # SUBMIT effects exist only with a backend
             self.backend.submit(sorted(submits))
             self._commit()  # the Slurm ids, durable right after sbatch
@@ -322,8 +328,6 @@ class Engine:
                 launcher.spawn(effect.key)
             elif kind is EffectKind.SWEEP:
                 sweeps.append((effect.job, effect.signalled))
-            elif kind is EffectKind.CANCEL and self.backend is not None:
-                self.backend.cancel(sorted(self.sup.live) if effect.job < 0 else [effect.job])
             elif kind is EffectKind.SIGNAL and effect.key is not None:
                 launcher.signal(effect.key, effect.sig)
             elif effect.key is not None and kind in _SIGNALS:
