@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -69,25 +70,28 @@ def test_melissa_on_slurm_over_tcp(corral: Any) -> None:
     they report to it, all of them Slurm jobs; after two reports the server stops heartbeating,
     and the launcher records it FAILED, cancels its Slurm job and submits it again."""
     _need_slurm()
+    task_id = f"mel-slurm-{uuid.uuid4().hex[:6]}"  # the Slurm is shared: cancel only our jobs
     corral.env.update(_env(clients=3, hang_after=2))
     try:
-        result = corral("run", str(EXAMPLES / "melissa.yaml"), "--id", "mel-slurm", "-q", timeout=300)
+        result = corral("run", str(EXAMPLES / "melissa.yaml"), "--id", task_id, "-q", timeout=300)
         assert result.returncode == 0, result.stderr
-        _check(corral, "mel-slurm", clients=3, restarted=True)
-        attempts = sorted((corral.root / "mel-slurm" / "slurm" / "0").glob("*_0"))
+        _check(corral, task_id, clients=3, restarted=True)
+        attempts = sorted(
+            (corral.root / task_id / "slurm" / "0").glob("*_0"), key=lambda p: int(p.name.split("_")[0])
+        )
         assert len(attempts) == 2, attempts  # two Slurm jobs for the server: one per attempt
         server_log = "".join(p.read_text() for a in attempts for p in a.glob("logs/*.stdout"))
         assert "control tcp://" in server_log and "hanging (no heartbeat)" in server_log
         assert "2 reported before" in server_log  # the second attempt carried on
-        events = corral("read", "mel-slurm", check=True).stdout
+        events = corral("read", task_id, check=True).stdout
         assert "no heartbeat for 6s" in events, events
         # the first attempt's Slurm job was cancelled, not left hanging until its time limit:
         # its node supervisor ended (it says how in the job's Slurm output) and Slurm holds
         # nothing of it
         first = attempts[0].name
-        ended = (corral.root / "mel-slurm" / "slurm" / f"slurm-{first}.out").read_text()
+        ended = (corral.root / task_id / "slurm" / f"slurm-{first}.out").read_text()
         assert f"job 0 ({first}): " in ended, ended
         squeued = subprocess.run(["squeue", "-h", "-j", first, "-o", "%T"], capture_output=True, text=True)
         assert "RUNNING" not in squeued.stdout, squeued.stdout
     finally:
-        subprocess.run(["scancel", "--name=corral-mel-slurm"], capture_output=True, check=False)
+        subprocess.run(["scancel", f"--name=corral-{task_id}"], capture_output=True, check=False)

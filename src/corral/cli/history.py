@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from datetime import datetime
 
 import click
@@ -89,19 +90,32 @@ def _details(*parts: str) -> str:
     return f" ({', '.join(shown)})" if shown else ""
 
 
-def print_history(records: list[Record], as_json: bool) -> None:
+def print_history(
+    records: list[Record], as_json: bool, nodes: Sequence[tuple[str, list[Record]]] = ()
+) -> None:
+    """The records in order; `nodes`: (Slurm id, records) of a Slurm task's node journals,
+    merged in by time, each line saying which node journal it comes from."""
     task = bool(records) and isinstance(records[0], Opened) and records[0].kind == "task"
-    for rec in records:
+    merged: list[tuple[float, int, str | None, Record]] = [
+        (getattr(rec, "at", 0.0) or 0.0, 0, None, rec) for rec in records
+    ]
+    for node_id, node_records in nodes:
+        merged += [(getattr(rec, "at", 0.0) or 0.0, 1, node_id, rec) for rec in node_records]
+    if nodes:
+        merged.sort(key=lambda item: (item[0], item[1]))  # stable: each journal keeps its order
+    for _, _, ident, rec in merged:
         if isinstance(rec, Compacted):  # one checkpoint, however many parts hold it
             if rec.part == 0:
                 _print_compacted(rec, as_json)
             continue
         if as_json:
-            click.echo(json.dumps(to_json(rec), default=str))
+            fields = to_json(rec) if ident is None else {"node": ident, **to_json(rec)}
+            click.echo(json.dumps(fields, default=str))
             continue
-        text = describe_in_task(rec) if task else describe(rec)
+        text = describe_in_task(rec) if task or ident is not None else describe(rec)
         at = getattr(rec, "at", None)
-        click.echo(f"{short_time(at)}  {text}")
+        where = "" if ident is None else f"[node {ident}] "
+        click.echo(f"{short_time(at)}  {where}{text}")
 
 
 def _print_compacted(rec: Compacted, as_json: bool) -> None:

@@ -19,6 +19,7 @@ def slurm_job(task_id: str, job: int) -> None:
     import msgspec
 
     from corral.backends.slurm import job_task_file, node_layout_root
+    from corral.observe.nodereport import NodeReporter
     from corral.spec.model import Control, Task
     from corral.supervisor.access import published
     from corral.supervisor.layout import Layout
@@ -46,6 +47,11 @@ def slurm_job(task_id: str, job: int) -> None:
     reachable = published(parent)  # the ensemble's supervisor listens on TCP: use that
     if reachable is not None:
         engine.public["CORRAL_CONTROL"], engine.public["CORRAL_TOKEN"] = reachable
-    state = supervise(engine)
+    reporter = NodeReporter(where.dir)  # CPU and memory of the runs, for the observer
+    reporter.start(engine)
+    try:
+        state = supervise(engine)
+    finally:
+        reporter.stop()
     click.echo(f"{task_id} job {job} ({ident}): {state.value}", err=True)
     sys.exit(exit_status(state))

@@ -111,8 +111,16 @@ def read(task_id: str, raw: bool, as_json: bool) -> None:
     if raw:
         print_raw(where, as_json)
         return
-    _, records = replay(where)
-    print_history(records, as_json)
+    sup, records = replay(where)
+    nodes = []
+    if sup.remote and sup.kind == "task":  # a Slurm task's runs are in its node's journals
+        from corral.supervisor.nodes import attempts, read_node
+
+        for attempt in attempts(where.dir, 0):
+            node = read_node(where.dir, 0, attempt.name)
+            if node is not None:
+                nodes.append((node.ident, node.records))
+    print_history(records, as_json, nodes)
 
 
 @click.command()

@@ -89,13 +89,19 @@ def _processes(processes: list[dict[str, Any]], every_run: bool) -> Any:
                 p["name"],
                 str(r["run"]),
                 r["state"],
-                str(r["pid"] or ""),
+                _where(r),
                 "" if r["exit_code"] is None else str(r["exit_code"]),
                 _short_iso(r["started_at"]),
                 _short_iso(r["finished_at"]),
                 r["reason"] or "",
             )
     return table
+
+
+def _where(run: dict[str, Any]) -> str:
+    """PID, or PID@HOST for a run on another node (a Slurm task's)."""
+    pid, host = run["pid"], run.get("host")
+    return "" if not pid else f"{pid}@{host}" if host else str(pid)
 
 
 def _jobs(rows: list[dict[str, Any]]) -> Any:

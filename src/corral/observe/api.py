@@ -4,6 +4,7 @@ catalog or the control module, and answer; errors are {"error": ...} with a 4xx 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any
 
 import msgspec
@@ -15,6 +16,7 @@ from corral.journal import JournalError
 from corral.observe import control, events, logs
 from corral.observe.catalog import Catalog, NoSuchTask
 from corral.observe.folds import Fold
+from corral.observe.nodereport import remote_resources
 from corral.observe.schemas import (
     MAX_JOB,
     PROCESS_NAME,
@@ -194,6 +196,9 @@ def get_logs(
 @router.get("/tasks/{task_id}/resources", response_model=Resources, summary="CPU and memory of live runs")
 def get_resources(request: Request, task_id: TaskId) -> Response:
     fold = fold_of(_catalog(request), task_id)
+    if fold.sup.remote:  # Slurm: measured on the nodes, read from their live.json
+        with fold.lock:
+            return _json(remote_resources(fold.layout.dir, fold.sup, time.time()))
     with fold.lock:
         live = {job: rt for job, rt in fold.sup.jobs.items() if rt.live_runs()}
     return _json(request.app.state.sampler.sample_runtimes(live))

@@ -38,7 +38,10 @@ class Sampler:
                     del self._known[old]
         return p, True
 
-    def sample_runtimes(self, runtimes: dict[int, TaskRuntime]) -> dict[str, Any]:
+    def sample_runtimes(self, runtimes: dict[int, TaskRuntime], wait: bool = True) -> dict[str, Any]:
+        """CPU and memory of the live runs of `runtimes`. A process seen for the first time is
+        measured over FIRST_SAMPLE seconds; with `wait` False it shows 0 % CPU until the next
+        call instead (a supervisor's loop must not sleep)."""
         trees: list[tuple[Any, list[psutil.Process]]] = []
         fresh = False
         for job, rt in runtimes.items():
@@ -61,7 +64,7 @@ class Sampler:
                     fresh |= new
                     tree.append(p)
                 trees.append(((job, run.process, run.run, run.pid), tree))
-        if fresh:
+        if fresh and wait:
             time.sleep(FIRST_SAMPLE)
         return self._measure(trees)
 

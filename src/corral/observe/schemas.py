@@ -58,6 +58,7 @@ class RunView(BaseModel):
     started_at: str | None
     finished_at: str | None
     reason: str | None
+    host: str | None = Field(None, description="a Slurm task's node (absent for local runs)")
 
 
 class ProcessView(BaseModel):
@@ -144,6 +145,7 @@ class RunResources(BaseModel):
     processes: int
     cpu_percent: float
     rss: int
+    host: str | None = Field(None, description="the node a Slurm job's run is on (absent for local runs)")
 
 
 class Resources(BaseModel):

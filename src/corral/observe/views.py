@@ -99,7 +99,7 @@ def view(
         data["processes"] = processes(rt) if rt is not None else []
         node = node_processes(layout) if sup.remote else None
         if node is not None:  # a Slurm task's runs are in its node's journal, not this one
-            data["processes"] = _snapshot_processes(node)
+            data["processes"] = _snapshot_processes(node[0], node[1])
     else:
         data["jobs"] = job_counts(sup)
         data["halted"] = sup.halted or None
@@ -180,13 +180,14 @@ def _task_snapshot_view(snap: dict[str, Any], folder: str, supervised: bool) -> 
         "sandbox": folder + "/sandbox",
         "ports": snap.get("ports") or {},
         "dir": folder,
-        "processes": _snapshot_processes(snap["processes"]),
+        "processes": _snapshot_processes(snap["processes"], snap.get("host")),
     }
 
 
-def _snapshot_processes(rows: list[Any]) -> list[dict[str, Any]]:
+def _snapshot_processes(rows: list[Any], host: str | None = None) -> list[dict[str, Any]]:
     """The process table of a status.json ([name, final, runs, dropped]; older ones have no
-    dropped) in the shape of processes()."""
+    dropped) in the shape of processes(); `host`: where the runs are (a Slurm task's node),
+    shown with each run."""
     return [
         {
             "name": name,
@@ -200,6 +201,7 @@ def _snapshot_processes(rows: list[Any]) -> list[dict[str, Any]]:
                     "started_at": iso(started),
                     "finished_at": iso(finished),
                     "reason": reason or None,
+                    **({"host": host} if host else {}),
                 }
                 for run, state, pid, code, started, finished, reason in runs
             ],

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Any
 
 from corral.core.supervision import Supervision
 from corral.supervisor import safefs
 from corral.supervisor.layout import Layout
-from corral.supervisor.stamps import journal_stamp, seal, unseal
+from corral.supervisor.nodes import process_rows, read_node
+from corral.supervisor.stamps import journal_stamp, seal
 
 SNAPSHOT_INTERVAL = 1.0
 
@@ -35,7 +37,7 @@ def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: flo
         data.update(_task_detail(sup))
         node = node_processes(layout) if sup.remote else None
         if node is not None:  # a Slurm task's runs are in its node's journal, not this one
-            data["processes"] = node
+            data["processes"], data["host"] = node
     tmp = layout.status_snapshot.with_suffix(".tmp")
     with contextlib.suppress(OSError):
         safefs.write_file(tmp, seal(data), safefs.file_mode(layout.dir))
@@ -51,42 +53,23 @@ def _stamp(layout: Layout, journal_size: int) -> list[int] | None:
     return journal_stamp(st) if st.st_size == journal_size else None
 
 
-def node_processes(layout: Layout) -> list[list[object]] | None:
-    """A Slurm task's process table, from the status.json the node's supervisor wrote when its
-    task ended (ROOT/ID/slurm/0/SLURM_ID/; the newest attempt). None while none has ended."""
-    newest: tuple[float, list[list[object]]] | None = None
-    for snap in (layout.dir / "slurm" / "0").glob("*/status.json"):
-        try:
-            at = snap.stat().st_mtime
-            data = unseal(snap.read_bytes())
-        except OSError:
-            continue
-        processes = data.get("processes") if data is not None else None
-        if isinstance(processes, list) and (newest is None or at > newest[0]):
-            newest = (at, processes)
-    return newest[1] if newest else None
+def node_processes(layout: Layout) -> tuple[list[list[Any]], str | None] | None:
+    """A Slurm task's process table and the node's host, from the journal its node's
+    supervisor writes (ROOT/ID/slurm/0/SLURM_ID/, the newest attempt): live while it runs.
+    None while there is none."""
+    node = read_node(layout.dir, 0)
+    return (process_rows(node.sup), node.host) if node is not None else None
 
 
 def _task_detail(sup: Supervision) -> dict[str, object]:
     """What `status` shows of a task beyond its state: written once, when the task ends, so
     that `status` of a root of 10,000 finished tasks reads 10,000 small files, no journal."""
     opened = sup.opened
-    rt = sup.jobs.get(0)
-    runs = {
-        name: [
-            [r.run, r.state.value, r.pid, r.exit_code, r.started_at or r.launched_at, r.finished_at, r.reason]
-            for r in p.runs
-        ]
-        for name, p in (rt.processes.items() if rt is not None else ())
-    }
     return {
         "name": opened.spec.get("name") if opened else None,
         "ports": opened.context.get("ports", {}) if opened else {},
         "supervisor_pid": sup.supervisors[-1].pid if sup.supervisors else None,
-        "processes": [
-            [name, p.spec.final, runs[name], p.dropped]
-            for name, p in (rt.processes.items() if rt is not None else ())
-        ],
+        "processes": process_rows(sup),
     }
 
 

@@ -38,7 +38,7 @@ function followResources() {
         }
         for (const r of data.runs) {
           const row = document.createElement("tr");
-          for (const value of [r.job, r.process, r.run, r.pid, r.processes, r.cpu_percent.toFixed(1), formatBytes(r.rss)]) {
+          for (const value of [r.job, r.process, r.run, r.host ? r.pid + "@" + r.host : r.pid, r.processes, r.cpu_percent.toFixed(1), formatBytes(r.rss)]) {
             const cell = document.createElement("td");
             cell.textContent = String(value);
             row.appendChild(cell);
