@@ -176,3 +176,39 @@ def test_readers_of_a_compacted_journal_start_from_a_checkpoint_of_the_new_file(
     replayed, _ = replay(layout)
     assert folded.jobs[0].processes["p"].runs == replayed.jobs[0].processes["p"].runs
     assert folded.compacted == replayed.compacted > 0
+
+
+def test_an_ensemble_compacted_while_it_runs_and_grows_ends_as_it_would_have(  # type: ignore[no-untyped-def]
+    corral, spec_file, gate
+) -> None:
+    g = gate()
+    spec = spec_file(
+        "name: ens\n"
+        "journal: {compact_at: 4096}\n"
+        "params: {i: {range: [120]}}\n"
+        "retries: 1\n"
+        "retry_backoff: 0\n"
+        "job_limit: 4\n"
+        "job:\n"
+        f"  cmd: '[ {{{{params.i}}}} -ne 0 ] || {{ {g.cmd}; exit 0; }}; exit $(( {{{{params.i}}}} % 7 == 0 ))'\n"
+    )
+    proc = corral.start("run", str(spec), "--id", "e", "-q")
+
+    def compacted() -> bool:
+        assert proc.poll() is None
+        lines = corral("read", "e").stdout.splitlines()
+        return len(lines) > 1 and "compacted:" in lines[1] and corral.status("e")["jobs"]["pending"] == 0
+
+    corral.wait_for(compacted, timeout=600, interval=0.3)
+    submitted = corral("submit", "--ensemble", "e", "--set", "i=500", "--json")
+    assert submitted.returncode == 0, submitted.stderr
+    corral.wait_for(lambda: corral.status("e")["jobs"]["running"] <= 1, timeout=600)
+    g.release()
+    proc.communicate(timeout=300)
+    rows = json.loads(corral("status", "e", "--jobs", "--json", check=True).stdout)[0]["job_list"]
+    assert len(rows) == 121 and str(rows[-1]["params"]["i"]) == "500"
+    for row in rows:
+        failed = int(row["params"]["i"]) % 7 == 0 and int(row["params"]["i"]) != 0  # 0: the gated one
+        assert row["state"] == ("FAILED" if failed else "SUCCESS"), row
+        assert row["exit_code"] == (1 if failed else 0), row
+    assert corral.status("e")["state"] == "FAILED"
