@@ -75,6 +75,10 @@ def test_a_daemon_restarted_forever_keeps_its_journal_under_the_threshold(corral
     compacted = [line for line in lines if "compacted:" in line]
     assert len(compacted) == 1 and " records up to " in compacted[0], lines[:3]
     assert "opened task d" in lines[0] and "compacted:" in lines[1]
+    raw = corral("read", "d", "--raw", check=True).stdout.splitlines()
+    assert "compacted:" in raw[1] and "(part 1 of 1)" in raw[1] and "\\x" not in raw[1]
+    as_json = [json.loads(line) for line in corral("read", "d", "--json", check=True).stdout.splitlines()]
+    assert as_json[1]["type"] == "Compacted" and "data" not in as_json[1]
     records = int(compacted[0].split("compacted: ")[1].split()[0])
     assert records > RUNS  # three records per run at least, most of them compacted away
     _kill(corral, "d", proc)
