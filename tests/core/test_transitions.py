@@ -58,7 +58,9 @@ run_updates = st.builds(
     times,
     exit_code=st.none() | st.integers(0, 2),
 )
-signals = st.builds(Signal, jobs, st.sampled_from(["a", "b"]), st.integers(0, 2), st.sampled_from([15, 9]), times)
+signals = st.builds(
+    Signal, jobs, st.sampled_from(["a", "b"]), st.integers(0, 2), st.sampled_from([15, 9]), times
+)
 requests = st.builds(Request, st.sampled_from(ACTIONS), times, st.none() | jobs)
 
 
@@ -67,7 +69,9 @@ def records(own: bool) -> st.SearchStrategy[list[Record]]:
     return st.lists(one, max_size=40)
 
 
-def _snapshot(sup: Supervision) -> tuple[TaskState, dict[int, TaskState], dict[tuple[int, str, int], RunState]]:
+def _snapshot(
+    sup: Supervision,
+) -> tuple[TaskState, dict[int, TaskState], dict[tuple[int, str, int], RunState]]:
     runs: dict[tuple[int, str, int], RunState] = {}
     for job, rt in sup.jobs.items():
         for proc in rt.processes.values():

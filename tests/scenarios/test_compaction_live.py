@@ -68,9 +68,11 @@ def test_a_daemon_restarted_forever_keeps_its_journal_under_the_threshold(corral
 
     corral.wait_for(enough, timeout=900, interval=0.2)
     assert biggest <= THRESHOLD + SLACK, biggest
-    assert (corral.root / "d" / "checkpoint").stat().st_size < THRESHOLD if (
-        corral.root / "d" / "checkpoint"
-    ).exists() else True
+    assert (
+        (corral.root / "d" / "checkpoint").stat().st_size < THRESHOLD
+        if (corral.root / "d" / "checkpoint").exists()
+        else True
+    )
     lines = corral("read", "d", check=True).stdout.splitlines()
     compacted = [line for line in lines if "compacted:" in line]
     assert len(compacted) == 1 and " records up to " in compacted[0], lines[:3]

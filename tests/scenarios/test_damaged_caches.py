@@ -66,7 +66,13 @@ def finished(corral, spec_file) -> Path:  # type: ignore[no-untyped-def]
     twin.mkdir()
     corral.root, real = twin, corral.root
     corral("simplerun", "--id", "t", "--", "true", check=True)
-    corral("run", str(spec_file(ENSEMBLE.replace("test {{params.x}} != 2", "true"), "e2.yaml")), "--id", "e", check=True)
+    corral(
+        "run",
+        str(spec_file(ENSEMBLE.replace("test {{params.x}} != 2", "true"), "e2.yaml")),
+        "--id",
+        "e",
+        check=True,
+    )
     corral.root = real
     for task in ("t", "e", "other"):
         assert all((real / task / name).exists() for name in CACHES), task

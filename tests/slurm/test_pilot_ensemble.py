@@ -112,3 +112,165 @@ params:
     assert collections.Counter((r["job"], r["attempt"]) for r in rows) == {
         (j, a): 1 for j in range(300) for a in ((0, 1) if j in (7, 11) else (0,))
     }
+
+
+def intervals(runs: Path) -> dict[int, list[tuple[float, float]]]:
+    """Each run's (start, end) per job, from the files the jobs write (one per run)."""
+    found: dict[int, list[tuple[float, float]]] = collections.defaultdict(list)
+    for path in runs.glob("*.*"):
+        lines = path.read_text().split()
+        if len(lines) == 2:
+            found[int(path.name.split(".")[0])].append((float(lines[0]), float(lines[1])))
+        else:  # killed before its end: it lasted at most until now
+            found[int(path.name.split(".")[0])].append((float(lines[0]), float("inf")))
+    return found
+
+
+def test_a_cancelled_worker_leaves_its_jobs_lost_and_retried(corral, spec_file, pilot_ids, slurm, tmp_path):
+    task_id = new_id("pc")
+    pilot_ids.append(task_id)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    spec = spec_file(f"""
+name: pc
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 2, max_workers: 3, cpus: 2, time: "5:00", idle_timeout: 60, silence: 20}}
+retries: 2
+retry_backoff: 0.1
+job:
+  cmd: |
+    f={runs}/{{{{params.i}}}}.$$
+    date +%s.%N > $f
+    sleep 1
+    date +%s.%N >> $f
+params:
+  i: {{range: [0, 40]}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    status = corral.root / task_id / "pilot" / "workers.json"
+
+    def busy_worker() -> str | None:
+        try:
+            workers = json.loads(status.read_text())["workers"]
+        except (OSError, ValueError):
+            return None
+        return next((w["worker"] for w in workers if w["jobs"] > 0 and w["connected"]), None)
+
+    victim = corral.wait_for(busy_worker, timeout=300, interval=0.2)
+    subprocess.run(["scancel", victim], check=True)
+    _out, err = launcher.communicate(timeout=600)
+    assert launcher.returncode == 0, err
+
+    jobs = job_list(corral, task_id)
+    assert all(row["state"] == "SUCCESS" for row in jobs), jobs
+    records = raw_records(corral, task_id)
+    lost = [r for r in records if r["type"] == "Transition" and r["state"] == "LOST"]
+    assert lost, "the cancelled worker's jobs were judged LOST"
+    assert all(victim in r["reason"] for r in lost), lost
+    lost_jobs = {r["job"] for r in lost}
+    retried = {
+        job
+        for r in records
+        if r["type"] == "Submitted" and r["ids"][0] != f"pilot:{victim}"
+        for job in r["jobs"]
+    }
+    assert lost_jobs <= retried
+    # never two runs of one job at once: a retry starts after the lost run ended
+    for job, spans in intervals(runs).items():
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            assert start >= end, (job, spans)
+    assert alive_workers(slurm, task_id) == []
+
+
+def test_kill_cancels_the_workers(corral, spec_file, pilot_ids, slurm, gate):
+    task_id = new_id("pk")
+    pilot_ids.append(task_id)
+    g = gate()
+    spec = spec_file(f"""
+name: pk
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 1, cpus: 2, time: "5:00"}}
+job: {{cmd: "{g.cmd}"}}
+params: {{i: {{range: [0, 6]}}}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    status = corral.root / task_id / "pilot" / "workers.json"
+
+    def running_on_a_worker() -> bool:
+        try:
+            return any(w["running"] > 0 for w in json.loads(status.read_text())["workers"])
+        except (OSError, ValueError):
+            return False
+
+    corral.wait_for(running_on_a_worker, timeout=300, interval=0.2)
+    assert alive_workers(slurm, task_id)
+    corral("kill", task_id, check=True)
+    launcher.communicate(timeout=120)
+    assert corral.status(task_id)["state"] == "KILLED"
+    jobs = job_list(corral, task_id)
+    # the started jobs were killed on their worker; the others never started
+    assert {row["state"] for row in jobs} <= {"KILLED", "PENDING"} and jobs[0]["state"] == "KILLED", jobs
+    corral.wait_for(lambda: alive_workers(slurm, task_id) == [], timeout=60, interval=0.5)
+
+
+def test_a_wrong_token_or_garbage_is_refused(corral, spec_file, pilot_ids, slurm, gate):
+    """A fake worker: a wrong token is refused; garbage after a right hello drops the stream;
+    neither leaves a record in the journal."""
+    import socket
+
+    task_id = new_id("pt")
+    pilot_ids.append(task_id)
+    g = gate()
+    spec = spec_file(f"""
+name: pt
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 1, cpus: 1, time: "5:00"}}
+job: {{cmd: "{g.cmd}"}}
+params: {{i: [0]}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    task_dir = corral.root / task_id
+    corral.wait_for(lambda: (task_dir / "control.tcp").exists(), timeout=60)
+    host, port = (task_dir / "control.tcp").read_text().strip().removeprefix("tcp://").rsplit(":", 1)
+    token = (task_dir / "token").read_text().strip()
+    before = len(raw_records(corral, task_id))
+
+    def hello(tok: str) -> bytes:
+        return (
+            json.dumps(
+                {
+                    "op": "pilot",
+                    "token": tok,
+                    "worker": "999999_0",
+                    "host": "x",
+                    "pid": 1,
+                    "cpus": 1,
+                    "memory": 0,
+                    "ends_at": 1e10,
+                    "session": "ab",
+                }
+            ).encode()
+            + b"\n"
+        )
+
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(hello("wrong"))
+        assert b"wrong or missing token" in s.recv(4096)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(hello(token))  # the right token, but no worker of ours
+        assert b"no worker 999999_0 here" in s.recv(4096)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b'{"op":"pilot","token":"' + token.encode() + b'","worker":"x"}\n')
+        assert b"bad request" in s.recv(4096)
+    after = raw_records(corral, task_id)[before:]
+    assert not any(r["type"] == "Transition" and r["job"] == 0 and r["state"] == "SUCCESS" for r in after)
+    corral("kill", task_id, check=True)
+    launcher.communicate(timeout=120)
+    assert corral.status(task_id)["state"] == "KILLED"

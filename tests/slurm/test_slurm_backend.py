@@ -550,7 +550,14 @@ processes:
     empty = tmp_path / "no-slurm-here"
     empty.mkdir()
     result = subprocess.run(
-        ["salloc", "-N1", "-n1", "--job-name", f"corral-test-{task_id}", *corral.argv("run", str(spec), "--id", task_id)],
+        [
+            "salloc",
+            "-N1",
+            "-n1",
+            "--job-name",
+            f"corral-test-{task_id}",
+            *corral.argv("run", str(spec), "--id", task_id),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

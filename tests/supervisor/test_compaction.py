@@ -221,7 +221,10 @@ def test_keep_history_keeps_the_old_journals(tmp_path: Path) -> None:
     old.dir.mkdir()
     shutil.copy(kept[0], old.journal)  # the first segment is the history up to the first cut
     first, _ = replay(old)
-    assert first.jobs[0].processes["p"].runs[-1].run == _fold_of(records[:50])[0].jobs[0].processes["p"].runs[-1].run
+    assert (
+        first.jobs[0].processes["p"].runs[-1].run
+        == _fold_of(records[:50])[0].jobs[0].processes["p"].runs[-1].run
+    )
 
 
 def test_a_crash_before_the_rename_leaves_the_old_journal_and_a_leftover_the_writer_drops(

@@ -252,15 +252,17 @@ class PilotBackend:
         """A worker connected (its token checked): its socket becomes its stream."""
         engine = self._engine()
         server = engine.controller.server
-        if self.closed:
+        if self.closed or hello.worker not in self.peers:
+            # only workers we submitted (or found in Slurm by name after a recovery) take jobs
+            error = "the ensemble has ended" if self.closed else f"no worker {hello.worker} here"
             if server is not None:
-                server.answer(client, {"ok": False, "error": "the ensemble has ended"})
+                server.answer(client, {"ok": False, "error": error})
             return
         conn = server.release(client) if server is not None else None
         if conn is None:
             return
         now = time.time()
-        peer = self.peers.get(hello.worker) or self._peer(hello.worker, now)
+        peer = self.peers[hello.worker]
         self._disconnect(peer)  # a reconnect replaces the old stream
         peer.conn, peer.heard_at = conn, now
         peer.host, peer.pid, peer.cpus, peer.memory = hello.host, hello.pid, hello.cpus, hello.memory
@@ -351,6 +353,8 @@ class PilotBackend:
         if not peer.jobs:
             peer.idle_since = now
         state, reason = policy.reported_end(TaskState(message.state), rt.kill_requested)
+        if reason:
+            reason = f"{reason}: worker {peer.name}"
         engine.record(
             Transition(job, state.value, now, reason or message.reason, rt.attempt, message.exit_code)
         )
@@ -512,8 +516,12 @@ class PilotBackend:
 
     def _stop_idle(self, now: float) -> None:
         for peer in self.peers.values():
-            if peer.connected and not peer.stopping and policy.should_stop(
-                len(peer.jobs), peer.idle_since, now, self.pilot.idle_timeout, len(self.waiting)
+            if (
+                peer.connected
+                and not peer.stopping
+                and policy.should_stop(
+                    len(peer.jobs), peer.idle_since, now, self.pilot.idle_timeout, len(self.waiting)
+                )
             ):
                 peer.stopping = True
                 peer.queue(Stop())

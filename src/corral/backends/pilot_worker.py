@@ -254,7 +254,8 @@ class PilotWorker:
             engine.record(JobsAdded(first, [{"job": message.job, "attempt": message.attempt}], now))
         elif isinstance(message, Kill):
             local = self.local.get((message.job, message.attempt))
-            if local is not None and local in engine.sup.live:
+            # a job still waiting here is killed too: it ends KILLED once admitted, before running
+            if local is not None and engine.sup.job_state(local) not in TASK_TERMINAL:
                 engine.record(Request(Action.KILL, now, job=local, grace=message.grace))
         elif isinstance(message, Ack):
             self.unacked = [m for m in self.unacked if m.seq > message.seq]
