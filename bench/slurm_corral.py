@@ -9,6 +9,7 @@ is when the journal's last Submitted record was written (arrays) or the run's st
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -114,17 +115,28 @@ def tree(pid: int) -> list[int]:
     return found
 
 
+def launcher_pids(task_dir: Path) -> list[int]:
+    """The supervisor holding the journal (its pid is in journal.lock), wherever it was forked."""
+    try:
+        text = (task_dir / "journal.lock").read_text().split()
+    except OSError:
+        return []
+    return [int(text[0])] if text and text[0].isdigit() else []
+
+
 def worker_pids(run_id: str) -> list[int]:
-    """The corral processes inside the Slurm jobs whose name carries RUN_ID (the pilot's workers)."""
-    out = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i %j"], capture_output=True, text=True)
-    pids: list[int] = []
-    for line in out.stdout.splitlines():
-        job, name = line.split(maxsplit=1)
-        if run_id in name:
-            listed = subprocess.run(["scontrol", "listpids", job], capture_output=True, text=True)
-            rows = [row.split() for row in listed.stdout.splitlines()[1:]]
-            pids += [int(row[0]) for row in rows if row and row[0].isdigit()]
-    return [p for p in pids if is_corral(p)]
+    """The pilot's worker processes of RUN_ID on this node (`corral worker RUN_ID WORKER`)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"corral" in b" ".join(argv) and b"worker" in argv and run_id.encode() in argv:
+            found.append(int(entry))
+    return found
 
 
 def pilot_rss(root: Path, queued: int, env: dict[str, str], pilot: str) -> tuple[float, float]:
@@ -146,7 +158,8 @@ def pilot_rss(root: Path, queued: int, env: dict[str, str], pilot: str) -> tuple
             time.sleep(1)
         peak_launcher = peak_worker = 0.0
         for _ in range(5):  # a few samples, a second apart: the peak while it runs and waits
-            peak_launcher = max([peak_launcher] + [rss_mb(p) for p in tree(launcher.pid) if is_corral(p)])
+            pids = tree(launcher.pid) + launcher_pids(root / run_id)
+            peak_launcher = max([peak_launcher] + [rss_mb(p) for p in pids if is_corral(p)])
             peak_worker = max([peak_worker] + [rss_mb(p) for p in worker_pids(run_id)])
             time.sleep(1)
         return peak_launcher, peak_worker
