@@ -277,3 +277,56 @@ params: {{i: [0]}}
     corral("kill", task_id, check=True)
     launcher.communicate(timeout=120)
     assert corral.status(task_id)["state"] == "KILLED"
+
+
+def test_a_killed_launcher_is_recovered_and_its_workers_report(corral, spec_file, pilot_ids, slurm, tmp_path):
+    """SIGKILL the launcher while a worker runs jobs; `corral recover` re-attaches: the worker
+    reconnects (new port, re-read from control.tcp), reports what ended meanwhile, nothing is
+    LOST and no job runs twice."""
+    import os
+    import signal
+
+    from corral.journal import lock_holder
+
+    task_id = new_id("pr")
+    pilot_ids.append(task_id)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    spec = spec_file(f"""
+name: pr
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 1, cpus: 4, time: "5:00", idle_timeout: 60}}
+job:
+  cmd: |
+    f={runs}/{{{{params.i}}}}.$$
+    date +%s.%N > $f
+    sleep 1
+    date +%s.%N >> $f
+params:
+  i: {{range: [0, 30]}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    status = corral.root / task_id / "pilot" / "workers.json"
+
+    def running_on_a_worker() -> bool:
+        try:
+            return any(w["running"] > 0 for w in json.loads(status.read_text())["workers"])
+        except (OSError, ValueError):
+            return False
+
+    corral.wait_for(running_on_a_worker, timeout=300, interval=0.2)
+    pid = lock_holder(corral.root / task_id / "journal")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    launcher.wait(timeout=60)
+    result = corral("recover", task_id, timeout=300)
+    assert result.returncode == 0, result.stderr
+    jobs = job_list(corral, task_id)
+    assert all(row["state"] == "SUCCESS" and row["attempts"] == 1 for row in jobs), jobs
+    records = raw_records(corral, task_id)
+    assert not [r for r in records if r["type"] == "Transition" and r["state"] == "LOST"]
+    assert all(len(spans) == 1 for spans in intervals(runs).values())
+    assert len(intervals(runs)) == 30
+    assert alive_workers(slurm, task_id) == []
