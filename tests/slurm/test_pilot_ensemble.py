@@ -212,6 +212,11 @@ params: {{i: {{range: [0, 6]}}}}
 
     corral.wait_for(running_on_a_worker, timeout=300, interval=0.2)
     assert alive_workers(slurm, task_id)
+    workers = corral.status(task_id)["workers"]  # status --json shows the workers
+    assert (
+        len(workers) == 1 and workers[0]["host"] and workers[0]["slurm_id"] in alive_workers(slurm, task_id)
+    )
+    assert "pilot worker" in corral("status", task_id, check=True).stdout
     corral("kill", task_id, check=True)
     launcher.communicate(timeout=120)
     assert corral.status(task_id)["state"] == "KILLED"

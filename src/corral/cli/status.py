@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
         ids = [i for i in ids if fnmatch.fnmatch(i, pattern) or i == pattern]
     views = _views(base, ids, show_jobs, job_state) if ids else []
     _journal_problems(base, views)
+    _pilot_workers(base, views)
     if as_json:
         import sys
 
@@ -47,8 +49,31 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
         return
     print_status(views, verbose, show_jobs)
     for v in views:
+        for w in v.get("workers", ()):
+            idle = "" if w.get("idle_since") is None else f", idle for {time.time() - w['idle_since']:.0f} s"
+            click.echo(
+                f"{v['id']}: pilot worker {w.get('slurm_id')} on {w.get('host') or '?'}: {w.get('state')}, "
+                f"{w.get('running', 0)} running{idle}"
+            )
         if v.get("journal_error"):
             click.echo(f"{v['id']}: cannot write its journal ({v['journal_error']}): launching nothing new")
+
+
+def _pilot_workers(base: Path, views: list[dict[str, Any]]) -> None:
+    """An ensemble on pilot workers: its launcher's view of them (ROOT/ID/pilot/workers.json,
+    display only) as `workers`: Slurm id, host, state, jobs running, idle since."""
+    import json
+
+    for v in views:
+        if v.get("kind") != "ensemble":
+            continue
+        try:
+            data = json.loads((base / v["id"] / "pilot" / "workers.json").read_bytes())
+            workers = data["workers"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(workers, list):
+            v["workers"] = [w for w in workers if isinstance(w, dict)]
 
 
 def _journal_problems(base: Path, views: list[dict[str, Any]]) -> None:
