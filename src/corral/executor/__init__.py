@@ -15,7 +15,8 @@ Design (the README's "Python API" section has the user's view):
   the engine (extra control ops, extra descriptors, a helper instead of the reaper).
 - **Isolation without a Python start-up per call**: locally the supervisor's reaper is the
   call zygote (zygote.py), a reaper that has imported cloudpickle and the runner and forks
-  each call (a session of its own, the run's log files as stdout/stderr). It writes the
+  each call (a session of its own, the run's log files as stdout/stderr), from a spare forked
+  ahead of time; it imports the calls' modules once (warm.py) unless Executor(warm=False). It writes the
   reaper's ledger lines, so exit statuses outlive the supervisor as for shell runs. On Slurm,
   each job runs `python -m corral.executor.runner` on the node (arrays, shared file system).
 - **Payloads and results** are files under ROOT/ID/calls/ (payload.py): `H.in` written by the

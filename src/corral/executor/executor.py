@@ -91,6 +91,7 @@ class _Driver:
         self.watch: client.Watch | None = None
         self.closed = False
         self.lost = False
+        self.warm = True  # the call zygote may import the calls' modules (warm.py)
 
     # -- the supervisor -------------------------------------------------------------------------
 
@@ -213,7 +214,9 @@ class _Driver:
             fut = Future(self, call, name)
             self.futures[call] = fut
         base = os.path.join(self.calls, call)
-        write_new(base + ".in", payload_bytes(name, fn_blob, args_blob, opts.timeout))
+        module = getattr(fn, "__module__", None) if self.warm else None
+        module = module if isinstance(module, str) and module != "__main__" else None
+        write_new(base + ".in", payload_bytes(name, fn_blob, args_blob, opts.timeout, module))
         fut._deps = deps
         fut._row = _row(call, name, opts)
         return fut
@@ -371,6 +374,7 @@ class Executor(cf.Executor):
         retries: int = 0,
         timeout: float | None = None,
         *,
+        warm: bool = True,
         _job: int | None = None,
     ) -> None:
         if id is None:
@@ -387,6 +391,7 @@ class Executor(cf.Executor):
         self._options = Options(timeout=timeout, retries=retries)
         spec = daemon.ensemble_for(max_workers, backend, slurm) if _job is None else None
         self._driver = _Driver(self.layout, _job, spec)
+        self._driver.warm = warm
         self._driver.connect()
 
     # -- the concurrent.futures API -------------------------------------------------------------

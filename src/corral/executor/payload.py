@@ -72,10 +72,13 @@ def dumps_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     return blob
 
 
-def payload_bytes(name: str, fn_blob: bytes, args_blob: bytes, timeout: float | None) -> bytes:
+def payload_bytes(
+    name: str, fn_blob: bytes, args_blob: bytes, timeout: float | None, module: str | None = None
+) -> bytes:
     # the metadata first, in plain pickle: sys.path must be set before the function is
-    # unpickled (a function pickled by reference is imported from the driver's path)
-    meta = {"name": name, "path": list(sys.path), "timeout": timeout}
+    # unpickled (a function pickled by reference is imported from the driver's path);
+    # `module`: the function's module, which the call zygote may import once (warm.py)
+    meta = {"name": name, "path": list(sys.path), "timeout": timeout, "module": module}
     return pickle.dumps(meta, protocol=PROTOCOL) + fn_blob + args_blob
 
 
