@@ -268,6 +268,8 @@ class PilotBackend:
         peer.host, peer.pid, peer.cpus, peer.memory = hello.host, hello.pid, hello.cpus, hello.memory
         peer.ends_at, peer.session = hello.ends_at, hello.session
         peer.running_since = peer.running_since or now
+        if not peer.jobs and peer.idle_since is None:
+            peer.idle_since = now  # a worker that gets nothing leaves after idle_timeout too
         conn.setblocking(False)
         self.by_fd[conn.fileno()] = peer
         peer.outbox += b'{"ok":true}\n'
