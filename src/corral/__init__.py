@@ -81,6 +81,7 @@ def run(
     Bad specs raise SpecError (one line, naming the field). The task's directory is private
     (0700, files 0600) unless `group_readable` (0750/0640).
     """
+    from corral.backends.kinds import KINDS
     from corral.spec import spec_from_python
     from corral.supervisor.layout import Layout, default_root, new_id
     from corral.supervisor.run import new_engine, render_for_run, supervise
@@ -91,5 +92,5 @@ def run(
     layout = Layout(base.absolute(), task_id)
     prepared = render_for_run(subject, layout, dict(ports or {}), dict(params or {}), file=None)
     context = {"ports": dict(ports or {}), "params": dict(params or {})}
-    engine = new_engine(layout, prepared, context, None, group=group_readable)
+    engine = new_engine(layout, prepared, context, None, group=group_readable, backends=KINDS)
     return supervise(engine)

@@ -1,39 +1,25 @@
-"""The interface of a batch-system backend: what the supervisor's loop drives.
+"""The interface every backend implements: `Backend`, the Protocol the supervisor's loop drives.
 
-A backend runs jobs elsewhere (Slurm today; PBS, OAR or LSF would each be one module more). It
-observes its jobs, lets the core judge what an observation means (core/outcome.py: a table per
-batch state), and records the verdict through the engine; it never decides an outcome itself.
-The supervisor calls, in its loop:
+It is defined beside the loop that drives it (corral/supervisor/backend.py, where its methods
+are described) so that the supervisor imports no backend; it is re-exported here for the
+backends. Three implement it:
 
-- `submit(jobs)` for the jobs the core admitted as SUBMITTED this turn (records Submitted
-  before relying on the batch system's ids);
-- `due()` for when it wants its next `poll(now)` (None: nothing to watch);
-- `poll(now)` to observe every live job (one query per interval) and record what changed;
-- `cancel(jobs)` to carry out a recorded kill;
-- `reattach()` once after a recovery: watch the live jobs again; returns how many;
-- `close()` once the supervision ended (the ensemble is terminal): release what the backend
-  holds (pilot workers are cancelled); not called when the supervisor stops otherwise
-  (a crash, a detach): a recovery re-attaches.
+- `local` (corral/supervisor/local.py, the default): runs start on this host through the
+  supervisor's reaper; `reattach` re-attaches to live runs and recovers exit statuses;
+- `slurm-steps` (slurm_steps.py): the local backend, each run an srun step of the allocation;
+- `slurm` (slurm.py): jobs go to Slurm as sbatch arrays, one squeue per poll.
 
-Local runs (and slurm-steps, which starts each local run as an srun step) are not driven
-through this interface: the supervisor's launcher starts and reaps them itself.
+A batch system (the core admits its jobs as SUBMITTED) implements `submit`, `due`, `poll`,
+`cancel` and `reattach`, observes, lets the core judge what it observed (core/outcome.py: a
+table per batch state) and records the verdict through the engine; it never decides an outcome
+itself. Subclassing `Backend` explicitly gives it the defaults of the run-level methods (a
+batch system starts no run here). A third batch system (PBS, OAR, LSF) is one module more:
+its client, its states mapped onto `core.outcome.Seen`, a `Backend`, and an entry in
+kinds.py, which the commands hand to the supervisor.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from corral.supervisor.backend import Backend, BackendKind, BackendKinds, RunKey
 
-
-@runtime_checkable
-class Backend(Protocol):
-    def submit(self, jobs: list[int]) -> None: ...
-
-    def due(self) -> float | None: ...
-
-    def poll(self, now: float) -> None: ...
-
-    def cancel(self, jobs: list[int]) -> None: ...
-
-    def reattach(self) -> int: ...
-
-    def close(self) -> None: ...
+__all__ = ["Backend", "BackendKind", "BackendKinds", "RunKey"]

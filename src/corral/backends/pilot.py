@@ -37,6 +37,7 @@ from corral.core.records import Note, Submitted, Transition
 from corral.core.states import TaskState
 from corral.errors import UserError
 from corral.spec.model import Pilot, Slurm, Task
+from corral.supervisor.backend import Backend
 from corral.supervisor.protocol import PilotHello
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def need_of(task: Task) -> policy.Need:
 
 
 @dataclass
-class PilotBackend:
+class PilotBackend(Backend):
     root: Path
     task_id: str
     slurm: Slurm

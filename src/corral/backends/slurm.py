@@ -16,7 +16,6 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,13 +29,13 @@ from corral.backends.slurm_client import (
     SlurmJobInfo,
     SlurmState,
     SlurmTimeout,
-    in_allocation,
 )
 from corral.core.outcome import Observation, Seen, judge
-from corral.core.records import Cause, Note, Submitted, Transition
+from corral.core.records import Cause, Note, Opened, Submitted, Transition
 from corral.core.states import TaskState
 from corral.errors import UserError
 from corral.spec.model import Slurm, Task
+from corral.supervisor.backend import Backend
 
 if TYPE_CHECKING:
     from corral.supervisor.engine import Engine
@@ -72,15 +71,11 @@ SEEN: dict[SlurmState, Seen] = {
 VANISHED_GRACE = 30.0  # a submitted job missing from squeue this long is judged by its journal
 
 
-def check_steps(where: str | None = None, environ: Mapping[str, str] | None = None) -> None:
-    """`backend: slurm-steps` runs each process as a step of the allocation corral runs in.
-    Outside one, srun would make one allocation per run: refused, before anything is recorded."""
-    if in_allocation(environ) is None:
-        prefix = f"{where}: backend" if where else "backend"
-        raise UserError(
-            f"{prefix}: slurm-steps runs processes as steps of the Slurm allocation corral runs in, "
-            "and SLURM_JOB_ID is not set: start corral inside salloc or sbatch, or use backend: slurm"
-        )
+def slurm_options(opened: Opened) -> Slurm:
+    """The `slurm` block a journal recorded."""
+    options = dict(opened.spec.get("slurm") or {})
+    options.pop("array", None)  # journals before 2026-11 carry a `slurm.array` nothing read
+    return msgspec.convert(options, Slurm)
 
 
 def slurm_dir(root: Path, task_id: str) -> Path:
@@ -123,7 +118,7 @@ def node_script(root: Path, task_id: str) -> str:
 
 
 @dataclass
-class SlurmBackend:
+class SlurmBackend(Backend):
     root: Path
     task_id: str
     slurm: Slurm

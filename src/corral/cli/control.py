@@ -58,6 +58,7 @@ def _unsupervised(where: Layout, op: str) -> None:
 @user_errors
 def kill(task_id: str, grace: float | None, job: int | None, as_json: bool) -> None:
     """Kill ID gracefully (final processes still run). Works when its supervisor is dead."""
+    from corral.backends.kinds import KINDS
     from corral.cli import progress
     from corral.core.records import Action, Request
     from corral.supervisor.run import supervise
@@ -69,7 +70,7 @@ def kill(task_id: str, grace: float | None, job: int | None, as_json: bool) -> N
         return
     _unsupervised(where, "kill")
     # nobody supervises it: recover here, kill, and supervise to the end (finalizers run)
-    engine, _ = take_over(where)
+    engine, _ = take_over(where, backends=KINDS)
     engine.record(Request(Action.KILL, time.time(), job=job, grace=grace))
     engine.writer.commit()
     state = supervise(engine, progress.Reporter(engine, quiet=True))
@@ -103,6 +104,7 @@ def wait_terminal(where: Layout, job: int | None, timeout: float | None = None) 
 @user_errors
 def lose(task_id: str, as_json: bool) -> None:
     """Give up on ID: kill every live process tree, run no finalizers, mark it LOST."""
+    from corral.backends.kinds import KINDS
     from corral.supervisor.session import take_over
 
     where = layout(task_id)
@@ -110,7 +112,7 @@ def lose(task_id: str, as_json: bool) -> None:
         _report(task_id, "lose", None, wait_terminal(where, None, timeout=30), as_json)
         return
     _unsupervised(where, "lose")
-    engine, _ = take_over(where)
+    engine, _ = take_over(where, backends=KINDS)
     engine.lose(time.time())
     engine.writer.commit()
     engine.writer.close()
@@ -118,6 +120,7 @@ def lose(task_id: str, as_json: bool) -> None:
 
 
 def _pause_resume(op: str, task_id: str, process: str | None, job: int | None, as_json: bool) -> None:
+    from corral.backends.kinds import KINDS
     from corral.core.records import Action, Request
     from corral.supervisor.session import take_over
 
@@ -131,7 +134,7 @@ def _pause_resume(op: str, task_id: str, process: str | None, job: int | None, a
         return
     _unsupervised(where, op)
     # no supervisor: take the lock just long enough to stop/continue the trees and record it
-    engine, _ = take_over(where)
+    engine, _ = take_over(where, backends=KINDS)
     engine.record(Request(Action(op), time.time(), job=job, process=process))
     engine.apply_pauses()
     engine.writer.close()
@@ -172,15 +175,17 @@ def resume(task_id: str, process: str | None, job: int | None, as_json: bool) ->
 @user_errors
 def recover(task_id: str, force: bool, detach: bool, quiet: bool, as_json: bool) -> None:
     """Take control of ID after its supervisor died: re-attach, recover exits, carry on."""
+    from corral.backends.kinds import KINDS
     from corral.cli.run import detached
     from corral.supervisor.run import detach as start_detached
     from corral.supervisor.session import take_over
 
     where = layout(task_id)
     if detach:
-        detached(task_id, start_detached(where, lambda: take_over(where, force=force)[0]), as_json)
+        start = start_detached(where, lambda: take_over(where, force=force, backends=KINDS)[0])
+        detached(task_id, start, as_json)
         return
-    engine, counts = take_over(where, force=force)
+    engine, counts = take_over(where, force=force, backends=KINDS)
     if not quiet:
         click.echo(
             f"{task_id}: {counts['attached']} re-attached, {counts['recovered']} exit codes recovered, "

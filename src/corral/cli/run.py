@@ -68,6 +68,7 @@ def run(
 ) -> None:
     """Run the task or ensemble in SPEC until it ends."""
     from corral import spec as specs
+    from corral.backends.kinds import KINDS
     from corral.supervisor.layout import Layout, new_id
     from corral.supervisor.run import new_engine, parse_assignments, render_for_run
 
@@ -95,7 +96,7 @@ def run(
     if detach:
         detached(task_id, detach_start(where, prepared, context, spec, group), as_json)
         return
-    finish(new_engine(where, prepared, context, spec, group=group), quiet, as_json)
+    finish(new_engine(where, prepared, context, spec, group=group, backends=KINDS), quiet, as_json)
 
 
 def detached(task_id: str, pid: int, as_json: bool) -> None:
@@ -106,6 +107,7 @@ def detached(task_id: str, pid: int, as_json: bool) -> None:
 
 
 def _retry_failed(ensemble: str, quiet: bool, as_json: bool) -> NoReturn:
+    from corral.backends.kinds import KINDS
     from corral.core.records import Action, Request
     from corral.journal import lock_holder
     from corral.supervisor.session import take_over
@@ -115,7 +117,7 @@ def _retry_failed(ensemble: str, quiet: bool, as_json: bool) -> NoReturn:
         raise UserError(
             f"{where.id}: still supervised by pid {lock_holder(where.journal)}; wait for it to end"
         )
-    engine, _ = take_over(where)
+    engine, _ = take_over(where, backends=KINDS)
     engine.record(Request(Action.RETRY_FAILED, time.time()))
     engine.writer.commit()
     finish(engine, quiet, as_json)
@@ -124,9 +126,10 @@ def _retry_failed(ensemble: str, quiet: bool, as_json: bool) -> NoReturn:
 def detach_start(
     where: Layout, prepared: Task | Ensemble, context: dict[str, Any], spec: str | None, group: bool = False
 ) -> int:
+    from corral.backends.kinds import KINDS
     from corral.supervisor.run import detach, new_engine
 
-    return detach(where, lambda: new_engine(where, prepared, context, spec, group=group))
+    return detach(where, lambda: new_engine(where, prepared, context, spec, group=group, backends=KINDS))
 
 
 @click.command()

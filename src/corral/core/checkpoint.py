@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from corral.core.records import Attached, Compacted, JobsAdded, Note, Opened
-from corral.core.states import TASK_LIVE, RunState, TaskState
+from corral.core.states import TASK_LIVE, Halted, RunState, TaskState
 from corral.core.supervision import Supervision
 from corral.core.task import ProcessRuntime, Run, TaskRuntime
 
@@ -91,7 +91,7 @@ class Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     retry_due: dict[int, float]
     added: list[JobsAdded]
     submitted: dict[int, str]
-    halted: str
+    halted: Halted  # encoded as its text, as before the enum
     kill_requested: bool
     kill_grace: float | None
     lose_requested: bool

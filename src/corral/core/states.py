@@ -34,6 +34,17 @@ class TaskState(StrEnum):
     LOST = "LOST"
 
 
+class Halted(StrEnum):
+    """Why an ensemble launches no more jobs (NONE: it does). Decisions compare the member;
+    its value is the display text (status, the ensemble's end reason, checkpoints hold it)."""
+
+    NONE = ""
+    KILLED = "killed"  # `corral kill`
+    LOST = "lost"  # `corral lose`
+    DRAINED = "drained"  # an executor drains: running jobs go on
+    POLICY = "halt policy"  # the halt policy tripped
+
+
 _RUN_ENDS = {RunState.SUCCESS, RunState.FAILED, RunState.KILLED, RunState.LOST}
 
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {

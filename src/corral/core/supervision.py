@@ -30,7 +30,7 @@ from corral.core.records import (
     Transition,
     cause_of,
 )
-from corral.core.states import ENSEMBLE_TRANSITIONS, TASK_LIVE, TASK_TERMINAL, TaskState
+from corral.core.states import ENSEMBLE_TRANSITIONS, TASK_LIVE, TASK_TERMINAL, Halted, TaskState
 from corral.core.task import SIGTERM, Decision, FoldError, TaskRuntime, decide_task
 from corral.spec.model import Halt, Task
 
@@ -102,7 +102,7 @@ class Supervision:
     # scheduler ids of jobs the core ended while the batch system still held them (the heartbeat
     # watchdog): a recovered backend cancels them again, in case the first scancel never ran
     abandoned: set[str] = field(default_factory=set)
-    halted: str = ""  # why no more jobs are launched ("" = not halted)
+    halted: Halted = Halted.NONE  # why no more jobs are launched
     kill_requested: bool = False
     kill_grace: float | None = None
     lose_requested: bool = False
@@ -306,9 +306,13 @@ class Supervision:
         return (
             rt.state in (TaskState.FAILED, TaskState.LOST)
             and self._retries_used(rt) < self.policy.retries
-            and not self.halted
+            and self.halted is Halted.NONE
             and not self.kill_requested
         )
+
+    def _halt(self, why: Halted) -> Halted:
+        """The first reason to halt is the one kept."""
+        return why if self.halted is Halted.NONE else self.halted
 
     def _apply_request(self, rec: Request) -> None:
         action = Action(rec.action)  # a record built in memory may still hold the plain text
@@ -317,7 +321,7 @@ class Supervision:
             if rec.job is None:
                 self.kill_requested = True
                 self.kill_grace = rec.grace
-                self.halted = self.halted or "killed"
+                self.halted = self._halt(Halted.KILLED)
             for job in targets:
                 rt = self._runtime(job)
                 rt.kill_requested = True
@@ -328,7 +332,7 @@ class Supervision:
                 self.dirty.add(job)
         elif action is Action.LOSE:
             self.lose_requested = True
-            self.halted = self.halted or "lost"
+            self.halted = self._halt(Halted.LOST)
         elif action in (Action.PAUSE, Action.RESUME):
             pause = action is Action.PAUSE
             if rec.job is None and rec.process is None:
@@ -357,15 +361,15 @@ class Supervision:
                 self.yielded.discard(rec.job)
             self.dirty.add(rec.job)
         elif action is Action.DRAIN:  # start nothing new; running jobs go on
-            self.halted = self.halted or "drained"
+            self.halted = self._halt(Halted.DRAINED)
         elif action is Action.REOPEN:  # an executor's ensemble takes calls again
-            self.halted = ""
+            self.halted = Halted.NONE
             self.kill_requested = False
             if self.state in TASK_TERMINAL:
                 self.state = TaskState.ACTIVE
                 self.finished_at = None
         elif action is Action.HALT:
-            self.halted = self.halted or "halt policy"
+            self.halted = self._halt(Halted.POLICY)
             if self.policy.halt.mode == "kill":
                 for job in targets:
                     rt = self._runtime(job)
@@ -374,7 +378,7 @@ class Supervision:
                     rt.paused_processes.clear()
                     self.dirty.add(job)
         elif action is Action.RETRY_FAILED:
-            self.halted = ""
+            self.halted = Halted.NONE
             self.kill_requested = False
             self.lose_requested = False
             if self.state in TASK_TERMINAL and self.kind == "ensemble":
@@ -444,7 +448,7 @@ class Supervision:
         if not out and not self.live and self.kind == "ensemble":
             ending = self._ending()
             if ending is not None:
-                out.append(Transition(ENSEMBLE, ending.value, now, self.halted))
+                out.append(Transition(ENSEMBLE, ending.value, now, self.halted.value))
         if self.wakeups:
             first = self.wakeups[0][0]
             wake = first if wake is None or first < wake else wake
@@ -478,7 +482,7 @@ class Supervision:
 
     def _halt_policy(self, now: float, out: list[Record]) -> None:
         halt = self.policy.halt
-        if self.halted or (halt.failures is None and halt.failure_rate is None):
+        if self.halted is not Halted.NONE or (halt.failures is None and halt.failure_rate is None):
             return
         failed = len(self.failed_jobs)
         finished = sum(self.counts[s] for s in TASK_TERMINAL)
@@ -493,7 +497,7 @@ class Supervision:
 
     def _admit(self, now: float, out: list[Record]) -> float | None:
         """Start queued jobs while slots (and declared resources) allow: never drop, postpone."""
-        if self.halted or self.paused or self.lose_requested:
+        if self.halted is not Halted.NONE or self.paused or self.lose_requested:
             return None
         limit = self.policy.job_limit
         busy = len(self.live) - len(self.yielded) if self.yielded else len(self.live)
@@ -548,9 +552,9 @@ class Supervision:
         """The ensemble's end state once nothing runs, or None while work remains."""
         if self.hold and not (self.kill_requested or self.lose_requested):
             return None
-        if self.retry_due and not self.halted:
+        if self.retry_due and self.halted is Halted.NONE:
             return None
-        if self.next_new < self.total and not self.halted:
+        if self.next_new < self.total and self.halted is Halted.NONE:
             return None
         if self.lose_requested:
             return TaskState.LOST

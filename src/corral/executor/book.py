@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 
 from corral.core.records import Action, JobsAdded, Note, Record, Request, Transition
-from corral.core.states import TASK_TERMINAL, TaskState
+from corral.core.states import TASK_TERMINAL, Halted, TaskState
 from corral.core.supervision import ENSEMBLE
 from corral.spec.model import Resources, Task
 from corral.supervisor.control import Client
@@ -89,7 +89,7 @@ class Book:
         engine.on_turn = self.turn
         engine.ops.update({Calls: self.op_calls, Watch: self.op_watch, Yield: self.op_yield})
         engine.ops[Requeue] = self.op_requeue
-        if self.sup.terminal or self.sup.halted:
+        if self.sup.terminal or self.sup.halted is not Halted.NONE:
             engine.record(Request(Action.REOPEN, time.time()))
 
     # -- the fold -------------------------------------------------------------------------------
@@ -135,7 +135,11 @@ class Book:
             self.requeued.discard(job)
             self.readd.append(row)
             return
-        if rec.state != "SUCCESS" and self.tries[call] <= row.get("retries", 0) and not self.sup.halted:
+        if (
+            rec.state != TaskState.SUCCESS
+            and self.tries[call] <= row.get("retries", 0)
+            and self.sup.halted is Halted.NONE
+        ):
             self.readd.append(row)
             return
         self.final.add(call)
@@ -174,7 +178,7 @@ class Book:
         sup = self.sup
         if not sup.hold or self.watchers or not self.seen_driver or sup.live or self.waiters or self.readd:
             return
-        if sup.halted or (sup.next_new >= sup.total and not sup.retry_due):
+        if sup.halted is not Halted.NONE or (sup.next_new >= sup.total and not sup.retry_due):
             sup.hold = False  # nobody can add calls now: end (a new driver reopens)
             sup.dirty.add(ENSEMBLE)
 
@@ -182,7 +186,7 @@ class Book:
 
     def _reopen(self, now: float) -> None:
         self.sup.hold = True
-        if self.sup.terminal or self.sup.halted:
+        if self.sup.terminal or self.sup.halted is not Halted.NONE:
             self.engine.record(Request(Action.REOPEN, now))
 
     def op_calls(self, client: Client, request: Calls) -> None:

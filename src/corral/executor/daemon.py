@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any, Literal
 
+from corral.backends.kinds import KINDS
 from corral.errors import UserError
 from corral.executor.book import Book
 from corral.journal import JournalLocked, lock_holder, lock_taken
@@ -23,6 +24,7 @@ from corral.spec.model import Ensemble, JobTemplate, Slurm
 from corral.supervisor import control
 from corral.supervisor.engine import Engine
 from corral.supervisor.layout import Layout
+from corral.supervisor.local import LocalBackend
 from corral.supervisor.run import detach
 from corral.supervisor.session import SessionError, _has_records, create, take_over
 
@@ -65,16 +67,16 @@ def alive(layout: Layout) -> bool:
 
 def _engine(layout: Layout, spec: Ensemble) -> Engine:
     if layout.journal.exists() and _has_records(layout):
-        engine, _ = take_over(layout)
+        engine, _ = take_over(layout, backends=KINDS)
         if engine.sup.kind != "ensemble" or "executor" not in (
             engine.sup.opened.context if engine.sup.opened else {}
         ):
             engine.writer.close()
             raise SessionError(f"{layout.id}: exists and is not an executor")
     else:
-        engine = create(layout, spec, context={"executor": 1})
-    if spec.backend == "local":
-        engine.launcher.helper = ZYGOTE
+        engine = create(layout, spec, context={"executor": 1}, backends=KINDS)
+    if spec.backend == "local" and isinstance(engine.backend, LocalBackend):
+        engine.backend.launcher.helper = ZYGOTE
     Book(engine)
     engine.writer.commit()
     return engine

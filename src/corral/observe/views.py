@@ -102,7 +102,7 @@ def view(
             data["processes"] = _snapshot_processes(node[0], node[1])
     else:
         data["jobs"] = job_counts(sup)
-        data["halted"] = sup.halted or None
+        data["halted"] = sup.halted.value or None
         if jobs:
             _, data["job_list"] = job_page(sup, job_state, 0, None)
     return data

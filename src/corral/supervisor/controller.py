@@ -15,6 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from corral.core.records import Action, JobsAdded, Request, encode
+from corral.core.states import Halted
 from corral.journal import MAX_FRAME
 from corral.supervisor.control import Client, ControlServer
 from corral.supervisor.protocol import (
@@ -145,15 +146,15 @@ class Controller:
             if rt is None or process not in rt.processes:
                 raise Refused(f"no process named {process!r}")
         grace = request.grace if isinstance(request, Kill) else None
-        op = {Kill: "kill", Pause: "pause", Resume: "resume"}[type(request)]
-        self.engine.record(Request(Action(op), self.engine.clock(), job=job, process=process, grace=grace))
+        action = {Kill: Action.KILL, Pause: Action.PAUSE, Resume: Action.RESUME}[type(request)]
+        self.engine.record(Request(action, self.engine.clock(), job=job, process=process, grace=grace))
 
     def _submit(self, request: Submit) -> tuple[int, int]:
         engine, sup = self.engine, self.engine.sup
         if not engine.ensemble:
             raise Refused("jobs can only be submitted to an ensemble")
-        if sup.terminal or sup.halted:
-            raise Refused(f"the ensemble is {sup.halted or sup.state.value}")
+        if sup.terminal or sup.halted is not Halted.NONE:
+            raise Refused(f"the ensemble is {sup.halted.value or sup.state.value}")
         params = request.params
         if engine.check_params is not None:
             problem = engine.check_params(params)

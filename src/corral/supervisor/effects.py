@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from corral.core.records import Action, Cause, Record, Request, RunUpdate, Signal, Transition
 from corral.core.states import TASK_TERMINAL, RunState, TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
-
-RunKey = tuple[int, str, int]
+from corral.supervisor.backend import RunKey
 
 
 class EffectKind(enum.Enum):
@@ -35,15 +34,18 @@ class Effect:
     signalled: bool = False  # SWEEP: a run of the job was signalled (leftovers likely)
 
 
-def effect_of(rec: Record, sup: Supervision, remote: bool) -> Effect | None:
-    """The effect `rec` asks for, judged BEFORE it is folded (see the sweep case)."""
+def effect_of(rec: Record, sup: Supervision) -> Effect | None:
+    """The effect `rec` asks for, judged BEFORE it is folded (see the sweep and the resume
+    cases). States decide, never the reason text: a run going PAUSED is stopped, a run going
+    from PAUSED to RUNNING is continued (the only producer of either is core's pause_decisions)."""
+    remote = sup.remote
     if isinstance(rec, RunUpdate):
         key = (rec.job, rec.process, rec.run)
         if rec.state == RunState.LAUNCHING:
             return Effect(EffectKind.SPAWN, key)
-        if rec.state == RunState.PAUSED and rec.reason == "pause":
+        if rec.state == RunState.PAUSED:  # a pause (core/task.py pause_decisions)
             return Effect(EffectKind.STOP, key)
-        if rec.state == RunState.RUNNING and rec.reason == "resume":
+        if rec.state == RunState.RUNNING and _run_state(sup, key) is RunState.PAUSED:  # a resume
             return Effect(EffectKind.CONT, key)
     elif isinstance(rec, Signal):
         return Effect(EffectKind.SIGNAL, (rec.job, rec.process, rec.run), sig=rec.sig)
@@ -62,3 +64,10 @@ def effect_of(rec: Record, sup: Supervision, remote: bool) -> Effect | None:
         signalled = rt is not None and any(r.signal_sent for p in rt.processes.values() for r in p.runs)
         return Effect(EffectKind.SWEEP, job=rec.job, signalled=signalled)
     return None
+
+
+def _run_state(sup: Supervision, key: RunKey) -> RunState | None:
+    """The run's state before the record is folded (None: no such run)."""
+    rt = sup.jobs.get(key[0])
+    run = None if rt is None else rt.find_run(key[1], key[2])
+    return None if run is None else run.state

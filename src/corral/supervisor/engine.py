@@ -7,9 +7,10 @@ The loop never decides anything itself; it never polls: exits of our children ar
 SIGCHLD on a wakeup fd, exits of re-attached runs as readable pidfds, and timers are the
 deadlines core returns.
 
-The parts: loop.py (the wait: selector, signals), launcher.py (the reaper, spawning,
-signalling, reaping), controller.py (control requests), sweeper.py (leftover processes),
-snapshot.py (status.json), effects.py (what a record asks for).
+The parts: loop.py (the wait: selector, signals), the backend (backend.py: where runs and
+jobs go; local.py by default: the reaper, spawning, signalling, reaping, leftovers),
+controller.py (control requests), snapshot.py (status.json), effects.py (what a record asks
+for). Every backend is driven the same way.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from corral.core.losing import lose_records
 from corral.core.records import Action, JobsAdded, Record, Request, Transition, encode
 from corral.core.states import TaskState
 from corral.core.supervision import ENSEMBLE, Supervision
-from corral.core.task import SIGKILL, pause_decisions
+from corral.core.task import pause_decisions
 from corral.journal import JournalWriter
 from corral.supervisor import access, proc
+from corral.supervisor.backend import Backend, RunKey
 from corral.supervisor.checkpoints import CheckpointWriter
 from corral.supervisor.committer import Committer
 from corral.supervisor.compaction import Compactor
@@ -36,14 +38,10 @@ from corral.supervisor.controller import Controller
 from corral.supervisor.crash import CrashPoints
 from corral.supervisor.effects import Effect, EffectKind, effect_of
 from corral.supervisor.environment import RunEnvironment
-from corral.supervisor.launcher import Launcher, RunKey
 from corral.supervisor.layout import Layout
+from corral.supervisor.local import LocalBackend
 from corral.supervisor.loop import Loop, earliest
 from corral.supervisor.snapshot import Snapshots
-from corral.supervisor.sweeper import Sweeper
-
-if TYPE_CHECKING:
-    from corral.backends.base import Backend  # the interface only (import-linter allows it)
 
 log = logging.getLogger("corral.supervisor")
 
@@ -66,14 +64,15 @@ class Engine:
         self.clock = clock
         self.on_turn: Callable[[Supervision], None] | None = None
         self.on_record: Callable[[Record], None] | None = None
-        self.backend: Backend | None = None  # a batch-system backend when jobs run elsewhere
         self.params_added: Callable[[list[dict[str, Any]]], Any] | None = None  # grows the space
         self.check_params: Callable[[list[dict[str, Any]]], str | None] | None = None
         self.crash = CrashPoints()
         self.committer = Committer(writer, self.crash, layout.id)
         self.env = RunEnvironment(layout, ensemble)
-        self.launcher = Launcher(sup, self.env, self.record, clock, self.crash, dict(os.environ))
-        self.sweeper = Sweeper(self.launcher)
+        # where runs and jobs go: this host unless the session gives another (session.py)
+        self.backend: Backend = LocalBackend(
+            sup, layout, self.env, self.record, clock, self.crash, dict(os.environ)
+        )
         self.snapshots = Snapshots(layout, ensemble)
         self.checkpoints = CheckpointWriter(layout)
         self.compactor = Compactor(layout, writer, self.crash.hit)
@@ -84,7 +83,7 @@ class Engine:
         self._pending_since: float | None = None  # when the oldest uncommitted effect-free record came
         self._interrupts = 0
         # extensions (the executor, corral/executor/book.py): more control requests, more
-        # descriptors to watch, a reaper-compatible helper program (launcher.helper)
+        # descriptors to watch (`watch`)
         self.ops: dict[type, Callable[[Any, Any], None]] = {}
         self._watched: dict[int, Callable[[], None]] = {}
         self._loop: Loop | None = None
@@ -111,7 +110,7 @@ class Engine:
         writer BEFORE anything folds it or acts on it; a record the fold refuses is taken back,
         so the journal never holds what its reader would refuse."""
         self.writer.append(encode(rec))
-        effect = effect_of(rec, self.sup, self.backend is not None)
+        effect = effect_of(rec, self.sup)
         try:
             self.sup.apply(rec)
         except BaseException:
@@ -171,8 +170,8 @@ class Engine:
         with Loop() as loop:
             control = self._listen(loop)
             self.controller.server = control
-            self.launcher.attach(loop)
             self._loop = loop
+            self.backend.start(self.watch)
             try:
                 while True:
                     wake = self._turn(loop)
@@ -181,7 +180,7 @@ class Engine:
                     assert not isinstance(wake, _Done)
                     self._wait(loop, control, wake)
             finally:
-                self.launcher.detach()
+                self.backend.stop()
                 self._loop = None
                 self._replies.clear()  # never confirm what did not become durable
                 self._after.clear()
@@ -216,9 +215,10 @@ class Engine:
         """One turn: what happened becomes records, records become durable, then effects.
         Returns when to wake up next (None: only on an event), or _DONE."""
         now = self.clock()
-        launcher = self.launcher
-        launcher.reap(now)
-        launcher.tell_hangup(loop.hung_up)
+        backend = self.backend
+        backend.poll(now)
+        if loop.hung_up:
+            backend.hangup()
         if loop.interrupts > self._interrupts:
             self._interrupts = loop.interrupts
             self.record(Request(Action.KILL, now, grace=None if self._interrupts == 1 else 0.0))
@@ -230,25 +230,20 @@ class Engine:
             wake = earliest(wake, _after(now, self.committer.retry_in()))
         elif self._pending_since is not None:
             wake = earliest(wake, now + max(0.0, self._pending_since + COMMIT_DELAY - time.monotonic()))
-        if self.sweeper.at is not None:
-            self.sweeper.sweep([], now)
-        wake = earliest(wake, self.sweeper.at)
         if self.on_turn is not None:
             self.on_turn(self.sup)
         self.snapshots.maybe(self.sup, self.writer.size, now)
         self.checkpoints.maybe(self.sup, self.writer.size, self.writer.pending, now)
         self._compact(now)
-        if self.sup.terminal and not launcher.busy:
+        if self.sup.terminal and not backend.busy:
             if not self._commit(crash_point=False):
                 return earliest(wake, _after(now, self.committer.retry_in()))
-            self.sweeper.sweep([])
-            if self.backend is not None:
-                self.backend.close()  # the supervision is over: release what the backend holds
+            backend.finish()
+            backend.close()  # the supervision is over: release what the backend holds
             self.snapshots.maybe(self.sup, self.writer.size, now, force=True)
             self.checkpoints.maybe(self.sup, self.writer.size, self.writer.pending, now, force=True)
             return _DONE
-        poll_at = self.backend.due() if self.backend is not None else None
-        return earliest(wake, launcher.rotator.due(), launcher.mirror.due(), poll_at)
+        return earliest(wake, backend.due())
 
     def _compact(self, now: float) -> None:
         """Replace the journal by its fold once it passed its threshold (compaction.py)."""
@@ -273,18 +268,10 @@ class Engine:
             if tag in ("control", "client") and control is not None:
                 for client, data in control.ready(fd):
                     self.controller.handle(client, data)
-            elif tag == "reaper":
-                self.launcher.reaper_events()
-            elif tag == "pidfd":
-                self.launcher.adopted_exit(fd)
             elif tag == "watched" and fd in self._watched:
                 self._watched[fd]()
         if control is not None:
             control.expire()
-        self.launcher.rotator.check()
-        self.launcher.mirror.check()
-        if self.backend is not None:
-            self.backend.poll(self.clock())
 
     def _decide(self, now: float) -> float | None:
         wake: float | None = None
@@ -308,32 +295,29 @@ class Engine:
 
     def _carry_out(self) -> None:
         effects, self._effects = self._effects, []
+        backend = self.backend
         submits = [e.job for e in effects if e.kind is EffectKind.SUBMIT]
         cancels = [e.job for e in effects if e.kind is EffectKind.CANCEL]
-        if cancels and self.backend is not None:
+        if cancels:  # CANCEL effects exist only for remote jobs
             # before the submits: a job failed by the watchdog and retried in the same turn
             # must cancel its old batch job, not the new one
             wanted = {job for job in cancels if job >= 0} | (self.sup.live if -1 in cancels else set())
-            self.backend.cancel(sorted(wanted))
-        if submits and self.backend is not None:  # SUBMIT effects exist only with a backend
-            self.backend.submit(sorted(submits))
-            self._commit()  # the Slurm ids, durable right after sbatch
-        sweeps: list[tuple[int, bool]] = []
-        launcher = self.launcher
+            backend.cancel(sorted(wanted))
+        if submits:  # SUBMIT effects exist only for remote jobs
+            backend.submit(sorted(submits))
+            self._commit()  # the batch system's ids, durable right after the submission
         for effect in effects:
             kind = effect.kind
             if kind is EffectKind.SPAWN:
                 assert effect.key is not None
-                self.crash.hit("spawn")
-                launcher.spawn(effect.key)
+                backend.launch(effect.key)
             elif kind is EffectKind.SWEEP:
-                sweeps.append((effect.job, effect.signalled))
+                backend.ended(effect.job, effect.signalled)
             elif kind is EffectKind.SIGNAL and effect.key is not None:
-                launcher.signal(effect.key, effect.sig)
+                backend.signal(effect.key, effect.sig)
             elif effect.key is not None and kind in _SIGNALS:
-                launcher.signal(effect.key, _SIGNALS[kind])
-        launcher.flush()
-        self.sweeper.sweep(sweeps, self.clock())  # after the spawns: the next runs need not wait
+                backend.signal(effect.key, _SIGNALS[kind])
+        backend.flush()
 
     def apply_pauses(self) -> None:
         """Without running the loop: record and carry out pause/resume decisions only."""
@@ -347,7 +331,7 @@ class Engine:
         effects, self._effects = self._effects, []
         for effect in effects:
             if effect.key is not None and effect.kind in (EffectKind.STOP, EffectKind.CONT):
-                self.launcher.signal(effect.key, _SIGNALS[effect.kind])
+                self.backend.signal(effect.key, _SIGNALS[effect.kind])
 
     def lose(self, now: float) -> None:
         """Give up on everything now: kill every live tree, no finalizers, mark the rest LOST.
@@ -368,11 +352,8 @@ class Engine:
         self._effects = [
             e for e in queued if e.kind not in (EffectKind.SPAWN, EffectKind.SIGNAL, EffectKind.SWEEP)
         ]
-        for key, (pid, ticks) in targets.items():
-            self.launcher.signal_tree(key, pid, ticks, SIGKILL)
-        lost = [(r.job, True) for r in records if isinstance(r, Transition) and r.job != ENSEMBLE]
-        self.sweeper.sweep(lost)
-        self.launcher.forget_all()
+        lost = [r.job for r in records if isinstance(r, Transition) and r.job != ENSEMBLE]
+        self.backend.lose(targets, lost)
 
 
 class _Done:

@@ -6,7 +6,6 @@ spawn path of a 5,000-job ensemble would pay it a hundred thousand times.
 
 from __future__ import annotations
 
-import math
 import os
 
 from corral.spec.model import Task
@@ -74,16 +73,3 @@ class RunEnvironment:
         if run is not None:
             needles.append(proc.marker("CORRAL_RUN", str(run)))
         return needles
-
-    def srun_argv(self, argv: list[str], task: Task, process: str) -> list[str]:
-        """Inside an allocation, each run is an exclusive srun step (slurm-steps backend)."""
-        from corral.backends.slurm_client import SlurmClient, SlurmError
-
-        res = task.resources
-        cpus = max(1, math.ceil(res.cpus)) if res.cpus else 1
-        try:
-            return SlurmClient().srun_step_argv(
-                argv, cpus=cpus, memory_bytes=res.memory or None, name=f"{self.layout.id}.{process}"
-            )
-        except SlurmError as exc:  # srun missing: the run fails to spawn, the supervisor goes on
-            raise OSError(str(exc)) from None

@@ -23,16 +23,16 @@ from corral.core.task import SIGKILL, Run, exit_outcome
 from corral.spec.errors import SpecError
 from corral.spec.model import Task
 from corral.supervisor import proc, safefs
+from corral.supervisor.backend import RunKey, Watch
 from corral.supervisor.crash import CrashPoints
 from corral.supervisor.environment import RunEnvironment
 from corral.supervisor.logs import Rotator
-from corral.supervisor.loop import Loop
 from corral.supervisor.mirror import Mirror
 from corral.supervisor.spawn import Ledger, Spawner, command_argv
 
 log = logging.getLogger("corral.supervisor")
 
-RunKey = tuple[int, str, int]
+Command = Callable[[list[str], Task, str], list[str]]
 
 
 class Launcher:
@@ -44,6 +44,7 @@ class Launcher:
         clock: Callable[[], float],
         crash: CrashPoints,
         base_env: dict[str, str],
+        command: Command | None = None,
     ) -> None:
         self.sup = sup
         self.env = env
@@ -51,6 +52,7 @@ class Launcher:
         self.clock = clock
         self.crash = crash
         self.base_env = base_env
+        self.command = command  # the argv a run starts with (slurm-steps: an srun step)
         self.children: dict[int, RunKey] = {}  # runs our reaper started: pid -> key
         self.adopted: dict[int, tuple[RunKey, int]] = {}  # pidfd -> (key, pid), after recovery
         # runs asked of the reaper whose pid has not come back yet, with the signals they await
@@ -60,7 +62,7 @@ class Launcher:
         self.mirror = Mirror()  # destination: both -> the console too, from the files
         self.hung_up = False  # the terminal went away: console runs write to /dev/null from now
         self._ledger: Ledger | None = None
-        self._loop: Loop | None = None
+        self._watch: Watch | None = None  # the loop's, while it runs
         self.helper: list[str] | None = None  # a reaper-compatible program (the call zygote)
 
     # -- queries -------------------------------------------------------------------------------
@@ -97,15 +99,25 @@ class Launcher:
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def attach(self, loop: Loop) -> None:
-        self._loop = loop
+    def attach(self, watch: Watch) -> None:
+        self._watch = watch
         for fd in self.adopted:
-            loop.register(fd, "pidfd")
+            self._watch_exit(fd)
+        if self.spawner is not None:
+            watch(self.spawner.fileno(), self.reaper_events)
+
+    def _watch_exit(self, fd: int) -> None:
+        if self._watch is not None:
+            self._watch(fd, lambda: self.adopted_exit(fd))
+
+    def _unwatch(self, fd: int) -> None:
+        if self._watch is not None:
+            self._watch(fd, None)
 
     def detach(self) -> None:
         """The loop ends. The reaper exits once it has no runs left: at the end, wait for it
         (no stray process after `corral run` returns); otherwise it lives on with its runs."""
-        self._loop = None
+        self._watch = None
         if self.spawner is not None:
             spawner, self.spawner = self.spawner, None
             spawner.detach()
@@ -117,8 +129,7 @@ class Launcher:
         """The runs are gone (lose): stop waiting for them."""
         self.children.clear()
         for fd in list(self.adopted):
-            if self._loop is not None:
-                self._loop.unregister(fd)
+            self._unwatch(fd)
             os.close(fd)
         self.adopted.clear()
 
@@ -151,8 +162,8 @@ class Launcher:
             out = err = None
         argv = command_argv(spec.cmd, spec.argv)
         try:
-            if task.backend == "slurm-steps":
-                argv = self.env.srun_argv(argv, task, process)
+            if self.command is not None:
+                argv = self.command(argv, task, process)
             spawner = self.spawner or self._start_reaper(task)
         except OSError as exc:
             self.record(
@@ -172,8 +183,8 @@ class Launcher:
         if self.env.ensemble:
             safefs.make_subdir(self.env.jobs_prefix, self.env.dir)
         spawner = self.spawner = Spawner(str(self.env.layout.reaper_log), self.base_env, console, self.helper)
-        if self._loop is not None:
-            self._loop.register(spawner.fileno(), "reaper")
+        if self._watch is not None:
+            self._watch(spawner.fileno(), self.reaper_events)
         return spawner
 
     def flush(self) -> None:
@@ -277,8 +288,7 @@ class Launcher:
         if spawner is None:
             return
         self._handle(spawner.events())  # what it managed to say before dying
-        if self._loop is not None:
-            self._loop.unregister(spawner.fileno())
+        self._unwatch(spawner.fileno())
         spawner.detach()
         ledger = Ledger(str(self.env.layout.reaper_log), wanted={*self.launching, *self.children.values()})
         ledger.refresh()
@@ -341,14 +351,12 @@ class Launcher:
             os.close(fd)
             return False
         self.adopted[fd] = (key, pid)
-        if self._loop is not None:
-            self._loop.register(fd, "pidfd")
+        self._watch_exit(fd)
         return True
 
     def adopted_exit(self, fd: int) -> None:
         key, _pid = self.adopted.pop(fd)
-        if self._loop is not None:
-            self._loop.unregister(fd)
+        self._unwatch(fd)
         os.close(fd)
         # the run's reaper (a predecessor's) writes its status a moment after the pidfd fires
         ledger, since = self.ledger(), self.launched_at(key)

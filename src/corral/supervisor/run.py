@@ -16,6 +16,7 @@ from corral.core.states import TaskState
 from corral.errors import UserError
 from corral.spec.model import Ensemble, Task
 from corral.supervisor import proc, safefs
+from corral.supervisor.backend import BackendKinds
 from corral.supervisor.engine import Engine
 from corral.supervisor.identity import check_users
 from corral.supervisor.layout import Layout
@@ -79,8 +80,9 @@ def new_engine(
     file: str | None,
     *,
     group: bool = False,
+    backends: BackendKinds | None = None,
 ) -> Engine:
-    return create(layout, prepared, context=context, file=file, group=group)
+    return create(layout, prepared, context=context, file=file, group=group, backends=backends)
 
 
 def supervise(engine: Engine, reporter: Any = None) -> TaskState:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from corral.spec.params import ParamSpace
     from corral.supervisor.engine import Engine
 from corral.supervisor import proc, safefs
+from corral.supervisor.backend import BackendKind, BackendKinds, backend_name
 from corral.supervisor.layout import Layout
 from corral.supervisor.replaying import decode_all, paused_gc, rejected
 
@@ -158,44 +159,21 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
     return sup, jobs
 
 
-def _slurm_options(opened: Opened) -> Any:
-    from corral.spec.model import Slurm
-
-    options = dict(opened.spec.get("slurm") or {})
-    options.pop("array", None)  # journals before 2026-11 carry a `slurm.array` nothing read
-    return msgspec.convert(options, Slurm)
-
-
-def _remote_backend(layout: Layout, opened: Opened, job_limit: int) -> Any:
-    """The backend of a remote journal: pilot workers, or one Slurm job per job."""
-    options = _slurm_options(opened)
-    if options.pilot is not None and opened.kind == "ensemble":
-        from corral.backends.pilot import PilotBackend
-
-        return PilotBackend(layout.root, layout.id, options, options.pilot)
-    from corral.backends.slurm import SlurmBackend
-
-    return SlurmBackend(layout.root, layout.id, options, job_limit=job_limit)
+def _kind(opened: Opened, backends: BackendKinds | None) -> BackendKind | None:
+    """The backend the journal's spec names (None: local, the engine's own)."""
+    name = backend_name(opened)
+    if name == "local":
+        return None
+    kind = (backends or {}).get(name)
+    if kind is None:  # a caller that did not pass corral.backends.kinds.KINDS
+        raise SessionError(f"{opened.id}: backend {name} is not available to this command")
+    return kind
 
 
-def _attach_backend(engine: Engine, opened: Opened, *, new: bool = False) -> None:
-    if engine.sup.remote and _slurm_options(opened).pilot is not None and opened.kind == "ensemble":
-        backend = _remote_backend(engine.layout, opened, engine.sup.policy.job_limit)
-        backend.attach(engine)
-        engine.backend = backend
-        return
-    if engine.sup.remote:
-        from corral.backends.slurm import SlurmBackend
-
-        backend = SlurmBackend(
-            engine.layout.root,
-            engine.layout.id,
-            _slurm_options(opened),
-            job_limit=engine.sup.policy.job_limit,
-        )
-        backend.engine = engine
-        backend.resolved = new  # a new journal has no earlier submissions to look for by name
-        engine.backend = backend
+def _attach_backend(engine: Engine, opened: Opened, backends: BackendKinds | None, *, new: bool) -> None:
+    kind = _kind(opened, backends)
+    if kind is not None:
+        engine.backend = kind.build(engine, opened, new=new)
 
 
 def replay(layout: Layout, keep_finished: bool | None = None) -> tuple[Supervision, list[Record]]:
@@ -270,9 +248,10 @@ def create(
     context: dict[str, Any],
     file: str | None = None,
     group: bool = False,
+    backends: BackendKinds | None = None,
 ) -> Engine:
     """Start the journal of a new task (already rendered) or ensemble; `group` shares its
-    directory with the owner's group (read only)."""
+    directory with the owner's group (read only); `backends`: those the spec may name."""
     if layout.journal.exists() and _has_records(layout):
         raise SessionError(_exists_message(layout))
     kind = "task" if isinstance(subject, Task) else "ensemble"
@@ -297,25 +276,19 @@ def create(
         context=context,
     )
     sup, jobs = supervision_for(opened, layout, keep_finished=kind == "task")
-    steps = bool(sup.total) and sup.task_for(0).backend == "slurm-steps"
-    if (sup.remote or steps) and sup.total:
-        from corral.backends.slurm import check_steps
-
-        # before anything is recorded: Slurm must be there and accept this job
-        try:
-            if steps:
-                check_steps(file)
-            else:
-                _remote_backend(layout, opened, sup.policy.job_limit).check(sup.task_for(0), file)
-        except BaseException:
-            if not layout.journal.exists():
-                shutil.rmtree(layout.dir, ignore_errors=True)  # leave no trace of a refused run
-            raise
+    try:  # before anything is recorded: the backend must be there and accept this job
+        backend = _kind(opened, backends)
+        if backend is not None and sup.total:
+            backend.check(layout, opened, sup, file)
+    except BaseException:
+        if not layout.journal.exists():
+            shutil.rmtree(layout.dir, ignore_errors=True)  # leave no trace of a refused run
+        raise
     writer, _ = open_for_append(layout.journal, create=True, mode=mode)
     from corral.supervisor.engine import Engine  # readers (replay) never load the shell
 
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
-    _attach_backend(engine, opened, new=True)
+    _attach_backend(engine, opened, backends, new=True)
     if jobs is not None:
         engine.check_params = _param_checker(jobs)
         engine.params_added = jobs.space.add
@@ -398,7 +371,9 @@ def stop_holder(layout: Layout, timeout: float = 10.0) -> int | None:
     return pid
 
 
-def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str, int]]:
+def take_over(
+    layout: Layout, *, force: bool = False, backends: BackendKinds | None = None
+) -> tuple[Engine, dict[str, int]]:
     """Recover: lock, replay, reconcile every live run with reality, return the engine."""
     if not layout.journal.exists():
         raise SessionError(f"{layout.id}: no such task under {layout.root}")
@@ -446,11 +421,10 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
         writer.close()
         raise
     from corral.supervisor.engine import Engine
-    from corral.supervisor.reconcile import reconcile
 
     engine = Engine(layout, sup, writer, ensemble=sup.kind == "ensemble")
     assert sup.opened is not None
-    _attach_backend(engine, sup.opened)
+    _attach_backend(engine, sup.opened, backends, new=False)
     if jobs is not None:
         engine.check_params = _param_checker(jobs)
         engine.params_added = jobs.space.add
@@ -460,9 +434,9 @@ def take_over(layout: Layout, *, force: bool = False) -> tuple[Engine, dict[str,
             Note(f"journal repaired: dropped {r.dropped} torn bytes at offset {r.offset}", time.time())
         )
     engine.record(_attached(True))
-    counts = reconcile(engine, records[-1] if records else None)
-    if engine.backend is not None:  # remote jobs: the backend re-attaches to them
-        counts["attached"] += engine.backend.reattach()
+    attached = engine.backend.reattach()  # live runs (this host) or jobs (a batch system)
+    recovered, lost = engine.backend.recovered()
+    counts = {"attached": attached, "recovered": recovered, "lost": lost}
     engine.record(
         Note(
             "recovered: {attached} re-attached, {recovered} exit codes recovered, {lost} lost".format(

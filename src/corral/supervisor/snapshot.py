@@ -27,7 +27,7 @@ def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: flo
         "finished_at": sup.finished_at,
         "total": sup.total,
         "counts": {state.value: n for state, n in sup.counts.items()},
-        "halted": sup.halted,
+        "halted": sup.halted.value,
         "supervisor_pid": os.getpid(),
         "journal_size": journal_size,
         "journal": _stamp(layout, journal_size),

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+from corral.backends.slurm import slurm_options
 from corral.core.records import Opened
 from corral.spec.model import Slurm
-from corral.supervisor.session import _slurm_options
 
 
 def test_an_old_journal_with_slurm_array_still_opens() -> None:
     spec = {"slurm": {"partition": "debug", "requeue": True, "array": True, "poll_interval": 1.0}}
     opened = Opened("ensemble", "e", spec, 0.0, "host", "boot")
-    assert _slurm_options(opened) == Slurm(partition="debug", requeue=True, poll_interval=1.0)
+    assert slurm_options(opened) == Slurm(partition="debug", requeue=True, poll_interval=1.0)
