@@ -79,6 +79,7 @@ job:
   cmd: |
     i={{{{params.i}}}}
     echo "job $i attempt {{{{job.attempt}}}}"
+    echo "$CORRAL_JOB $CORRAL_TASK_ID" > {flags}/env.$i
     if [ $i -eq 7 ]; then exit 3; fi
     if [ $i -eq 11 ] && [ ! -e {flags}/11 ]; then touch {flags}/11; exit 4; fi
     exit 0
@@ -94,6 +95,10 @@ params:
     assert jobs[11]["state"] == "SUCCESS" and jobs[11]["attempts"] == 2
     others = [row for j, row in jobs.items() if j not in (7, 11)]
     assert all(r["state"] == "SUCCESS" and r["exit_code"] == 0 and r["attempts"] == 1 for r in others)
+
+    # a run sees the ensemble's job number and id, not the worker's own numbering
+    seen = {int(f.name[4:]): f.read_text().split() for f in flags.glob("env.*")}
+    assert seen == {j: [str(j), task_id] for j in range(300)}
 
     records = raw_records(corral, task_id)
     handed = collections.Counter()

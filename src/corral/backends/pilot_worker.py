@@ -181,7 +181,7 @@ class PilotWorker:
         }
         try:
             conn.sendall(msgspec.json.encode(hello) + b"\n")
-            answer = _read_line(conn)
+            answer, rest = read_answer(conn)
         except OSError:
             conn.close()
             return
@@ -196,6 +196,8 @@ class PilotWorker:
             self.engine.watch(fd, lambda: self._readable(fd))
         for message in self.unacked:  # what happened while cut off, in order
             self._send(encode(message))
+        if rest:  # the stream began in the answer's read
+            self._take(rest)
 
     def _drop(self) -> None:
         if self.conn is not None:
@@ -230,6 +232,9 @@ class PilotWorker:
         if not data:
             self._drop()
             return
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
         try:
             for line in self.lines.feed(data):
                 self._handle(decode_for_worker(line))
@@ -250,6 +255,7 @@ class PilotWorker:
             self.tasks[first] = task
             self.origin[first] = key
             self.local[key] = first
+            engine.env.shown_jobs[first] = message.job  # a run's CORRAL_JOB is the ensemble's job
             self.idle_since = None
             engine.record(JobsAdded(first, [{"job": message.job, "attempt": message.attempt}], now))
         elif isinstance(message, Kill):
@@ -337,17 +343,22 @@ class PilotWorker:
             self._leave(now)  # idle and cut off: the launcher is gone (our ledger stays)
 
 
-def _read_line(conn: socket.socket) -> dict[str, object]:
+def read_answer(conn: socket.socket) -> tuple[dict[str, object], bytes]:
+    """The launcher's answer to our hello, and what came after it in the same reads (the
+    stream's first messages: a reconnect's resent jobs follow the answer at once)."""
     data = b""
-    while not data.endswith(b"\n"):
+    while b"\n" not in data:
         chunk = conn.recv(4096)
         if not chunk:
             break
         data += chunk
         if len(data) > 65536:
             break
+    line, _, rest = data.partition(b"\n")
     try:
-        answer = msgspec.json.decode(data)
+        answer = msgspec.json.decode(line)
     except msgspec.DecodeError:
-        return {"ok": False, "error": "not an answer"}
-    return answer if isinstance(answer, dict) else {"ok": False, "error": "not an answer"}
+        return {"ok": False, "error": "not an answer"}, b""
+    if not isinstance(answer, dict):
+        return {"ok": False, "error": "not an answer"}, b""
+    return answer, rest

@@ -28,6 +28,9 @@ class RunEnvironment:
         self.control = layout.control  # CORRAL_CONTROL as runs see it
         self.token: str | None = None  # CORRAL_TOKEN: when runs reach us over TCP
         self.public: dict[str, str] = {}  # CORRAL_* seen by runs, if not ours (a Slurm node)
+        # CORRAL_JOB as runs see it, where our job numbers are not the ensemble's (a pilot
+        # worker numbers the jobs it takes; the marks keep our own numbers)
+        self.shown_jobs: dict[int, int] = {}
 
     def log_path(self, job: int, process: str, run: int) -> str:
         """layout.log_file without the stream suffix, as a string (pathlib is slower)."""
@@ -52,7 +55,8 @@ class RunEnvironment:
         env["CORRAL_ROOT"] = self.root
         env["CORRAL_TASK_ID"] = self.layout.id
         job_text = str(job)
-        env["CORRAL_JOB"] = job_text
+        shown = self.shown_jobs.get(job)
+        env["CORRAL_JOB"] = job_text if shown is None else str(shown)
         env["CORRAL_PROCESS"] = process
         env["CORRAL_RUN"] = str(run)
         env["CORRAL_CONTROL"] = self.control
