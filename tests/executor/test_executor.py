@@ -187,3 +187,34 @@ def test_the_supervisor_keeps_none_of_the_drivers_descriptors(root: Path) -> Non
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_an_end_that_overtakes_the_answer_to_its_submit_is_kept(root: Path, monkeypatch) -> None:
+    """A fast call can end, and its end come on the watch stream, before the driver has read
+    the answer naming the call's job: the driver keeps that end for when the answer comes."""
+    from corral.executor import client
+
+    delivered = threading.Event()
+    real_ask = client.ask
+
+    with corral.Executor(id="overtaken", root=root, max_workers=2) as ex:
+        assert ex.submit(calls.square, 2).result(timeout=60) == 4  # the supervisor runs
+        driver = ex._driver
+        assert driver.watch is not None
+        on_ends = driver.watch.on_ends
+
+        def watched(ends: list) -> None:
+            on_ends(ends)
+            if ends:
+                delivered.set()
+
+        driver.watch.on_ends = watched
+
+        def slow_ask(address, message, timeout=60.0):
+            answer = real_ask(address, message, timeout)
+            if message.get("op") == "calls":  # hold the answer until the end was delivered
+                assert delivered.wait(60), "the call's end never came on the watch stream"
+            return answer
+
+        monkeypatch.setattr(client, "ask", slow_ask)
+        assert ex.submit(calls.square, 9).result(timeout=60) == 81

@@ -87,6 +87,8 @@ class _Driver:
         self.calls = daemon.calls_dir(layout)
         self.lock = threading.RLock()
         self.futures: dict[str, Future[Any]] = {}
+        # ends that came on the watch stream before the answer naming their job (a fast call)
+        self.early: dict[str, tuple[int, str, int | None, str]] = {}
         self.pickled: dict[int, tuple[Any, bytes]] = {}  # id(fn) -> (fn, its pickle)
         self.watch: client.Watch | None = None
         self.closed = False
@@ -142,9 +144,14 @@ class _Driver:
 
     def on_ends(self, ends: list[Any]) -> None:
         for call, job, state, code, reason in ends:
-            fut = self.futures.get(call)
-            if fut is not None and fut.job is not None:
-                self.finish(fut, job, state, code, reason)
+            with self.lock:
+                fut = self.futures.get(call)
+                if fut is None:
+                    continue
+                if fut.job is None:  # its end overtook the answer to our calls request
+                    self.early[call] = (job, state, code, reason)
+                    continue
+            self.finish(fut, job, state, code, reason)
 
     # -- outcomes -------------------------------------------------------------------------------
 
@@ -280,9 +287,13 @@ class _Driver:
         if not answer.get("ok"):
             raise CallError(f"the executor refused the calls: {answer.get('error')}")
         for fut, entry in zip(futs, answer["calls"], strict=True):
-            fut.job = entry[0]
+            with self.lock:
+                fut.job = entry[0]
+                early = self.early.pop(fut.call, None)
             if len(entry) > 1:
                 self.finish(fut, entry[0], entry[1], entry[2])
+            elif early is not None:
+                self.finish(fut, *early)
 
     # -- inside a call: waiting without holding a slot ------------------------------------------
 
