@@ -101,6 +101,14 @@ def _zygote_children(root: Path, ident: str) -> list[int]:
     raise AssertionError("no zygote")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
+
+
 def test_a_killed_spare_means_an_ordinary_fork(root: Path, modules: Path) -> None:
     fn, _ = make(modules, "warm_spare")
     with corral.Executor(id="spare", root=root, max_workers=1) as ex:
@@ -113,5 +121,11 @@ def test_a_killed_spare_means_an_ordinary_fork(root: Path, modules: Path) -> Non
         assert spares
         for pid in spares:
             os.kill(pid, signal.SIGKILL)
+        # the spare has died (a zombie or gone) before the next call: a spare killed while
+        # the call is being handed to it takes that call with it, as any killed call would
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in spares) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not any(_alive(pid) for pid in spares)
         assert ex.submit(fn, 3).result(timeout=120) == 3
         assert [f.result(timeout=120) for f in [ex.submit(fn, i) for i in range(4, 8)]] == [4, 5, 6, 7]
