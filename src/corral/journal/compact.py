@@ -31,7 +31,8 @@ def remove_leftover(path: str | os.PathLike[str]) -> None:
         os.unlink(leftover(path))
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_parent(path: str) -> None:
+    """Make a file's directory entry durable (a new or renamed file): fsync its directory."""
     fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -80,4 +81,4 @@ def replace(
         os.link(path, keep_as)
     os.replace(tmp, path)
     hook("compact-renamed")  # renamed, the directory not synced yet
-    _fsync_dir(path)
+    fsync_parent(path)

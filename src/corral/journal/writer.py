@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
-from .compact import remove_leftover
+from .compact import fsync_parent, remove_leftover
 from .errors import (
     JournalCorrupt,
     JournalError,
@@ -161,15 +161,6 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
         offset += len(chunk)
     return b"".join(chunks)
-
-
-def _fsync_dir(path: str) -> None:
-    # A new file's directory entry is durable only once the directory itself is synced.
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _RETRYABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
@@ -382,7 +373,7 @@ def open_for_append(
         if size == 0:
             os.write(fd, HEADER)
             os.fsync(fd)
-            _fsync_dir(path)
+            fsync_parent(path)
             size = len(HEADER)
         writer = JournalWriter(path, fd, lock_fd, size, repaired)
         writer.frames = len(result.payloads)
