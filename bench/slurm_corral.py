@@ -209,9 +209,8 @@ def run_executor(root: Path, calls: int, env: dict[str, str], pilot: str | None)
     first call (start-up included), the median round trip of one call, then CALLS in one map."""
     import yaml
 
-    slurm = {"poll_interval": 0.5, "time": 600}
-    if pilot:
-        slurm["pilot"] = yaml.safe_load(pilot)
+    slurm: dict[str, object] = {"poll_interval": 0.5, "time": 600}
+    slurm["pilot"] = yaml.safe_load(pilot) if pilot else None  # None: one array task per call
     ident = f"{PREFIX}ex-{uuid.uuid4().hex[:6]}"
     proc = subprocess.run(
         [sys.executable, "-c", EXECUTOR, ident, str(root), str(calls), json.dumps(slurm)],

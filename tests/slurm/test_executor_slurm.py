@@ -1,4 +1,5 @@
-"""corral.Executor with backend="slurm": calls as job arrays on the real local cluster."""
+"""corral.Executor with backend="slurm" on the real local cluster: calls on pilot workers by
+default (issue 14), as job arrays with slurm={"pilot": None}."""
 
 from __future__ import annotations
 
@@ -30,24 +31,50 @@ def root(tmp_path: Path, slurm):  # type: ignore[no-untyped-def]
     kill_leftovers(path)
 
 
+def scancel(ident: str) -> None:
+    for name in (f"corral-{ident}", f"corral-pilot-{ident}"):  # array tasks, pilot workers
+        subprocess.run(["scancel", f"--name={name}"], capture_output=True, check=False)
+
+
 def test_fifty_calls_with_one_retry_on_slurm(root: Path, tmp_path: Path) -> None:
+    """The default: calls handed to pilot workers (no `pilot` key in slurm={...})."""
     ident = f"exs-{int(time.time() * 1000) % 10**9}"
     try:
         with corral.Executor(
-            id=ident, root=root, max_workers=50, backend="slurm", slurm={"poll_interval": 0.5, "time": 120}
+            id=ident, root=root, max_workers=16, backend="slurm", slurm={"poll_interval": 0.5}
         ) as ex:
             futs = [ex.with_options(retries=1).submit(calls.flaky, str(tmp_path), i) for i in range(50)]
             assert [f.result(timeout=600) for f in futs] == list(range(50))
             square = ex.submit(calls.square, futs[7])  # a dependency, on Slurm too
             assert square.result(timeout=300) == 49
     finally:
-        subprocess.run(["scancel", f"--name=corral-{ident}"], capture_output=True, check=False)
+        scancel(ident)
     starts = Counter((tmp_path / "starts").read_text().split())
     assert starts == {str(i): 2 for i in range(50)}  # each failed once, then succeeded once
     recs = [decode(p) for p in read_journal(root / ident / "journal").payloads]
+    handed = [r for r in recs if isinstance(r, Submitted)]
+    assert handed and sum(len(r.jobs) for r in handed) == 101
+    assert all(i.startswith("pilot:") for r in handed for i in r.ids)  # no batch job per call
+
+
+def test_pilot_none_sends_calls_as_job_arrays(root: Path, tmp_path: Path) -> None:
+    ident = f"exa-{int(time.time() * 1000) % 10**9}"
+    try:
+        with corral.Executor(
+            id=ident, root=root, max_workers=20, backend="slurm",
+            slurm={"poll_interval": 0.5, "time": 120, "pilot": None},
+        ) as ex:  # fmt: skip
+            futs = [ex.with_options(retries=1).submit(calls.flaky, str(tmp_path), i) for i in range(20)]
+            assert [f.result(timeout=600) for f in futs] == list(range(20))
+    finally:
+        scancel(ident)
+    starts = Counter((tmp_path / "starts").read_text().split())
+    assert starts == {str(i): 2 for i in range(20)}
+    recs = [decode(p) for p in read_journal(root / ident / "journal").payloads]
     arrays = [r for r in recs if isinstance(r, Submitted)]
-    assert arrays and sum(len(r.jobs) for r in arrays) == 101
-    assert len(arrays) < 101  # batched into arrays, not one sbatch per call
+    assert arrays and sum(len(r.jobs) for r in arrays) == 40
+    assert not any(i.startswith("pilot:") for r in arrays for i in r.ids)
+    assert len(arrays) < 40  # batched into arrays, not one sbatch per call
 
 
 def test_nested_calls_on_a_slurm_node_reach_the_supervisor_over_tcp(root: Path) -> None:
@@ -62,7 +89,7 @@ def test_nested_calls_on_a_slurm_node_reach_the_supervisor_over_tcp(root: Path) 
             used, given, value = ex.submit(calls.nested_where, 6).result(timeout=600)
             assert not ex.address.startswith("tcp://")  # the driver, on this host: the unix socket
     finally:
-        subprocess.run(["scancel", f"--name=corral-{ident}"], capture_output=True, check=False)
+        scancel(ident)
     assert value == 36
     assert used.startswith("tcp://") and used == given
     published = (root / ident / "control.tcp").read_text().strip()

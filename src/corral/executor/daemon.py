@@ -42,16 +42,41 @@ def ensemble_for(
         params={"call": ()},  # no jobs to begin with: drivers add them (JobsAdded)
         job_limit=max_workers or 0,
         backend=backend,
-        slurm=slurm_options(slurm),
+        slurm=slurm_options(slurm, pilot=backend == "slurm", max_workers=max_workers),
     )
 
 
-def slurm_options(slurm: dict[str, Any] | None) -> Slurm:
+PILOT_CPUS = 8  # at most this many CPUs per default pilot worker (a job most nodes can hold)
+
+
+def default_pilot(max_workers: int | None) -> dict[str, Any]:
+    """The pilot block of an executor on Slurm that names none: workers of up to PILOT_CPUS
+    CPUs, as many as max_workers calls need (all started together while calls wait), each
+    leaving after a minute without a call, for at most an hour."""
+    slots = max_workers or 4
+    cpus = min(slots, PILOT_CPUS)
+    count = -(-slots // cpus)
+    return {"workers": count, "max_workers": count, "cpus": cpus, "time": 3600, "idle_timeout": 60}
+
+
+def slurm_options(
+    slurm: dict[str, Any] | None, *, pilot: bool = False, max_workers: int | None = None
+) -> Slurm:
     """Executor(slurm={...}) read as a spec's `slurm:` block: the same units ("1:00:00",
-    "4GB"), nested blocks, and errors naming the field (SpecError, one line)."""
-    if not slurm:
+    "4GB"), nested blocks, and errors naming the field (SpecError, one line).
+
+    With `pilot` (the executor's backend is Slurm) calls run on pilot workers unless the block
+    says otherwise: no `pilot` key gets default_pilot(max_workers); `"pilot": None` or
+    `"pilot": False` opts out (one array task per batch of calls)."""
+    options = dict(slurm or {})
+    if "pilot" not in options:
+        if pilot:
+            options["pilot"] = default_pilot(max_workers)
+    elif options["pilot"] is None or options["pilot"] is False:
+        del options["pilot"]
+    if not options:
         return Slurm()
-    probe = {"name": "executor", "job": {"cmd": "true"}, "backend": "slurm", "slurm": slurm}
+    probe = {"name": "executor", "job": {"cmd": "true"}, "backend": "slurm", "slurm": options}
     loaded = spec_from_builtins(probe, file="Executor(slurm=...)")
     if not isinstance(loaded, Ensemble):  # cannot happen: a `job:` key makes an ensemble
         raise TypeError("the probe spec did not load as an ensemble")
