@@ -12,25 +12,20 @@ is core's (core/pilot.py); this module observes, records and sends.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import os
-import socket
-import sys
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from corral.backends.pilot_peer import Peer
-from corral.backends.pilot_wire import Ack, Beat, End, Kill, Run, Start, Stop, WireError
-from corral.backends.slurm import SEEN, _one_line
-from corral.backends.slurm_client import SbatchRequest, SlurmClient, SlurmError
+from corral.backends.pilot_links import PREFIX, Links
+from corral.backends.pilot_peer import Peer, write_status
+from corral.backends.pilot_slurm import WorkerJobs, pilot_dir
+from corral.backends.pilot_wire import Kill, Run, Stop
+from corral.backends.slurm import _one_line
+from corral.backends.slurm_client import SlurmClient, SlurmError
 from corral.core import pilot as policy
 from corral.core.outcome import Seen
 from corral.core.records import Note, Submitted, Transition
@@ -41,29 +36,11 @@ from corral.supervisor.backend import Backend
 from corral.supervisor.protocol import PilotHello
 
 if TYPE_CHECKING:
-    from corral.supervisor.control import Client
     from corral.supervisor.engine import Engine
 
-log = logging.getLogger("corral.supervisor")
-
-PREFIX = "pilot:"  # Submitted ids of jobs handed to a worker: pilot:SLURMID_INDEX
 STATUS_EVERY = 1.0  # seconds between two writes of pilot/workers.json
 
-
-def pilot_dir(root: Path, task_id: str) -> Path:
-    return root / task_id / "pilot"
-
-
-def worker_script(root: Path, task_id: str, pilot: Pilot) -> str:
-    return (
-        "#!/bin/sh\n"
-        "# corral: a pilot worker of this ensemble (it takes jobs from the launcher over TCP)\n"
-        "unset CORRAL_CRASH  # fault injection aims at the launcher, not at its workers\n"
-        f'exec "{sys.executable}" -m corral --root "{root}" worker "{task_id}" '
-        '"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}" '
-        f"--cpus {pilot.cpus} --memory {pilot.memory} --time {pilot.time:g} "
-        f"--idle-timeout {pilot.idle_timeout:g}\n"
-    )
+__all__ = ["PREFIX", "PilotBackend", "need_of", "pilot_dir"]
 
 
 def need_of(task: Task) -> policy.Need:
@@ -80,28 +57,40 @@ class PilotBackend(Backend):
     engine: Engine | None = None
     client: SlurmClient = field(default_factory=SlurmClient)
     peers: dict[str, Peer] = field(default_factory=dict)  # worker name -> peer
-    by_fd: dict[int, Peer] = field(default_factory=dict)
-    arrays: set[str] = field(default_factory=set)  # Slurm ids of our worker arrays
     waiting: deque[int] = field(default_factory=deque)  # SUBMITTED, on no worker yet
     next_poll: float = 0.0
     found: bool = True  # False after a recovery: the first poll looks for workers by name
     status_at: float = 0.0
     closed: bool = False
+    slurm_jobs: WorkerJobs = field(init=False)
+    links: Links | None = None
+
+    def __post_init__(self) -> None:
+        self.slurm_jobs = WorkerJobs(self.root, self.task_id, self.slurm, self.pilot, self.client)
 
     @property
     def max_workers(self) -> int:
         return self.pilot.max_workers or self.pilot.workers
 
-    def job_name(self) -> str:
-        return f"corral-pilot-{self.task_id}"
-
     def attach(self, engine: Engine) -> None:
         self.engine = engine
-        engine.ops[PilotHello] = self.op_hello
+        self.links = Links(engine, self.peers, self._run_message, self._hello_placed, self._refused)
+        engine.ops[PilotHello] = self.links.hello
 
     def _engine(self) -> Engine:
         assert self.engine is not None, "the backend is not attached to an engine"
         return self.engine
+
+    def _links(self) -> Links:
+        assert self.links is not None, "the backend is not attached to an engine"
+        return self.links
+
+    def _refused(self) -> str | None:
+        return "the ensemble has ended" if self.closed else None
+
+    def _hello_placed(self, now: float) -> None:
+        self._place(now)
+        self._write_status(now)
 
     # -- before anything is recorded ----------------------------------------------------------
 
@@ -110,34 +99,7 @@ class PilotBackend(Backend):
         reason = policy.unfit_reason(need_of(task), self.pilot.cpus, self.pilot.memory, self.pilot.time)
         if reason is not None:
             raise UserError(f"{prefix}.pilot: a job {reason}")
-        try:
-            self.client.command_path("sbatch")
-            self.client.command_path("squeue")
-            proc = self.client.sbatch_test_only(self._request(1))
-        except SlurmError as exc:
-            raise UserError(f"{prefix}: {_one_line(str(exc))}") from None
-        if proc.returncode != 0:
-            text = _one_line(proc.stderr or proc.stdout or f"exit status {proc.returncode}")
-            raise UserError(f"{prefix}: sbatch refused the pilot worker job: {text}")
-
-    def _request(self, count: int) -> SbatchRequest:
-        out = pilot_dir(self.root, self.task_id)
-        return SbatchRequest(
-            script=worker_script(self.root, self.task_id, self.pilot),
-            job_name=self.job_name(),
-            array=f"0-{count - 1}",
-            output=str(out / "slurm-%A_%a.out"),
-            chdir=str(self.root / self.task_id),
-            requeue=False,
-            partition=self.slurm.partition,
-            account=self.slurm.account,
-            qos=self.slurm.qos,
-            time_limit_seconds=self.pilot.time,
-            cpus_per_task=self.pilot.cpus,
-            memory_bytes=self.pilot.memory or None,
-            gres=self.slurm.gres,
-            extra_args=tuple(self.slurm.extra),
-        )
+        self.slurm_jobs.check(prefix)
 
     # -- the Backend protocol -----------------------------------------------------------------
 
@@ -162,7 +124,7 @@ class PilotBackend(Backend):
             self.next_poll = now + self.slurm.poll_interval
 
     def due(self) -> float | None:
-        self._flush_all()
+        self._links().flush_all()
         if self.closed:
             return None
         if not self._engine().sup.live and not self.peers:
@@ -202,7 +164,7 @@ class PilotBackend(Backend):
                     rt = sup.jobs.get(job)
                     grace = rt.kill_grace if rt is not None else None
                     peer.queue(Kill(job=job, attempt=attempt, grace=grace))
-        self._flush_all()
+        self._links().flush_all()
         self.next_poll = now
 
     def reattach(self) -> int:
@@ -232,141 +194,19 @@ class PilotBackend(Backend):
         self.closed = True
         for peer in self.peers.values():
             peer.queue(Stop())
-        self._flush_all()
+        self._links().flush_all()
         names = [p.name for p in self.peers.values() if p.seen not in policy.ENDED]
-        ids = sorted(self.arrays | {n.split("_")[0] for n in names})
-        if ids:
-            with contextlib.suppress(SlurmError):
-                self.client.scancel(ids)
+        self.slurm_jobs.cancel([n.split("_")[0] for n in names], everything=True)
         for peer in list(self.peers.values()):
-            self._disconnect(peer)
+            self._links().disconnect(peer)
         self._write_status(time.time(), force=True)
 
-    # -- workers: connections -------------------------------------------------------------------
+    # -- workers -----------------------------------------------------------------------------------
 
     def _peer(self, name: str, now: float) -> Peer:
         peer = Peer(name, now)
         self.peers[name] = peer
         return peer
-
-    def op_hello(self, client: Client, hello: PilotHello) -> None:
-        """A worker connected (its token checked): its socket becomes its stream."""
-        engine = self._engine()
-        server = engine.controller.server
-        if self.closed or hello.worker not in self.peers:
-            # only workers we submitted (or found in Slurm by name after a recovery) take jobs
-            error = "the ensemble has ended" if self.closed else f"no worker {hello.worker} here"
-            if server is not None:
-                server.answer(client, {"ok": False, "error": error})
-            return
-        conn = server.release(client) if server is not None else None
-        if conn is None:
-            return
-        now = time.time()
-        peer = self.peers[hello.worker]
-        self._disconnect(peer)  # a reconnect replaces the old stream
-        peer.conn, peer.heard_at = conn, now
-        peer.host, peer.pid, peer.cpus, peer.memory = hello.host, hello.pid, hello.cpus, hello.memory
-        peer.ends_at, peer.session = hello.ends_at, hello.session
-        peer.running_since = peer.running_since or now
-        if not peer.jobs and peer.idle_since is None:
-            peer.idle_since = now  # a worker that gets nothing leaves after idle_timeout too
-        conn.setblocking(False)
-        self.by_fd[conn.fileno()] = peer
-        peer.outbox += b'{"ok":true}\n'
-        self._resend(peer, {(j, a) for j, a in hello.known})
-        fd = conn.fileno()
-        engine.watch(fd, lambda: self._readable(fd))
-        if not peer.flush():
-            self._disconnect(peer)
-            return
-        self._place(now)
-        self._write_status(now)
-
-    def _resend(self, peer: Peer, known: set[tuple[int, int]]) -> None:
-        """After a (re)connect: jobs recorded as handed to it that it does not know go again
-        (their Run was lost with the old stream); kills recorded meanwhile are sent."""
-        sup = self._engine().sup
-        for job, (attempt, _) in sorted(peer.jobs.items()):
-            rt = sup.jobs.get(job)
-            if rt is None or rt.terminal:
-                continue
-            if (job, attempt) not in known:
-                if rt.state is TaskState.SUBMITTED:
-                    peer.queue(self._run_message(job))
-                continue  # it ran there and ended: its end report is on its way (or LOST)
-            if rt.kill_requested:
-                peer.queue(Kill(job=job, attempt=attempt, grace=rt.kill_grace))
-
-    def _disconnect(self, peer: Peer) -> None:
-        if peer.conn is not None:
-            fd = peer.fd
-            self.by_fd.pop(fd, None)
-            if self.engine is not None:
-                self.engine.watch(fd, None)
-        peer.close()
-
-    def _readable(self, fd: int) -> None:
-        peer = self.by_fd.get(fd)
-        if peer is None:
-            return
-        try:
-            messages, open_ = peer.receive()
-        except WireError as exc:
-            log.warning("pilot: dropped worker %s: %s", peer.name, exc)
-            self._disconnect(peer)
-            return
-        now = time.time()
-        peer.heard_at = now
-        last = -1
-        for message in messages:
-            if isinstance(message, Beat):
-                peer.running, peer.idle_since = message.running, message.idle_since
-                continue
-            self._report(peer, message, now)
-            last = max(last, message.seq)
-        if last >= 0:
-            engine = self._engine()
-            engine.after_commit(lambda: self._ack(peer, last))
-        if not open_:
-            self._disconnect(peer)
-
-    def _ack(self, peer: Peer, seq: int) -> None:
-        if seq > peer.acked and peer.connected:
-            peer.acked = seq
-            peer.queue(Ack(seq=seq))
-            if not peer.flush():
-                self._disconnect(peer)
-
-    def _report(self, peer: Peer, message: Start | End, now: float) -> None:
-        """A worker's report -> a Transition, if it is about the job's current attempt on it."""
-        engine = self._engine()
-        sup, job = engine.sup, message.job
-        held = peer.jobs.get(job)
-        rt = sup.jobs.get(job)
-        if held is None or held[0] != message.attempt or rt is None or rt.attempt != message.attempt:
-            return  # not (or no longer) this worker's: a duplicate, or judged LOST before
-        if rt.terminal or sup.submitted.get(job) != PREFIX + peer.name:
-            return
-        if isinstance(message, Start):
-            if rt.state is TaskState.SUBMITTED:
-                engine.record(Transition(job, TaskState.ACTIVE.value, now, "", rt.attempt))
-            return
-        del peer.jobs[job]
-        if not peer.jobs:
-            peer.idle_since = now
-        state, reason = policy.reported_end(TaskState(message.state), rt.kill_requested)
-        if reason:
-            reason = f"{reason}: worker {peer.name}"
-        engine.record(
-            Transition(job, state.value, now, reason or message.reason, rt.attempt, message.exit_code)
-        )
-
-    def _flush_all(self) -> None:
-        for peer in list(self.peers.values()):
-            if peer.outbox and not peer.flush():
-                log.warning("pilot: dropped worker %s: it does not read its stream", peer.name)
-                self._disconnect(peer)
 
     # -- workers: placing jobs ----------------------------------------------------------------
 
@@ -412,16 +252,7 @@ class PilotBackend(Backend):
         for name, jobs in given.items():
             engine.record(Submitted(jobs, "pilot", now, [PREFIX + name] * len(jobs)))
             messages = [self._run_message(job) for job in jobs]
-            engine.after_commit(self._sender(self.peers[name], messages))
-
-    def _sender(self, peer: Peer, messages: list[Run]) -> Callable[[], None]:
-        def send() -> None:
-            for message in messages:
-                peer.queue(message)
-            if not peer.flush():
-                self._disconnect(peer)
-
-        return send
+            engine.after_commit(self._links().send(self.peers[name], messages))
 
     # -- workers: Slurm ---------------------------------------------------------------------------
 
@@ -436,47 +267,32 @@ class PilotBackend(Backend):
         )
         if count <= 0:
             return
-        pilot_dir(self.root, self.task_id).mkdir(parents=True, exist_ok=True)
         engine = self._engine()
         try:
-            array = self.client.sbatch(self._request(count))
+            names = self.slurm_jobs.submit(count)
         except SlurmError as exc:
             engine.record(Note(f"pilot: sbatch of {count} workers failed: {_one_line(str(exc))}", now))
             return
-        self.arrays.add(array)
-        for index in range(count):
-            self._peer(f"{array}_{index}", now)
+        for name in names:
+            self._peer(name, now)
+        array = names[0].split("_")[0]
         engine.record(Note(f"pilot: {count} workers submitted as Slurm job {array}", now))
 
     def _find_workers(self, now: float) -> None:
         """After a recovery: our worker jobs that Slurm still holds, by job name."""
-        try:
-            infos = self.client.squeue_named(self.job_name())
-        except SlurmError:
+        names = self.slurm_jobs.find()
+        if names is None:
             return
         self.found = True
-        for info in infos.values():
-            if info.array_job_id is None or info.array_task_id is None:
-                continue
-            self.arrays.add(info.array_job_id)
-            name = f"{info.array_job_id}_{info.array_task_id}"
-            if name not in self.peers and not info.terminal:
+        for name in names:
+            if name not in self.peers:
                 self._peer(name, now)
 
     def _observe(self, now: float) -> None:
-        """One squeue for every worker array: each worker's Slurm state."""
-        bases = {name.split("_")[0] for name in self.peers} | self.arrays
-        if not bases:
-            return
-        try:
-            infos = self.client.squeue(bases)
-        except SlurmError:
-            for peer in self.peers.values():
-                peer.seen = None  # unknown: silence alone decides nothing
-            return
+        """Each worker's Slurm state (None for all: squeue failed)."""
+        seen = self.slurm_jobs.observe(list(self.peers))
         for peer in self.peers.values():
-            info = infos.get(peer.name)
-            peer.seen = Seen.GONE if info is None else SEEN[info.state]
+            peer.seen = None if seen is None else seen.get(peer.name)
             if peer.seen is Seen.RUNNING and peer.running_since is None:
                 peer.running_since = now
 
@@ -492,12 +308,11 @@ class PilotBackend(Backend):
             )
             if verdict is policy.WorkerVerdict.CANCEL:
                 peer.cancelled = True
-                self._disconnect(peer)
+                self._links().disconnect(peer)
                 engine.record(
                     Note(f"pilot: worker {peer.name} silent for {self.pilot.silence:g} s: cancelled", now)
                 )
-                with contextlib.suppress(SlurmError):
-                    self.client.scancel([peer.name])
+                self.slurm_jobs.cancel([peer.name])
             elif verdict is policy.WorkerVerdict.GONE:
                 self._gone(peer, now)
 
@@ -505,7 +320,7 @@ class PilotBackend(Backend):
         """Its allocation ended: what it held and did not report is LOST (core retries it)."""
         engine = self._engine()
         sup = engine.sup
-        self._disconnect(peer)
+        self._links().disconnect(peer)
         del self.peers[peer.name]
         seen = peer.seen.value if peer.seen is not None else "unknown"
         for job, (attempt, _) in sorted(peer.jobs.items()):
@@ -536,12 +351,4 @@ class PilotBackend(Backend):
         if not force and now - self.status_at < STATUS_EVERY:
             return
         self.status_at = now
-        where = pilot_dir(self.root, self.task_id)
-        with contextlib.suppress(OSError):
-            where.mkdir(parents=True, exist_ok=True)
-            views: list[dict[str, Any]] = [
-                p.view() for p in sorted(self.peers.values(), key=lambda p: p.name)
-            ]
-            tmp = where / "workers.json.tmp"
-            tmp.write_text(json.dumps({"at": now, "host": socket.gethostname(), "workers": views}))
-            os.replace(tmp, where / "workers.json")
+        write_status(pilot_dir(self.root, self.task_id), list(self.peers.values()), now)

@@ -8,8 +8,11 @@ waits in `outbox` until it is writable; a peer that cannot keep up is dropped (i
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from corral.backends.pilot_wire import Lines, ToLauncher, ToWorker, WireError, decode_for_launcher, encode
@@ -122,4 +125,14 @@ class Peer:
         }
 
 
-__all__ = ["Peer", "WireError"]
+def write_status(where: Path, peers: list[Peer], now: float) -> None:
+    """WHERE/workers.json: the workers as `corral status` shows them (display only)."""
+    with contextlib.suppress(OSError):
+        where.mkdir(parents=True, exist_ok=True)
+        views = [p.view() for p in sorted(peers, key=lambda p: p.name)]
+        tmp = where / "workers.json.tmp"
+        tmp.write_text(json.dumps({"at": now, "host": socket.gethostname(), "workers": views}))
+        os.replace(tmp, where / "workers.json")
+
+
+__all__ = ["Peer", "WireError", "write_status"]

@@ -1,0 +1,171 @@
+"""The launcher's streams to its pilot workers: hellos, reports in, messages out.
+
+A worker's socket is taken over from the control listener once its token was checked
+(protocol.PilotHello); from then on it carries wire messages (pilot_wire.py) both ways. A
+report about the job's current attempt on that worker becomes a Transition; it is acked once
+the journal made it durable. Anything else (a duplicate, a job judged LOST since) is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from corral.backends.pilot_peer import Peer
+from corral.backends.pilot_wire import Ack, Beat, End, Kill, Run, Start, WireError
+from corral.core import pilot as policy
+from corral.core.records import Transition
+from corral.core.states import TaskState
+from corral.supervisor.protocol import PilotHello
+
+if TYPE_CHECKING:
+    from corral.supervisor.control import Client
+    from corral.supervisor.engine import Engine
+
+log = logging.getLogger("corral.supervisor")
+
+PREFIX = "pilot:"  # Submitted ids of jobs handed to a worker: pilot:SLURMID_INDEX
+
+
+@dataclass
+class Links:
+    """Every worker's stream. `peers` is the backend's table (shared, not copied)."""
+
+    engine: Engine
+    peers: dict[str, Peer]
+    run_message: Callable[[int], Run]  # a job's Run, as recorded
+    on_hello: Callable[[float], None]  # a worker (re)connected: place jobs
+    refused: Callable[[], str | None]  # why no worker may connect now (None: they may)
+    by_fd: dict[int, Peer] = field(default_factory=dict)
+
+    def hello(self, client: Client, hello: PilotHello) -> None:
+        """A worker connected (its token checked): its socket becomes its stream."""
+        engine = self.engine
+        server = engine.controller.server
+        error = self.refused()
+        if error is None and hello.worker not in self.peers:
+            # only workers we submitted (or found in Slurm by name after a recovery) take jobs
+            error = f"no worker {hello.worker} here"
+        if error is not None:
+            if server is not None:
+                server.answer(client, {"ok": False, "error": error})
+            return
+        conn = server.release(client) if server is not None else None
+        if conn is None:
+            return
+        now = time.time()
+        peer = self.peers[hello.worker]
+        self.disconnect(peer)  # a reconnect replaces the old stream
+        peer.conn, peer.heard_at = conn, now
+        peer.host, peer.pid, peer.cpus, peer.memory = hello.host, hello.pid, hello.cpus, hello.memory
+        peer.ends_at, peer.session = hello.ends_at, hello.session
+        peer.running_since = peer.running_since or now
+        if not peer.jobs and peer.idle_since is None:
+            peer.idle_since = now  # a worker that gets nothing leaves after idle_timeout too
+        conn.setblocking(False)
+        fd = conn.fileno()
+        self.by_fd[fd] = peer
+        peer.outbox += b'{"ok":true}\n'
+        self._resend(peer, {(j, a) for j, a in hello.known})
+        engine.watch(fd, lambda: self.readable(fd))
+        if not peer.flush():
+            self.disconnect(peer)
+            return
+        self.on_hello(now)
+
+    def _resend(self, peer: Peer, known: set[tuple[int, int]]) -> None:
+        """After a (re)connect: jobs recorded as handed to it that it does not know go again
+        (their Run was lost with the old stream); kills recorded meanwhile are sent."""
+        sup = self.engine.sup
+        for job, (attempt, _) in sorted(peer.jobs.items()):
+            rt = sup.jobs.get(job)
+            if rt is None or rt.terminal:
+                continue
+            if (job, attempt) not in known:
+                if rt.state is TaskState.SUBMITTED:
+                    peer.queue(self.run_message(job))
+                continue  # it ran there and ended: its end report is on its way (or LOST)
+            if rt.kill_requested:
+                peer.queue(Kill(job=job, attempt=attempt, grace=rt.kill_grace))
+
+    def disconnect(self, peer: Peer) -> None:
+        if peer.conn is not None:
+            fd = peer.fd
+            self.by_fd.pop(fd, None)
+            self.engine.watch(fd, None)
+        peer.close()
+
+    def send(self, peer: Peer, messages: list[Run]) -> Callable[[], None]:
+        """What sends these messages (called once the records they follow are durable)."""
+
+        def send() -> None:
+            for message in messages:
+                peer.queue(message)
+            if not peer.flush():
+                self.disconnect(peer)
+
+        return send
+
+    def flush_all(self) -> None:
+        for peer in list(self.peers.values()):
+            if peer.outbox and not peer.flush():
+                log.warning("pilot: dropped worker %s: it does not read its stream", peer.name)
+                self.disconnect(peer)
+
+    def readable(self, fd: int) -> None:
+        peer = self.by_fd.get(fd)
+        if peer is None:
+            return
+        try:
+            messages, open_ = peer.receive()
+        except WireError as exc:
+            log.warning("pilot: dropped worker %s: %s", peer.name, exc)
+            self.disconnect(peer)
+            return
+        now = time.time()
+        peer.heard_at = now
+        last = -1
+        for message in messages:
+            if isinstance(message, Beat):
+                peer.running, peer.idle_since = message.running, message.idle_since
+                continue
+            self.report(peer, message, now)
+            last = max(last, message.seq)
+        if last >= 0:
+            self.engine.after_commit(lambda: self._ack(peer, last))
+        if not open_:
+            self.disconnect(peer)
+
+    def _ack(self, peer: Peer, seq: int) -> None:
+        if seq > peer.acked and peer.connected:
+            peer.acked = seq
+            peer.queue(Ack(seq=seq))
+            if not peer.flush():
+                self.disconnect(peer)
+
+    def report(self, peer: Peer, message: Start | End, now: float) -> None:
+        """A worker's report -> a Transition, if it is about the job's current attempt on it."""
+        engine = self.engine
+        sup, job = engine.sup, message.job
+        held = peer.jobs.get(job)
+        rt = sup.jobs.get(job)
+        if held is None or held[0] != message.attempt or rt is None or rt.attempt != message.attempt:
+            return  # not (or no longer) this worker's: a duplicate, or judged LOST before
+        if rt.terminal or sup.submitted.get(job) != PREFIX + peer.name:
+            return
+        if isinstance(message, Start):
+            if rt.state is TaskState.SUBMITTED:
+                engine.record(Transition(job, TaskState.ACTIVE.value, now, "", rt.attempt))
+            return
+        del peer.jobs[job]
+        if not peer.jobs:
+            peer.idle_since = now
+        state, reason = policy.reported_end(TaskState(message.state), rt.kill_requested)
+        if reason:
+            reason = f"{reason}: worker {peer.name}"
+        engine.record(
+            Transition(job, state.value, now, reason or message.reason, rt.attempt, message.exit_code)
+        )
