@@ -10,7 +10,10 @@ other, in this invocation; the table ends with corral's ratios to each. Measured
 - corral only: a restarted driver (same id, same calls) getting the stored results; the
   driver's peak RSS with 10,000 calls queued at once.
 Tools that are not installed are reported as such (pip install parsl "dask[distributed]"
-submitit); pynenc needs Python >= 3.12.
+submitit). pynenc needs Python >= 3.12: its process runner (SQLite backend, 4 invocations at a
+time) runs under a 3.12 interpreter found at CORRAL_BENCH_PY312 or ~/.cache/corral-bench-py312
+(`python3.12 -m venv ~/.cache/corral-bench-py312 && ~/.cache/corral-bench-py312/bin/pip install
+pynenc==0.4.0`), driven by bench/peer_pynenc.py; without one it is skipped, saying why.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import bytecode_env
 
-SMALL = {"submitit": 40}  # tools too slow for N calls in a benchmark: their rate from fewer
+# Tools too slow for N calls in a benchmark (pynenc ~10-15 calls/s, submitit ~1): their rate
+# from fewer calls, said on their line.
+SMALL = {"submitit": 40, "pynenc": 200}
 
 
 def noop(x: int) -> int:
@@ -226,15 +231,20 @@ def _py312_with_pynenc() -> str | None:
 
 
 def run_pynenc(n: int, work: Path) -> dict[str, Any]:
+    """pynenc's process runner with its SQLite backend, driven by bench/peer_pynenc.py under a
+    Python >= 3.12 (pynenc's own requirement)."""
     python = _py312_with_pynenc()
     if python is None:
         raise ImportError(
             f"pynenc needs Python >= 3.12 (this is {sys.version.split()[0]}); make a venv with "
             "pynenc at ~/.cache/corral-bench-py312 or set CORRAL_BENCH_PY312"
         )
-    raise ImportError(
-        f"pynenc found under {python}, but its process runner is not wired into this benchmark yet"
-    )
+    peer = Path(__file__).parent / "peer_pynenc.py"
+    out = subprocess.run([python, str(peer), str(n), str(work)], capture_output=True, text=True, timeout=1500)
+    if out.returncode != 0:
+        raise RuntimeError(f"the pynenc driver failed: {out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 TOOLS = {
@@ -253,15 +263,16 @@ LABELS = {
     "parsl": "Parsl HighThroughputExecutor (2 workers)",
     "dask": "Dask LocalCluster (2 processes)",
     "submitit": "submitit LocalExecutor",
-    "pynenc": "pynenc process runner",
+    "pynenc": "pynenc process runner (SQLite, 4 slots)",
 }
 
 
 def one_tool(tool: str, n: int) -> None:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         try:
-            out = TOOLS[tool](SMALL.get(tool, n), Path(tmp))
-            out["calls"] = SMALL.get(tool, n)
+            calls = min(SMALL.get(tool, n), n)
+            out = TOOLS[tool](calls, Path(tmp))
+            out["calls"] = calls
         except ImportError as exc:
             out = {"missing": str(exc)}
     out["cpu"] = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime for who in (0, -1))
@@ -305,6 +316,8 @@ def main() -> None:
             extra = (
                 f"  restart: {r['stored']:,.0f} stored results/s; 10,000 queued: driver {r['memory']:.0f} MB"
             )
+        if r["calls"] != args.calls:
+            extra += f"  (only {r['calls']} calls: too slow for {args.calls})"
         print(
             f"  {LABELS[tool]:48s} {r['rate']:8.0f} calls/s ({r['calls']} calls)  start-up "
             f"{r['startup']:5.2f} s  round trip {r['rt'] * 1000:6.1f} ms{extra}"
