@@ -35,7 +35,7 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _tick(m: Mirror) -> None:
-    m.next_check = time.time() - 1  # due now: the interval is not what is tested here
+    m.timer.at = time.time() - 1  # due now: the interval is not what is tested here
     m.check()
 
 

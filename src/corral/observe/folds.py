@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from corral.core.records import Compacted, JobsAdded, Opened, Record, RunUpdate, decode
+from corral.core.states import RunState
 from corral.core.supervision import Supervision
 from corral.journal import JournalCorrupt, Stop, scan, scan_journal
 from corral.supervisor.compaction import absorb_head
@@ -30,11 +31,12 @@ class RunCounts:
     lost: int = 0
 
     def count(self, rec: RunUpdate) -> None:
-        if rec.state == "LAUNCHING":
+        state = RunState(rec.state)  # the record holds the value; the decision is on the enum
+        if state is RunState.LAUNCHING:
             self.started += 1
-        elif rec.state == "FAILED":
+        elif state is RunState.FAILED:
             self.failed += 1
-        elif rec.state == "LOST":
+        elif state is RunState.LOST:
             self.lost += 1
 
 

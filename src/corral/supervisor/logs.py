@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import time
 from pathlib import Path
 
 from corral.supervisor import safefs
+from corral.supervisor.every import Every
 
 CHECK_INTERVAL = 1.0
 
@@ -24,28 +24,27 @@ CHECK_INTERVAL = 1.0
 class Rotator:
     def __init__(self) -> None:
         self.watched: dict[object, tuple[list[Path], int, int]] = {}
-        self.next_check: float | None = None
+        self.timer = Every(CHECK_INTERVAL)
 
     def watch(self, key: object, files: list[Path], size: int, backups: int) -> None:
         self.watched[key] = (files, size, backups)
-        if self.next_check is None:
-            self.next_check = time.time() + CHECK_INTERVAL
+        self.timer.start()
 
     def forget(self, key: object) -> None:
         if self.watched.pop(key, None) is not None and not self.watched:
-            self.next_check = None
+            self.timer.stop()
 
     def due(self) -> float | None:
-        return self.next_check
+        return self.timer.due()
 
     def check(self) -> None:
-        if self.next_check is None or time.time() < self.next_check:
+        if not self.timer.ready():
             return
         for files, size, backups in list(self.watched.values()):
             for path in files:
                 with contextlib.suppress(OSError):  # a log we cannot rotate never stops us
                     rotate_if_needed(path, size, backups)
-        self.next_check = time.time() + CHECK_INTERVAL if self.watched else None
+        self.timer.again(bool(self.watched))
 
 
 def rotate_if_needed(path: Path, size: int, backups: int) -> bool:

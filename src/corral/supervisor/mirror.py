@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import time
 from dataclasses import dataclass, field
+
+from corral.supervisor.every import Every
 
 INTERVAL = 0.2
 MAX_PENDING = 1 << 20
@@ -48,15 +49,14 @@ class Mirror:
         self.streams = {1: _Stream(stdout), 2: _Stream(stderr)}
         self.followed: dict[object, tuple[bytes, list[_Followed]]] = {}
         self.closed = False  # the console is gone: nothing more is copied
-        self.next_check: float | None = None
+        self.timer = Every(INTERVAL)
 
     def watch(self, key: object, label: str, stdout: str, stderr: str) -> None:
         if self.closed:
             return
         files = [_Followed(stdout, 1), _Followed(stderr, 2)]
         self.followed[key] = (f"{label} | ".encode(), files)
-        if self.next_check is None:
-            self.next_check = time.time() + INTERVAL
+        self.timer.start()
 
     def forget(self, key: object) -> None:
         """The run ended: copy its last lines (and a last line without a newline)."""
@@ -69,26 +69,25 @@ class Mirror:
                     self._queue(followed.stream, prefix + followed.partial + b"\n")
             self._send()
         if not self.followed and not self.waiting:
-            self.next_check = None
+            self.timer.stop()
 
     def hangup(self) -> None:
         """The terminal went away."""
         self.closed = True
         self.followed.clear()
-        self.next_check = None
+        self.timer.stop()
 
     def due(self) -> float | None:
-        return self.next_check
+        return self.timer.due()
 
     def check(self) -> None:
-        if self.next_check is None or time.time() < self.next_check:
+        if not self.timer.ready():
             return
         for prefix, files in list(self.followed.values()):
             for followed in files:
                 self._follow(prefix, followed)
         self._send()
-        busy = (self.followed or self.waiting) and not self.closed
-        self.next_check = time.time() + INTERVAL if busy else None
+        self.timer.again(bool(self.followed or self.waiting) and not self.closed)
 
     # -- reading the files --------------------------------------------------------------------
 
