@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corral.backends.slurm_client import (
     SQUEUE_FORMAT,
@@ -459,3 +461,32 @@ def test_srun_step_argv(fake_bin: Path) -> None:
     assert runner.calls == [] and sum(c.counts.values()) == 0
     with pytest.raises(ValueError):
         c.srun_step_argv([])
+
+
+def test_parse_time_left_reads_squeue_durations_and_refuses_the_rest() -> None:
+    from corral.backends.slurm_client import parse_time_left
+
+    assert parse_time_left("4:59") == 299.0
+    assert parse_time_left("1:00:00") == 3600.0
+    assert parse_time_left("2-03:04:05") == 2 * 86400 + 3 * 3600 + 4 * 60 + 5
+    assert parse_time_left(" 59\n") == 59.0
+    for text in (
+        "UNLIMITED",
+        "NOT_SET",
+        "INVALID",
+        "",
+        "-5",
+        "1:2:3:4",
+        "x-1:00",
+        "1:-2",
+        "\u0661:\u0660\u0660",
+    ):
+        assert parse_time_left(text) is None, text
+
+
+@given(st.text(max_size=40))
+def test_parse_time_left_never_raises(text: str) -> None:
+    from corral.backends.slurm_client import parse_time_left
+
+    value = parse_time_left(text)
+    assert value is None or value >= 0

@@ -8,8 +8,9 @@ in which case they fail.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
@@ -57,3 +58,13 @@ def wait_terminal(slurm: SlurmClient) -> WaitFn:
         raise AssertionError(f"jobs {ids} not all ended after {timeout}s: {states}")
 
     return wait
+
+
+@pytest.fixture
+def pilot_ids(slurm: SlurmClient) -> Iterator[list[str]]:
+    """Ensemble ids a test runs on pilot workers; their worker jobs (named corral-pilot-ID)
+    still in Slurm are cancelled afterwards (only this test's: the Slurm here is shared)."""
+    ids: list[str] = []
+    yield ids
+    for task_id in ids:
+        subprocess.run(["scancel", f"--name=corral-pilot-{task_id}"], capture_output=True, check=False)

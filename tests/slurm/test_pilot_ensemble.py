@@ -13,10 +13,7 @@ import collections
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from corral.backends.slurm_client import SlurmClient
 from corral.core.records import JobsAdded, decode
@@ -40,15 +37,6 @@ def job_list(corral, task_id: str) -> list[dict]:
 def alive_workers(slurm: SlurmClient, task_id: str) -> list[str]:
     infos = slurm.squeue_named(f"corral-pilot-{task_id}")
     return sorted(i.job_id for i in infos.values() if not i.terminal)
-
-
-@pytest.fixture
-def pilot_ids(slurm: SlurmClient) -> Iterator[list[str]]:
-    """Ensemble ids a test runs; their worker jobs still in Slurm are cancelled afterwards."""
-    ids: list[str] = []
-    yield ids
-    for task_id in ids:
-        subprocess.run(["scancel", f"--name=corral-pilot-{task_id}"], capture_output=True, check=False)
 
 
 def ledger_rows(root: Path, task_id: str) -> list[dict]:

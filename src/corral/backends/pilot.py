@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from corral.supervisor.engine import Engine
 
 STATUS_EVERY = 1.0  # seconds between two writes of pilot/workers.json
+LEFT_EVERY = 30.0  # seconds between two asks for the running workers' time left
 
 __all__ = ["PREFIX", "PilotBackend", "need_of", "pilot_dir"]
 
@@ -61,6 +62,7 @@ class PilotBackend(Backend):
     next_poll: float = 0.0
     found: bool = True  # False after a recovery: the first poll looks for workers by name
     status_at: float = 0.0
+    left_at: float = 0.0
     closed: bool = False
     slurm_jobs: WorkerJobs = field(init=False)
     links: Links | None = None
@@ -295,6 +297,13 @@ class PilotBackend(Backend):
             peer.seen = None if seen is None else seen.get(peer.name)
             if peer.seen is Seen.RUNNING and peer.running_since is None:
                 peer.running_since = now
+        if now - self.left_at >= LEFT_EVERY:
+            # its allocation's end, as Slurm holds it now (a time limit can change while it runs)
+            self.left_at = now
+            running = [p.name for p in self.peers.values() if p.seen is Seen.RUNNING and p.connected]
+            for name, left in self.slurm_jobs.time_left(running).items():
+                if name in self.peers:
+                    self.peers[name].ends_at = now + left
 
     def _judge(self, now: float) -> None:
         engine = self._engine()

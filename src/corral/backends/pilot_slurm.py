@@ -113,6 +113,13 @@ class WorkerJobs:
             return None
         return {name: (Seen.GONE if name not in infos else SEEN[infos[name].state]) for name in names}
 
+    def time_left(self, names: list[str]) -> dict[str, float]:
+        """Seconds left of these running workers' allocations ({} if squeue failed)."""
+        try:
+            return self.client.time_left(names)
+        except SlurmError:
+            return {}
+
     def cancel(self, names: list[str], everything: bool = False) -> None:
         """scancel these workers (and, with `everything`, every worker array of ours)."""
         ids = set(names) | (self.arrays if everything else set())

@@ -38,6 +38,7 @@ from corral.backends.pilot_wire import (
     encode,
     task_of,
 )
+from corral.backends.slurm_client import SlurmClient, SlurmError
 from corral.core.records import Action, JobsAdded, Opened, Record, Request, Transition
 from corral.core.states import TASK_TERMINAL, TaskState
 from corral.core.supervision import ENSEMBLE, Policy, Supervision
@@ -83,13 +84,12 @@ class PilotWorker:
     stopping: bool = False
     engine: Engine | None = None
 
-    @property
-    def ends_at(self) -> float:
-        return self.started + self.shape.time
+    ends_at: float = 0.0  # its allocation's end (allocation_end), set by open()
 
     # -- setting up ---------------------------------------------------------------------------
 
     def open(self) -> Engine:
+        self.ends_at = allocation_end(self.shape.time)
         layout = Layout(self.root / self.task_id / "pilot", self.name)
         safefs.make_task_dir(layout.dir, group=False)
         safefs.make_subdir(layout.logs, layout.dir)
@@ -341,6 +341,24 @@ class PilotWorker:
             and (self.idle_since is None or now - self.idle_since >= self.shape.idle_timeout)
         ):
             self._leave(now)  # idle and cut off: the launcher is gone (our ledger stays)
+
+
+def allocation_end(limit: float, client: SlurmClient | None = None) -> float:
+    """When Slurm ends this worker's allocation: now plus its time left as squeue tells it
+    (the limit Slurm holds, counted from the allocation's start: a wait in the queue, a limit
+    changed since submission or rounded up to minutes all count), else now plus `limit`
+    (not under Slurm, or squeue failed). Slurm 22.05 sets no SLURM_JOB_END_TIME."""
+    job = os.environ.get("SLURM_JOB_ID", "")
+    now = time.time()
+    if job:
+        try:
+            left = (client or SlurmClient()).time_left([job])
+        except SlurmError as exc:
+            log.warning("worker: squeue did not tell our time left (%s): counting from our start", exc)
+            left = {}
+        if len(left) == 1:
+            return now + next(iter(left.values()))
+    return now + limit
 
 
 def read_answer(conn: socket.socket) -> tuple[dict[str, object], bytes]:

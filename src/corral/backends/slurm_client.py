@@ -48,6 +48,7 @@ __all__ = [
     "map_state",
     "parse_exit_status",
     "parse_squeue",
+    "parse_time_left",
 ]
 
 
@@ -278,6 +279,21 @@ def format_memory(memory_bytes: int) -> str:
 
 
 # --------------------------------------------------------------------------- parsing
+
+
+def parse_time_left(text: str) -> float | None:
+    """squeue's ``%L`` (``[D-]HH:MM:SS``, ``MM:SS``, ``SS``) -> seconds; None for
+    ``UNLIMITED``, ``NOT_SET``, ``INVALID`` or anything else."""
+    days, _, clock = text.strip().rpartition("-")
+    parts = clock.split(":")
+    digits = [*parts, days] if _ else parts
+    if len(parts) > 3 or not all(p.isascii() and p.isdigit() for p in digits):
+        return None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return float(seconds + int(days or 0) * 86400)
+
 
 _RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
 
@@ -645,6 +661,27 @@ class SlurmClient:
         if proc.returncode != 0:
             raise self._error("squeue", proc)
         return parse_squeue(proc.stdout)
+
+    def time_left(self, job_ids: Iterable[str]) -> dict[str, float]:
+        """Seconds left of each running job's time limit (its allocation's real end, whatever
+        its submitted limit was: a changed limit counts), in one squeue call. Jobs without a
+        limit, pending or unknown to Slurm are absent. SlurmError: squeue failed."""
+        wanted = sorted({str(j).strip() for j in job_ids if str(j).strip()})
+        if not wanted:
+            return {}
+        args = ["--noheader", "--states=running", f"--jobs={','.join(wanted)}", "--format=%i|%L"]
+        proc = self._run("squeue", args)
+        if proc.returncode != 0:
+            if "Invalid job id" in (proc.stderr or ""):
+                return {}
+            raise self._error("squeue", proc)
+        out: dict[str, float] = {}
+        for line in proc.stdout.splitlines():
+            ident, _, left = line.partition("|")
+            seconds = parse_time_left(left)
+            if ident.strip() and seconds is not None:
+                out[ident.strip()] = seconds
+        return out
 
     # ------------------------------------------------------------------ scancel
 

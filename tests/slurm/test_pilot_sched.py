@@ -1,0 +1,99 @@
+"""Pilot workers' scheduling against the real local Slurm: walltime left, placement, idle
+workers leaving and coming back with demand, a gone worker's ledger.
+
+Helpers and conventions as in test_pilot_ensemble.py (worker jobs named corral-pilot-ID, each
+test cancels only its own). Waits are on files, the launcher's workers.json and squeue, with
+generous deadlines; nothing sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from test_pilot_ensemble import job_list, new_id, raw_records
+
+from corral.backends.slurm_client import SlurmClient
+
+
+def workers_view(root: Path, task_id: str) -> list[dict]:
+    try:
+        return list(json.loads((root / task_id / "pilot" / "workers.json").read_text())["workers"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def handed_to(corral, task_id: str) -> dict[int, list[str]]:
+    """job -> the workers it was handed to, in order (from the launcher's journal)."""
+    out: dict[int, list[str]] = {}
+    for rec in raw_records(corral, task_id):
+        if rec["type"] == "Submitted":
+            for job, ident in zip(rec["jobs"], rec["ids"], strict=True):
+                out.setdefault(job, []).append(ident.removeprefix("pilot:"))
+    return out
+
+
+def held_workers(slurm: SlurmClient, task_id: str) -> list[str]:
+    infos = slurm.squeue_named(f"corral-pilot-{task_id}")
+    return sorted({i.array_job_id or i.job_id for i in infos.values() if i.state.value == "PENDING"})
+
+
+def test_a_worker_takes_no_job_whose_walltime_outlasts_its_allocation(
+    corral, spec_file, pilot_ids, slurm, gate
+):
+    """The worker asks for 10 minutes, but its limit is cut to 2 while it waits in the queue:
+    it counts what is left from Slurm's own limit. A job declaring 100 s fits while more than
+    105 s are left (the margin is 5 s); the same job submitted once less is left goes to no
+    worker until a new one (with its full 10 minutes) starts."""
+    task_id = new_id("pw")
+    pilot_ids.append(task_id)
+    g = gate()  # job 0 keeps the ensemble open until job 1 was submitted
+    spec = spec_file(f"""
+name: pw
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  extra: ["--hold"]
+  pilot: {{workers: 1, max_workers: 1, cpus: 2, time: "10:00", idle_timeout: 300}}
+job:
+  cmd: "if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
+  resources: {{walltime: 100}}
+params: {{i: [0]}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    try:
+        (array,) = corral.wait_for(lambda: held_workers(slurm, task_id), timeout=120, interval=0.2)
+        subprocess.run(["scontrol", "update", f"JobId={array}", "TimeLimit=2"], check=True)
+        subprocess.run(["scontrol", "release", array], check=True)
+        (worker,) = corral.wait_for(
+            lambda: [w for w in workers_view(corral.root, task_id) if w["connected"]], timeout=300
+        )
+        left = worker["ends_at"] - time.time()
+        assert 60 < left <= 120, worker  # not 10 minutes from the worker's start
+        corral.wait_for(lambda: handed_to(corral, task_id).get(0), timeout=60, interval=0.2)
+        assert handed_to(corral, task_id)[0] == [worker["worker"]]
+
+        # once less than 100 + 5 s are left (by the worker's end as Slurm holds it), a new job
+        # declaring 100 s is not handed to it
+        corral.wait_for(lambda: worker["ends_at"] - time.time() < 102, timeout=120, interval=0.5)
+        corral("submit", "--ensemble", task_id, "--set", "i=1", check=True)
+        corral.wait_for(lambda: len(job_list(corral, task_id)) == 2, timeout=60, interval=0.2)
+        g.release()
+        # it waits for another worker, which starts (held too: released here) once the first
+        # one's allocation ended
+        (array2,) = corral.wait_for(
+            lambda: [a for a in held_workers(slurm, task_id) if a != array], timeout=300, interval=0.5
+        )
+        assert 1 not in handed_to(corral, task_id)
+        subprocess.run(["scontrol", "release", array2], check=True)
+        corral.wait_for(lambda: handed_to(corral, task_id).get(1), timeout=300, interval=0.5)
+        (second,) = handed_to(corral, task_id)[1]
+        assert second != worker["worker"] and second.startswith(array2 + "_")
+    finally:
+        if launcher.poll() is None:
+            corral("kill", task_id)
+        launcher.communicate(timeout=120)
+    jobs = {row["job"]: row for row in job_list(corral, task_id)}
+    assert jobs[0]["state"] == jobs[1]["state"] == "SUCCESS", jobs
