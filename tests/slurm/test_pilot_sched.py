@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from test_pilot_ensemble import job_list, new_id, raw_records
+from test_pilot_ensemble import alive_workers, job_list, new_id, raw_records
 
 from corral.backends.slurm_client import SlurmClient
 
@@ -97,3 +97,57 @@ params: {{i: [0]}}
         launcher.communicate(timeout=120)
     jobs = {row["job"]: row for row in job_list(corral, task_id)}
     assert jobs[0]["state"] == jobs[1]["state"] == "SUCCESS", jobs
+
+
+def test_a_gone_workers_ledger_gives_the_ends_it_could_not_report(corral, spec_file, pilot_ids, slurm, gate):
+    """The launcher is SIGKILLed while a worker runs 4 jobs; they end while the worker is cut
+    off, and the worker, idle and cut off, leaves (its Slurm job ends). The recovered launcher
+    judges it gone and reads its ledger: the 4 jobs end SUCCESS (not LOST, not run again); the
+    garbage and a job it never held, written into the ledger, are ignored and counted."""
+    import os
+    import signal
+
+    from corral.journal import lock_holder
+
+    task_id = new_id("pl")
+    pilot_ids.append(task_id)
+    g = gate()
+    spec = spec_file(f"""
+name: pl
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 1, cpus: 4, time: "5:00", idle_timeout: 5}}
+job: {{cmd: "{g.cmd}"}}
+params: {{i: {{range: [0, 4]}}}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    (worker,) = corral.wait_for(
+        lambda: [w for w in workers_view(corral.root, task_id) if w["running"] == 4],
+        timeout=300,
+        interval=0.2,
+    )
+    pid = lock_holder(corral.root / task_id / "journal")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    launcher.wait(timeout=60)
+    g.release()  # the 4 jobs end while their worker is cut off
+    ledger = corral.root / task_id / "pilot" / worker["worker"] / "ends"
+    corral.wait_for(lambda: ledger.exists() and ledger.read_bytes().count(b"\n") == 4, timeout=120)
+    corral.wait_for(lambda: alive_workers(slurm, task_id) == [], timeout=180, interval=0.5)
+    with ledger.open("ab") as f:
+        f.write(b"garbage\n\x00\xff\n")
+        f.write(b'{"m":"end","seq":9,"job":99,"attempt":0,"at":1.0,"state":"SUCCESS"}\n')
+
+    result = corral("recover", task_id, timeout=300)
+    assert result.returncode == 0, result.stderr
+    jobs = job_list(corral, task_id)
+    assert len(jobs) == 4
+    assert all(row["state"] == "SUCCESS" and row["attempts"] == 1 for row in jobs), jobs
+    records = raw_records(corral, task_id)
+    assert not [r for r in records if r["type"] == "Transition" and r["state"] == "LOST"]
+    notes = [r["text"] for r in records if r["type"] == "Note" and "ledger" in r["text"]]
+    assert notes == [
+        f"pilot: worker {worker['worker']} gone: 4 ends read from its ledger, 2 lines ignored as "
+        "garbage, 1 as ends of jobs it did not hold"
+    ], notes

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from corral.backends.pilot_ledger import LEDGER, read_ends
 from corral.backends.pilot_links import PREFIX, Links
 from corral.backends.pilot_peer import Peer, write_status
 from corral.backends.pilot_slurm import WorkerJobs, pilot_dir
@@ -331,6 +332,7 @@ class PilotBackend(Backend):
         sup = engine.sup
         self._links().disconnect(peer)
         del self.peers[peer.name]
+        self._recover_ends(peer, now)
         seen = peer.seen.value if peer.seen is not None else "unknown"
         for job, (attempt, _) in sorted(peer.jobs.items()):
             rt = sup.jobs.get(job)
@@ -340,6 +342,26 @@ class PilotBackend(Backend):
                 continue
             reason = f"its pilot worker {peer.name} is gone (Slurm: {seen})"
             engine.record(Transition(job, TaskState.LOST.value, now, reason, attempt))
+
+    def _recover_ends(self, peer: Peer, now: float) -> None:
+        """A gone worker's ends it could not report (cut off): read back from its ledger, they
+        end their jobs as they really ended (at their time, not after now); the rest is LOST."""
+        held = {job: attempt for job, (attempt, _) in peer.jobs.items()}
+        if not held:
+            return
+        path = pilot_dir(self.root, self.task_id) / peer.name / LEDGER
+        found = read_ends(path, held)
+        for end in found.ends:
+            self._links().report(peer, end, min(end.at, now), "(read from its ledger)")
+        if found.ends or found.garbage or found.stale:
+            self._engine().record(
+                Note(
+                    f"pilot: worker {peer.name} gone: {len(found.ends)} ends read from its ledger, "
+                    f"{found.garbage} lines ignored as garbage, {found.stale} as ends of jobs it "
+                    "did not hold",
+                    now,
+                )
+            )
 
     def _stop_idle(self, now: float) -> None:
         for peer in self.peers.values():

@@ -146,8 +146,9 @@ class Links:
             if not peer.flush():
                 self.disconnect(peer)
 
-    def report(self, peer: Peer, message: Start | End, now: float) -> None:
-        """A worker's report -> a Transition, if it is about the job's current attempt on it."""
+    def report(self, peer: Peer, message: Start | End, now: float, note: str = "") -> None:
+        """A worker's report -> a Transition at `now`, if it is about the job's current attempt
+        on it (`note`: where it came from, if not the stream; display only)."""
         engine = self.engine
         sup, job = engine.sup, message.job
         held = peer.jobs.get(job)
@@ -166,6 +167,5 @@ class Links:
         state, reason = policy.reported_end(TaskState(message.state), rt.kill_requested)
         if reason:
             reason = f"{reason}: worker {peer.name}"
-        engine.record(
-            Transition(job, state.value, now, reason or message.reason, rt.attempt, message.exit_code)
-        )
+        reason = " ".join(part for part in (reason or message.reason, note) if part)
+        engine.record(Transition(job, state.value, now, reason, rt.attempt, message.exit_code))

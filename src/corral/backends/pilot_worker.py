@@ -23,6 +23,7 @@ from pathlib import Path
 
 import msgspec
 
+from corral.backends.pilot_ledger import LEDGER, append_ends
 from corral.backends.pilot_wire import (
     Ack,
     Beat,
@@ -78,6 +79,7 @@ class PilotWorker:
     local: dict[tuple[int, int], int] = field(default_factory=dict)  # (job, attempt) -> local job
     unacked: list[Start | End] = field(default_factory=list)  # reports the launcher has not acked
     pending: list[ToLauncher] = field(default_factory=list)  # reports not sent yet (this turn's)
+    ends: list[End] = field(default_factory=list)  # this turn's ends, for the ledger (pilot_ledger)
     seq: int = 0
     idle_since: float | None = None
     cut_since: float | None = None
@@ -304,6 +306,7 @@ class PilotWorker:
                 exit_code=code,
                 reason=rec.reason[:1000],
             )
+            self.ends.append(message)
             self.tasks.pop(rec.job, None)
             self.origin.pop(rec.job, None)
             self.local.pop(key, None)
@@ -315,6 +318,9 @@ class PilotWorker:
         self.pending.append(message)
 
     def _flush(self, final: bool = False) -> None:
+        if self.ends:  # on the shared FS before it is sent: read back if we are cut off and go
+            append_ends(self.root / self.task_id / "pilot" / self.name / LEDGER, self.ends)
+            self.ends.clear()
         if self.pending and self.conn is not None:
             data = b"".join(encode(m) for m in self.pending)
             self.pending.clear()
