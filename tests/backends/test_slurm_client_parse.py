@@ -14,24 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corral.backends.slurm_client import (
-    SQUEUE_FORMAT,
-    TERMINAL_STATES,
+from corral.backends.slurm_client import SlurmClient, in_allocation
+from corral.backends.slurm_errors import SlurmError, SlurmMissing, SlurmTimeout
+from corral.backends.slurm_sbatch import (
     SbatchRequest,
-    SlurmClient,
-    SlurmError,
-    SlurmMissing,
-    SlurmState,
-    SlurmTimeout,
     expand_array_spec,
     format_time_limit,
-    in_allocation,
-    is_terminal,
-    map_state,
-    parse_exit_status,
     parse_sbatch_output,
-    parse_squeue,
 )
+from corral.backends.slurm_squeue import SQUEUE_FORMAT, parse_exit_status, parse_squeue
+from corral.backends.slurm_states import TERMINAL_STATES, SlurmState, is_terminal, map_state
 
 # --------------------------------------------------------------------------- fakes
 
@@ -464,7 +456,7 @@ def test_srun_step_argv(fake_bin: Path) -> None:
 
 
 def test_parse_time_left_reads_squeue_durations_and_refuses_the_rest() -> None:
-    from corral.backends.slurm_client import parse_time_left
+    from corral.backends.slurm_squeue import parse_time_left
 
     assert parse_time_left("4:59") == 299.0
     assert parse_time_left("1:00:00") == 3600.0
@@ -486,7 +478,7 @@ def test_parse_time_left_reads_squeue_durations_and_refuses_the_rest() -> None:
 
 @given(st.text(max_size=40))
 def test_parse_time_left_never_raises(text: str) -> None:
-    from corral.backends.slurm_client import parse_time_left
+    from corral.backends.slurm_squeue import parse_time_left
 
     value = parse_time_left(text)
     assert value is None or value >= 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from corral.backends.slurm import SEEN
-from corral.backends.slurm_client import SlurmState
+from corral.backends.slurm_states import SlurmState
 from corral.core.outcome import Observation, judge
 from corral.core.states import TaskState
 

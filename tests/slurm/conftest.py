@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
-from corral.backends.slurm_client import SlurmClient, SlurmJobInfo
+from corral.backends.slurm_client import SlurmClient
+from corral.backends.slurm_states import SlurmJobInfo
 
 
 def _unavailable(reason: str) -> None:

@@ -26,7 +26,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from corral.backends.slurm_client import SlurmClient, SlurmState
+from corral.backends.slurm_client import SlurmClient
+from corral.backends.slurm_states import SlurmState
 
 POLL = "slurm: {poll_interval: 0.5}"
 TIMEOUT_TEST = "test_time_limit_maps_to_timeout_and_is_retried"
@@ -587,7 +588,7 @@ job_limit: 2
 
     out = tmp_path / "launcher.out"
     wrap = shlex.join(corral.argv("run", str(spec), "--id", task_id, "-q"))
-    from corral.backends.slurm_client import SbatchRequest
+    from corral.backends.slurm_sbatch import SbatchRequest
 
     alloc = slurm.sbatch(
         SbatchRequest(

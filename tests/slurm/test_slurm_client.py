@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from corral.backends.slurm_client import (
-    SbatchRequest,
-    SlurmClient,
-    SlurmError,
-    SlurmJobInfo,
-    SlurmState,
-)
+from corral.backends.slurm_client import SlurmClient
+from corral.backends.slurm_errors import SlurmError
+from corral.backends.slurm_sbatch import SbatchRequest
+from corral.backends.slurm_states import SlurmJobInfo, SlurmState
 
 WaitFn = Callable[..., dict[str, SlurmJobInfo]]
 

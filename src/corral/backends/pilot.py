@@ -26,7 +26,8 @@ from corral.backends.pilot_peer import Peer, write_status
 from corral.backends.pilot_slurm import WorkerJobs, pilot_dir
 from corral.backends.pilot_wire import Kill, Run, Stop
 from corral.backends.slurm import _one_line
-from corral.backends.slurm_client import SlurmClient, SlurmError
+from corral.backends.slurm_client import SlurmClient
+from corral.backends.slurm_errors import SlurmError
 from corral.core import pilot as policy
 from corral.core.outcome import Seen
 from corral.core.records import Note, Submitted, Transition

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.backends.slurm import SEEN, _one_line
-from corral.backends.slurm_client import SbatchRequest, SlurmClient, SlurmError
+from corral.backends.slurm_client import SlurmClient
+from corral.backends.slurm_errors import SlurmError
+from corral.backends.slurm_sbatch import SbatchRequest
 from corral.core.outcome import Seen
 from corral.errors import UserError
 from corral.spec.model import Pilot, Slurm

@@ -39,7 +39,8 @@ from corral.backends.pilot_wire import (
     encode,
     task_of,
 )
-from corral.backends.slurm_client import SlurmClient, SlurmError
+from corral.backends.slurm_client import SlurmClient
+from corral.backends.slurm_errors import SlurmError
 from corral.core.records import Action, JobsAdded, Opened, Record, Request, Transition
 from corral.core.states import TASK_TERMINAL, TaskState
 from corral.core.supervision import ENSEMBLE, Policy, Supervision

@@ -22,14 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from corral.backends.slurm_client import (
-    SbatchRequest,
-    SlurmClient,
-    SlurmError,
-    SlurmJobInfo,
-    SlurmState,
-    SlurmTimeout,
-)
+from corral.backends.slurm_client import SlurmClient
+from corral.backends.slurm_errors import SlurmError, SlurmTimeout
+from corral.backends.slurm_sbatch import SbatchRequest
+from corral.backends.slurm_states import SlurmJobInfo, SlurmState
 from corral.core.outcome import Observation, Seen, judge
 from corral.core.records import Cause, Note, Opened, Submitted, Transition
 from corral.core.states import TaskState

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from corral.backends.slurm_client import SlurmClient, SlurmError, in_allocation
+from corral.backends.slurm_client import SlurmClient, in_allocation
+from corral.backends.slurm_errors import SlurmError
 from corral.errors import UserError
 from corral.spec.model import Task
 from corral.supervisor.local import LocalBackend
