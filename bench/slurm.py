@@ -51,8 +51,8 @@ def run_workload(args: argparse.Namespace, work: Path, env: dict[str, str], cmd:
     runners: dict[str, Callable[[], Result]] = {
         "sbatch": lambda: run_sbatch(cmd, jobs, args.poll),
         "array": lambda: run_array(cmd, jobs, args.poll),
-        "corral": lambda: run_corral(work, cmd, jobs, args.poll, env, None),
-        "pilot": lambda: run_corral(work, cmd, jobs, args.poll, env, args.pilot),
+        "corral": lambda: run_corral(work, cmd, jobs, args.poll, env, None, args.shell),
+        "pilot": lambda: run_corral(work, cmd, jobs, args.poll, env, args.pilot, args.shell),
         "hq": lambda: run_hyperqueue(cmd, jobs, args.cpus, work),
     }
     rows: list[Row] = []
@@ -162,6 +162,10 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--cpus", type=int, default=0, help="CPUs of a pilot worker and of HQ's job (0: all)")
     ap.add_argument("--poll", type=float, default=0.5, help="poll interval of every system, seconds")
     ap.add_argument("--pilot", default=None, help=f"the pilot block, YAML flow (default {PILOT})")
+    ap.add_argument(
+        "--shell", action="store_true",
+        help="corral's jobs as `cmd:` (through /bin/sh -c) instead of `argv:` (the program, as HQ runs it)",
+    )  # fmt: skip
     ap.add_argument("--root", type=Path, default=None, help="corral root (default: a temp dir)")
     ap.add_argument("--no-bytecode-cache", dest="bytecode_cache", action="store_false")
     args = ap.parse_args()
@@ -186,7 +190,8 @@ def main() -> None:
     env = bytecode_env(work, env) if args.bytecode_cache else env
     args.missing = {"pilot": pilot_missing(work, env, args.pilot), "hq": hyperqueue_missing()}
     out = [f"Slurm, local single node: {advertised_cpus()} CPUs advertised, {os.cpu_count()} real, "
-           f"{args.cpus} per pilot worker and HQ job; "
+           f"{args.cpus} per pilot worker and HQ job; corral's jobs as "
+           f"{'cmd: (through /bin/sh -c)' if args.shell else 'argv: (no shell, as HQ)'}; "
            f"poll {args.poll:g} s; at start: {machine_load()}"]  # fmt: skip
     print(out.pop(), flush=True)  # each workload prints when done: a later failure loses nothing
     try:

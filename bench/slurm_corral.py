@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,14 +34,17 @@ def corral(root: Path, env: dict[str, str], *args: str, check: bool = True) -> C
     )  # fmt: skip
 
 
-def spec_text(cmd: str, jobs: int, poll: float, pilot: str | None) -> str:
+def spec_text(cmd: str, jobs: int, poll: float, pilot: str | None, shell: bool = True) -> str:
+    """shell=False: the job is `argv:` (cmd's words, no /bin/sh), as HyperQueue runs a program."""
     slurm = f"poll_interval: {poll}" + (f", pilot: {pilot}" if pilot else "")
+    # quoted: YAML reads a bare true as a boolean
+    line = f"  cmd: '{cmd}'\n" if shell else f"  argv: {json.dumps(cmd.split())}\n"
     return (
         "name: bench\n"
         "backend: slurm\n"
         f"slurm: {{{slurm}}}\n"
         "job:\n"
-        f"  cmd: '{cmd}'\n"  # quoted: YAML reads a bare true as a boolean
+        f"{line}"
         "params:\n"
         f"  i: {{range: [0, {jobs}]}}\n"
     )
@@ -60,14 +65,18 @@ def pilot_missing(root: Path, env: dict[str, str], pilot: str) -> str | None:
 
 
 def run_corral(
-    root: Path, cmd: str, jobs: int, poll: float, env: dict[str, str], pilot: str | None
+    root: Path, cmd: str, jobs: int, poll: float, env: dict[str, str], pilot: str | None, shell: bool = True
 ) -> Result:
     spec = root / f"bench-{uuid.uuid4().hex[:6]}.yaml"
-    spec.write_text(spec_text(cmd, jobs, poll, pilot))
+    spec.write_text(spec_text(cmd, jobs, poll, pilot, shell))
     run_id = f"{PREFIX}{uuid.uuid4().hex[:6]}"
+    workers = CpuSampler(run_id) if pilot else None
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
     proc = corral(root, env, "run", str(spec), "--id", run_id, "-q", check=False)
     finished = time.time() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    launcher_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if proc.returncode != 0:
         fail(f"corral run failed ({proc.returncode}): {last_line(proc.stderr)}")
     read = corral(root, env, "read", run_id, "--raw", "--json")
@@ -78,7 +87,59 @@ def run_corral(
     commands["sbatch"] = commands.get("sbatch", 0) + 1  # the sbatch --test-only of `corral run`
     ok = json.loads(corral(root, env, "status", run_id, "--json").stdout)[0]["jobs"]["succeeded"]
     submit = (max(subs) if subs else records[0]["at"]) - start
-    return Result("corral pilot" if pilot else "corral (arrays)", jobs, submit, finished, ok, commands)
+    note = ""
+    if workers is not None:  # CPU per job: comparable across loads, unlike the wall time
+        own, helpers, runs = (x / jobs * 1000 for x in workers.stop())
+        note = (f"cpu ms/job: launcher {launcher_cpu / jobs * 1000:.2f}, worker {own:.2f}, "
+                f"its reaper {helpers:.2f}, runs {runs:.2f}")  # fmt: skip
+    name = "corral pilot" if pilot else "corral (arrays)"
+    return Result(name, jobs, submit, finished, ok, commands, note=note)
+
+
+class CpuSampler:
+    """CPU seconds on this node of RUN_ID's pilot workers: each worker process's own, its
+    helpers' (the reaper that starts runs), and the runs' (reaped: their parents' cutime),
+    read from /proc every 0.2 s while they live (Slurm accounting is off here; the last 0.2 s
+    of a worker may be missed). `corral run`'s own CPU is the bench's rusage of its child."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.seen: dict[int, tuple[float, float]] = {}  # pid -> (own, reaped children)
+        self.workers: set[int] = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.done.wait(0.2):
+            for pid in worker_pids(self.run_id):
+                self.workers.add(pid)
+                for one in [pid, *children(pid)]:
+                    self._sample(one)
+
+    def _sample(self, pid: int) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return
+        utime, stime, cutime, cstime = (int(x) / tick for x in fields[11:15])
+        self.seen[pid] = (utime + stime, cutime + cstime)
+
+    def stop(self) -> tuple[float, float, float]:
+        """(workers' own, their helpers' own, the runs') CPU seconds."""
+        self.done.set()
+        self.thread.join()
+        own = sum(self.seen[p][0] for p in self.workers if p in self.seen)
+        helpers = sum(o for p, (o, _) in self.seen.items() if p not in self.workers)
+        return own, helpers, sum(r for _, r in self.seen.values())
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 # -- memory with 100,000 jobs queued -------------------------------------------------------------

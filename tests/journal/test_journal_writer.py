@@ -240,3 +240,27 @@ def test_journal_locked_message_names_the_subject(journal_path: Path) -> None:
         f"task web is supervised by pid 4242 (lock on {journal_path}.lock); "
         "use 'corral recover --force' to take over"
     )
+
+
+def test_a_writer_without_sync_writes_every_commit_but_never_fdatasyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync=False (a pilot worker's ledger): each commit is one write, readable at once by
+    another reader (it survives the writer's death), with no fdatasync; sync=True syncs."""
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd))[1])
+    path = tmp_path / "ledger"
+    w = JournalWriter.open(path, create=True)
+    w.sync = False
+    for i in range(3):
+        w.append(b"r%d" % i)
+        w.commit()
+    assert synced == []
+    assert read_journal(path).payloads == [b"r0", b"r1", b"r2"]
+    w.sync = True
+    w.append(b"r3")
+    w.commit()
+    assert len(synced) == 1
+    w.close()
+    assert read_journal(path).payloads[-1] == b"r3"

@@ -107,6 +107,10 @@ class PilotBackend(Backend):
 
     # -- the Backend protocol -----------------------------------------------------------------
 
+    @property
+    def submits_in_commit(self) -> bool:
+        return True  # submit records Submitted; the Run messages go out after the commit
+
     def submit(self, jobs: list[int]) -> None:
         """Jobs core admitted: queue them for a worker (one that can never take a job fails it)."""
         engine = self._engine()

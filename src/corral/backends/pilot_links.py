@@ -101,11 +101,9 @@ class Links:
     def send(self, peer: Peer, messages: list[Run]) -> Callable[[], None]:
         """What sends these messages (called once the records they follow are durable)."""
 
-        def send() -> None:
+        def send() -> None:  # queued: the turn's end flushes every worker's outbox (`due`)
             for message in messages:
                 peer.queue(message)
-            if not peer.flush():
-                self.disconnect(peer)
 
         return send
 
@@ -140,11 +138,10 @@ class Links:
             self.disconnect(peer)
 
     def _ack(self, peer: Peer, seq: int) -> None:
+        """Queued: the turn's acks and runs to a worker go out in one send (`due` flushes)."""
         if seq > peer.acked and peer.connected:
             peer.acked = seq
             peer.queue(Ack(seq=seq))
-            if not peer.flush():
-                self.disconnect(peer)
 
     def report(self, peer: Peer, message: Start | End, now: float, note: str = "") -> None:
         """A worker's report -> a Transition at `now`, if it is about the job's current attempt

@@ -193,6 +193,10 @@ class JournalWriter:
         self._size = size
         self._frames: list[bytes] = []
         self._failed = False
+        # False: a commit writes without fdatasync (durable against the writer's death, not the
+        # machine's): for a journal whose records are worthless once its machine went down (a
+        # pilot worker's ledger: the launcher's journal is the truth)
+        self.sync = True
         # frames in the file (after a resume: those after `read_from` unless the caller knows
         # more); a compaction's threshold counts them
         self.frames = 0
@@ -256,7 +260,8 @@ class JournalWriter:
             while view:  # regular files write in full barring errors; loop to be certain
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fdatasync(fd)
+            if self.sync:
+                os.fdatasync(fd)
         except OSError as exc:
             # Cut what this commit wrote so the file ends on a frame boundary again; after a
             # failed fdatasync too: nothing past the last durable frame is trusted, and a retry

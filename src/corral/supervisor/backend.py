@@ -10,6 +10,8 @@ Jobs handed to a batch system (the core admits them as SUBMITTED when `Supervisi
 
 - `submit(jobs)`: the jobs admitted this turn (records Submitted before relying on ids);
 - `cancel(jobs)`: carry out a recorded kill;
+- `submits_in_commit`: True if `submit` only records (it sends after the commit): then it
+  is called before the turn's commit instead of after;
 - `due()`: when the backend wants its next `poll(now)` (None: nothing to watch);
 - `poll(now)`: observe what changed (a batch system: one query per interval; this host: the
   children that ended, log sizes) and record it; called at the start of every turn;
@@ -60,6 +62,13 @@ class Backend(Protocol):
     def cancel(self, jobs: list[int]) -> None: ...
 
     def reattach(self) -> int: ...
+
+    @property
+    def submits_in_commit(self) -> bool:
+        """True: `submit` only records what it hands over and acts once that is durable
+        (`engine.after_commit`): the engine calls it before the turn's commit, so the
+        admission and the hand-over cost one fdatasync (pilot workers)."""
+        return False
 
     def close(self) -> None:
         """Once the supervision ended (terminal): release what the backend holds (pilot

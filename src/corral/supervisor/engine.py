@@ -223,6 +223,8 @@ class Engine:
             self._interrupts = loop.interrupts
             self.record(Request(Action.KILL, now, grace=None if self._interrupts == 1 else 0.0))
         wake = self._decide(now)
+        if backend.submits_in_commit:
+            self._submit_before_commit()
         if self._effects or self._replies or self._after or self._commit_due():
             if self._commit():  # effects only once their records are durable
                 self._flush_replies()
@@ -283,6 +285,19 @@ class Engine:
             for rec in decision.records:
                 self.record(rec)
         return wake
+
+    def _submit_before_commit(self) -> None:
+        """A backend whose submit only records (it acts once those records are durable) gets
+        the turn's admitted jobs before the commit: admission and hand-over share one
+        fdatasync. Not in a turn that also cancels (the cancels must go first: a job failed and
+        retried in the same turn cancels its old attempt, not the new one)."""
+        effects = self._effects
+        if not any(e.kind is EffectKind.SUBMIT for e in effects):
+            return
+        if any(e.kind is EffectKind.CANCEL for e in effects):
+            return
+        self._effects = [e for e in effects if e.kind is not EffectKind.SUBMIT]
+        self.backend.submit(sorted(e.job for e in effects if e.kind is EffectKind.SUBMIT))
 
     def _flush_replies(self) -> None:
         replies, self._replies = self._replies, []
