@@ -86,6 +86,11 @@ def write_new(path: str, data: bytes) -> None:
     """Write a file whole (temporary name, then rename), unless it exists already."""
     if os.path.exists(path):
         return
+    _write_whole(path, data)
+
+
+def _write_whole(path: str, data: bytes) -> None:
+    """A private file (0600, like every file corral writes), whole: a temporary, renamed."""
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
@@ -98,11 +103,7 @@ def write_new(path: str, data: bytes) -> None:
 
 
 def write_result(path: str, outcome: tuple[Any, ...]) -> None:
-    data = cloudpickle.dumps(outcome, protocol=PROTOCOL)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    _write_whole(path, cloudpickle.dumps(outcome, protocol=PROTOCOL))
 
 
 def read_result(path: str) -> tuple[Any, ...] | None:

@@ -13,12 +13,19 @@ environment and working directory, no descriptor of the zygote's; then it runs t
 `os._exit`s. The zygote is single-threaded, so forking it is safe.
 
 Warm: the fork is taken off the call's path. After each turn's events are out, the zygote
-keeps one **spare**: a child forked in advance that has done what does not depend on the call
-(session, signals, descriptors) and waits on a pipe; a spawn request hands the call to it
-(one write), and the next spare is forked after the events of a turn that started no call
-(so not while a call that just started needs the CPU). A spare
-that died, or none, means an ordinary fork. A module the zygote imports (warm.py) retires the
-spare (forked before it). The zygote's own pipe closing (it ended) ends the spare.
+keeps **spares**: children forked in advance that have done what does not depend on the call
+(session, signals, descriptors) and wait on a pipe; a spawn request hands the call to one
+(one write). It keeps one per running call (at least one, at most MAX_SPARES), so that the
+calls of a turn in which several slots came free all find one; it forks them while it waits
+for the supervisor (never while a request is waiting to be read). A spare that died, or none,
+means an ordinary fork. A module the zygote imports (warm.py) retires the spares (forked
+before it). The zygote's own pipe closing (it ended) ends the spares.
+
+The environment: the zygote adopts the supervisor's (the reaper's first frame) as its own,
+so that a call's process changes only what its run adds (CORRAL_JOB...): rebuilding the whole
+environment in every call cost more than a third of a trivial call's CPU. Log files and the
+job's directory get the task's privacy (0600/0700, or 0640/0750 when group-readable), as the
+reaper gives a spawned run's.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import select
 import signal
 import sys
 import time
@@ -36,7 +44,10 @@ from corral.executor import runner, warm
 from corral.supervisor import reaper
 
 RUNNER = ["-m", "corral.executor.runner"]
-_OUT = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+MAX_SPARES = 4
+_OUT = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+
+Spare = tuple[int, int, int]  # a forked call-to-be: (pid, start ticks, its pipe)
 
 
 class CallReaper(reaper.Reaper):
@@ -44,20 +55,45 @@ class CallReaper(reaper.Reaper):
         super().__init__(ledger, console)
         self.to_warm: list[str] = []  # calls forked whose module may be worth importing here
         self.tried: set[str] = set()  # modules tried (see warm.py)
-        self.spare: tuple[int, int, int] | None = None  # a forked call-to-be: (pid, ticks, pipe)
-        self.started = False  # a call started since the last publish
+        self.spares: list[Spare] = []
+        self.adopted: dict[str, str] | None = None  # the environment made ours (see _adopt)
+        self.quiet = 0  # calls in a row that brought no module to try (see _note_module)
 
     def publish(self) -> None:
         super().publish()  # the turn's events are out first: what follows is off their path
-        warmed = False
+        warmed, tried = False, len(self.tried)
         while self.to_warm:
             warmed = warm.warm(self.to_warm.pop(), self.tried) or warmed
-        if warmed and self.spare is not None:  # forked before the import: retire it
-            os.close(self.spare[2])
-            self.spare = None
-        if self.spare is None and self.base is not None and not self.started:
-            self.spare = _fork_spare()  # not while a call just started: it needs the CPU
-        self.started = False
+        if len(self.tried) > tried:  # a new module: look at the next calls' too
+            self.quiet = 0
+        if warmed:  # forked before the import: retire them (and undo what it did to environ)
+            self._retire()
+            self.adopted = None
+        if self.base is None:
+            return
+        self._adopt()
+        want = min(MAX_SPARES, max(1, len(self.runs)))
+        while len(self.spares) < want and not _requests_waiting():
+            spare = _fork_spare()
+            if spare is None:
+                break
+            self.spares.append(spare)
+
+    def _adopt(self) -> None:
+        """Make the supervisor's environment ours: a call's process inherits it, and changes
+        only what its run adds."""
+        assert self.base is not None
+        if self.adopted is self.base and os.environ == self.base:
+            return
+        self._retire()  # they hold the environment we had
+        os.environ.clear()
+        os.environ.update(self.base)
+        self.adopted = self.base
+
+    def _retire(self) -> None:
+        for _, _, pipe in self.spares:
+            os.close(pipe)
+        self.spares.clear()
 
     def spawn(self, req: tuple) -> None:  # type: ignore[type-arg]
         job, process, run, argv, env, cwd, stdout, stderr = req[:8]
@@ -66,47 +102,63 @@ class CallReaper(reaper.Reaper):
             super().spawn(req)
             return
         now = time.time()
-        order = pickle.dumps((argv[3], env, self.base or {}, cwd, stdout, stderr), protocol=5)
-        started = self._hand_to_spare(order)
-        if started is None:
-            started = self._fork(order)
+        self._adopt()
+        changes = _changes(self.base or {}, self.environment(env, None))
+        dir_mode = self.dir_mode if cwd.startswith(self.task_prefix) else 0o777
+        order = pickle.dumps((argv[3], changes, cwd, stdout, stderr, self.mode, dir_mode), protocol=5)
+        started = self._hand_to_spare(order) or _hand(_fork_spare(), order)
         if started is None:
             reason = "cannot fork the call"
             self.lines.append(f"F\t{job}\t{process}\t{run}\t{reason}\t{now:.6f}\n")
             self.events.append(reaper.frame(("F", job, process, run, reason, now)))
             return
         pid, ticks = started
-        self.started = True
         self.runs[pid] = (job, process, run)
-        if len(self.tried) < warm.MAX_MODULES:
-            self.to_warm.append(argv[3])
+        self._note_module(argv[3])
         self.lines.append(f"S\t{job}\t{process}\t{run}\t{pid}\t{ticks}\t{self.me}\t{now:.6f}\n")
         self.events.append(reaper.frame(("S", job, process, run, pid, ticks, now)))
 
-    def _hand_to_spare(self, order: bytes) -> tuple[int, int] | None:
-        """The spare runs this call: it has forked already (no fork on the call's path)."""
-        if self.spare is None:
-            return None
-        pid, ticks, pipe = self.spare
-        self.spare = None
-        try:
-            _write_all(pipe, order)
-        except OSError:  # the spare died (killed by someone): fork as usual
-            return None
-        finally:
-            os.close(pipe)
-        return pid, ticks
+    def _note_module(self, base: str) -> None:
+        """Look at the call's module (warm.py) after this turn, unless calls have come from
+        modules tried already for a while: then only every 64th call (reading each payload's
+        metadata again was a tenth of the zygote's time in a long map)."""
+        if len(self.tried) >= warm.MAX_MODULES:
+            return
+        self.quiet += 1
+        if self.quiet <= 32 or self.quiet % 64 == 0:
+            self.to_warm.append(base)
 
-    def _fork(self, order: bytes) -> tuple[int, int] | None:
-        spare = _fork_spare()
-        if spare is None:
-            return None
-        pid, ticks, pipe = spare
-        try:
-            _write_all(pipe, order)
-        finally:
-            os.close(pipe)
-        return pid, ticks
+    def _hand_to_spare(self, order: bytes) -> tuple[int, int] | None:
+        """A spare runs this call: it has forked already (no fork on the call's path)."""
+        while self.spares:
+            started = _hand(self.spares.pop(0), order)
+            if started is not None:
+                return started
+        return None
+
+
+def _requests_waiting() -> bool:
+    """Whether the supervisor has sent a request we have not read (then the spares wait)."""
+    return bool(select.select([3], [], [], 0)[0])
+
+
+def _changes(base: dict[str, str], full: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """What a call's process changes in the environment it inherits (`base`) to get `full`."""
+    return {k: v for k, v in full.items() if base.get(k) != v}, [k for k in base if k not in full]
+
+
+def _hand(spare: Spare | None, order: bytes) -> tuple[int, int] | None:
+    """Give the call to a forked spare; None if there is none, or it died (killed by someone)."""
+    if spare is None:
+        return None
+    pid, ticks, pipe = spare
+    try:
+        _write_all(pipe, order)
+    except OSError:
+        return None
+    finally:
+        os.close(pipe)
+    return pid, ticks
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -115,7 +167,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _fork_spare() -> tuple[int, int, int] | None:
+def _fork_spare() -> Spare | None:
     """A forked child that waits for its call (see _spare); None if fork fails (the call then
     fails with the reason, through the reaper's F line: see spawn)."""
     r, w = os.pipe2(os.O_CLOEXEC)
@@ -152,25 +204,35 @@ def _spare(pipe: int) -> None:
         if not data:
             os._exit(0)
         os.close(pipe)
-        base, env, base_env, cwd, stdout, stderr = pickle.loads(data)
-        null = os.open(os.devnull, os.O_RDONLY)
-        out = os.open(stdout, _OUT, 0o644)
-        err = os.open(stderr, _OUT, 0o644)
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        for fd in {null, out, err} - {0, 1, 2}:
-            os.close(fd)
-        os.makedirs(cwd, exist_ok=True)
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(base_env)
-        os.environ.update(env)
+        base, (sets, unsets), cwd, stdout, stderr, mode, dir_mode = pickle.loads(data)
+        _become(cwd, stdout, stderr, mode, dir_mode)
+        for key in unsets:
+            os.environ.pop(key, None)
+        os.environ.update(sets)
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (ours until _exit)
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     except BaseException:
         os._exit(71)
     runner.run_and_exit(base)
+
+
+def _become(cwd: str, stdout: str, stderr: str, mode: int, dir_mode: int) -> None:
+    """stdin /dev/null, stdout and stderr appended to the run's logs, in the run's directory."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    out = os.open(stdout, _OUT, mode)
+    err = os.open(stderr, _OUT, mode)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    for fd in {null, out, err} - {0, 1, 2}:
+        os.close(fd)
+    try:  # a new job's directory: one mkdir (its parent exists), else mkdir -p
+        os.mkdir(cwd, dir_mode)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(cwd, dir_mode, exist_ok=True)
+    os.chdir(cwd)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""An executor's files are as private as any task's: 0600 files in 0700 directories, even
+under a umask of 022 (the calls' logs, payloads and results included)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import executor_calls as calls
+import pytest
+
+import corral
+
+
+@pytest.fixture(autouse=True)
+def _umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_call_logs_payloads_and_results_are_private(root: Path) -> None:
+    with corral.Executor(id="private", root=root, max_workers=2) as ex:
+        assert [f.result(timeout=120) for f in [ex.submit(calls.say, f"t{i}") for i in range(4)]] == [
+            f"t{i}" for i in range(4)
+        ]
+    task = root / "private"
+    files = [p for p in task.rglob("*") if p.is_file() and not p.is_symlink()]
+    names = {p.name for p in files}
+    assert any(n.endswith(".stdout") for n in names) and any(n.endswith(".stderr") for n in names)
+    assert any(n.endswith(".in") for n in names) and any(n.endswith(".out") for n in names)
+    assert {str(p): oct(_mode(p)) for p in files if _mode(p) != 0o600} == {}
+    dirs = [task, *[d for d in task.rglob("*") if d.is_dir()]]
+    assert {str(d): oct(_mode(d)) for d in dirs if _mode(d) != 0o700} == {}
