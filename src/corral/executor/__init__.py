@@ -1,6 +1,10 @@
 """corral.Executor: Python callables as durable, isolated calls, on this host or on Slurm.
 
-Design (the README's "Python API" section has the user's view):
+Design (the README's "Python API" section has the user's view). The parts: executor.py (the
+concurrent.futures API), future.py (a call's Future, Options), driver.py (what an executor's
+views share: the connection, outcomes, submission, pausing inside a call), client.py and
+daemon.py (the supervisor, reached and started), book.py (the supervisor's side), zygote.py,
+warm.py and runner.py (a call's process), payload.py (payloads and results), waiting.py.
 
 - An executor is an **ensemble** in corral's journal (ROOT/ID), supervised by an ordinary
   corral supervisor started **detached** by the first driver (like `corral run --detach`), so
@@ -15,8 +19,8 @@ Design (the README's "Python API" section has the user's view):
   the engine (extra control ops, extra descriptors, a helper instead of the reaper).
 - **Isolation without a Python start-up per call**: locally the supervisor's reaper is the
   call zygote (zygote.py), a reaper that has imported cloudpickle and the runner and forks
-  each call (a session of its own, the run's log files as stdout/stderr), from a spare forked
-  ahead of time; it imports the calls' modules once (warm.py) unless Executor(warm=False). It writes the
+  each call (a session of its own, the run's log files as stdout/stderr), from spares forked
+  ahead of time (one per running call); it imports the calls' modules once (warm.py) unless Executor(warm=False). It writes the
   reaper's ledger lines, so exit statuses outlive the supervisor as for shell runs. On Slurm,
   each job runs `python -m corral.executor.runner` on the node (arrays, shared file system).
 - **Payloads and results** are files under ROOT/ID/calls/ (payload.py): `H.in` written by the
