@@ -20,8 +20,9 @@ warm.py and runner.py (a call's process), payload.py (payloads and results), wai
 - **Isolation without a Python start-up per call**: locally the supervisor's reaper is the
   call zygote (zygote.py), a reaper that has imported cloudpickle and the runner and forks
   each call (a session of its own, the run's log files as stdout/stderr), from spares forked
-  ahead of time (one per running call); it imports the calls' modules once (warm.py) unless Executor(warm=False). It writes the
-  reaper's ledger lines, so exit statuses outlive the supervisor as for shell runs. On Slurm,
+  ahead of time (one per running call); it imports the calls' modules once (warm.py) unless
+  Executor(warm=False). It writes the reaper's ledger lines, so exit statuses outlive the
+  supervisor as for shell runs. On Slurm,
   each job runs `python -m corral.executor.runner` on the node (arrays, shared file system).
 - **Payloads and results** are files under ROOT/ID/calls/ (payload.py): `H.in` written by the
   submitter before the call is journaled, `H.out` written by the call (a value, an exception
