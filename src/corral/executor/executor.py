@@ -133,9 +133,7 @@ class Executor(cf.Executor):
                 with contextlib.suppress(client.SupervisorGone):  # gone: nothing runs to stop
                     client.ask(driver.address, {"op": "requeue"})
                 for f in running:
-                    driver.settle(
-                        f, cf.CancelledError(f"call {f.name} re-queued: the next executor runs it")
-                    )
+                    driver.settle(f, cf.CancelledError(f"call {f.name} re-queued: the next executor runs it"))
         elif wait:
             cf.wait(futs)
         if driver.watch is not None:
