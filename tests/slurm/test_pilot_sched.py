@@ -151,3 +151,43 @@ params: {{i: {{range: [0, 4]}}}}
         f"pilot: worker {worker['worker']} gone: 4 ends read from its ledger, 2 lines ignored as "
         "garbage, 1 as ends of jobs it did not hold"
     ], notes
+
+
+def test_short_jobs_go_to_the_idle_worker_not_behind_a_long_job(corral, spec_file, pilot_ids, slurm, gate):
+    """Two single-CPU workers, one long job (gated) and 12 short ones: while the long job runs,
+    every short job is handed to the other worker (none waits behind the long one), and the
+    long job's worker gets no job until its slot frees."""
+    task_id = new_id("pp")
+    pilot_ids.append(task_id)
+    g = gate()
+    spec = spec_file(f"""
+name: pp
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 2, cpus: 1, time: "5:00", idle_timeout: 60}}
+job:
+  cmd: "if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
+params: {{i: {{range: [0, 13]}}}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    try:
+
+        def shorts_done() -> bool:
+            if corral.view(task_id) is None:
+                return False  # the launcher has not opened its journal yet
+            jobs = job_list(corral, task_id)
+            return len(jobs) == 13 and all(r["state"] == "SUCCESS" for r in jobs if r["job"] != 0)
+
+        corral.wait_for(shorts_done, timeout=300, interval=0.5)
+        handed = handed_to(corral, task_id)
+        (long_worker,) = handed[0]
+        assert {j: w for j, w in handed.items() if long_worker in w} == {0: [long_worker]}, handed
+        g.release()
+        result = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            corral("kill", task_id)
+            launcher.communicate(timeout=120)
+    assert launcher.returncode == 0, result
+    assert all(r["state"] == "SUCCESS" for r in job_list(corral, task_id))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -227,40 +228,40 @@ class PilotBackend(Backend):
         return Run(job=job, attempt=rt.attempt, task=msgspec.to_builtins(task))
 
     def _place(self, now: float) -> None:
-        """Hand waiting jobs to connected workers with room: recorded, then sent after commit."""
+        """Hand waiting jobs to connected workers (core chooses which): recorded, then sent
+        after commit."""
         engine = self._engine()
         sup = engine.sup
         ready = [p for p in self.peers.values() if p.connected and not p.stopping and not p.cancelled]
         if not ready or not self.waiting:
             return
-        rooms = {p.name: p.room() for p in ready}
+        read = 0  # waiting jobs core looked at (it stops once every worker is full)
+
+        def candidates() -> Iterator[tuple[int, policy.Need]]:
+            nonlocal read
+            for job in self.waiting:
+                read += 1
+                rt = sup.jobs.get(job)
+                if rt is not None and rt.state is TaskState.SUBMITTED:
+                    yield job, need_of(rt.spec)
+
+        picks = policy.place(candidates(), {p.name: p.room() for p in ready}, now)
+        head = [self.waiting.popleft() for _ in range(read)]
+        self.waiting.extendleft(reversed([j for j in head if j not in picks and self._waits(j)]))
         given: dict[str, list[int]] = {}
-        kept: deque[int] = deque()
-        while self.waiting:
-            job = self.waiting.popleft()
-            rt = sup.jobs.get(job)
-            if rt is None or rt.state is not TaskState.SUBMITTED:
-                continue
-            need = need_of(rt.spec)
-            peer = next((p for p in ready if policy.fits(need, rooms[p.name], now)), None)
-            if peer is None:
-                kept.append(job)
-                if all(r.jobs >= r.cpus * policy.PREFETCH for r in rooms.values()):
-                    break
-                continue
-            r = rooms[peer.name]
-            rooms[peer.name] = policy.Room(
-                r.cpus, r.memory, r.ends_at, r.jobs + 1, r.cpus_used + need.cpus, r.memory_used + need.memory
-            )
-            peer.jobs[job] = (rt.attempt, need)
-            peer.idle_since = None
-            given.setdefault(peer.name, []).append(job)
-        kept.extend(self.waiting)
-        self.waiting = kept
-        for name, jobs in given.items():
-            engine.record(Submitted(jobs, "pilot", now, [PREFIX + name] * len(jobs)))
-            messages = [self._run_message(job) for job in jobs]
+        for job, name in picks.items():
+            rt = sup.jobs[job]
+            self.peers[name].jobs[job] = (rt.attempt, need_of(rt.spec))
+            self.peers[name].idle_since = None
+            given.setdefault(name, []).append(job)
+        for name, batch in given.items():
+            engine.record(Submitted(batch, "pilot", now, [PREFIX + name] * len(batch)))
+            messages = [self._run_message(job) for job in batch]
             engine.after_commit(self._links().send(self.peers[name], messages))
+
+    def _waits(self, job: int) -> bool:
+        rt = self._engine().sup.jobs.get(job)
+        return rt is not None and rt.state is TaskState.SUBMITTED
 
     # -- workers: Slurm ---------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ connection, when a worker was last heard of) and asks this module:
 - `judge_worker`: is a worker alive, to be waited for, to be cancelled, or gone (its jobs LOST)?
   A job is judged LOST only once its worker cannot run it any more (Slurm says the worker's job
   ended, or squeue forgot it): never while the first run may still be alive.
-- `fits` / `unfit_reason`: may a worker take a job (declared resources, walltime left)?
+- `place` (with `fits`, `runs_now`): which worker takes each waiting job (a free slot first,
+  a small prefetch, declared resources, walltime left); `unfit_reason`: no worker ever could.
 - `wanted_workers`: how many worker jobs to submit for the jobs waiting.
 - `reported_end`: a worker's report of a job's end -> the job's state in the launcher's journal.
 - `should_stop`: an idle worker that may leave.
@@ -16,6 +17,7 @@ connection, when a worker was last heard of) and asks this module:
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from corral.core.outcome import Seen
@@ -23,7 +25,8 @@ from corral.core.states import TaskState
 
 VANISHED_GRACE = 30.0  # a worker missing from squeue this soon after submission is still coming
 WALLTIME_MARGIN = 5.0  # seconds kept free at the end of a worker's allocation
-PREFETCH = 2  # a worker holds up to this many times its CPUs in jobs (running + queued there)
+PREFETCH = 2  # the launcher admits up to this many times its workers' CPUs in jobs
+PREFETCH_SHARE = 4  # a worker holds its CPUs' worth of jobs plus one per this many CPUs
 
 
 class WorkerVerdict(enum.Enum):
@@ -87,21 +90,79 @@ class Room:
     memory_used: int = 0
 
 
-def fits(need: Need, room: Room, now: float) -> bool:
-    """May this worker take the job now? As on the local backend, a job takes a slot (a worker
-    runs at most `cpus` jobs at once) and its declared CPUs and memory; a job alone may exceed
-    them. A worker holds up to PREFETCH times that (the rest waits there: no round trip), and
-    never takes a job whose declared walltime outlasts its allocation."""
-    if need.walltime is not None and now + need.walltime + WALLTIME_MARGIN > room.ends_at:
-        return False
+def cap(room: Room) -> int:
+    """Jobs a worker holds at most: a slot each, plus a small prefetch of `cpus // PREFETCH_SHARE`
+    (none below that many CPUs), which waits there to hide the round trip. A job prefetched can
+    wait behind long jobs while another worker idles: so few are (moving them back is not done)."""
+    return room.cpus + room.cpus // PREFETCH_SHARE
+
+
+def in_time(need: Need, room: Room, now: float) -> bool:
+    """The job's declared walltime (plus a margin) ends before the worker's allocation does."""
+    return need.walltime is None or now + need.walltime + WALLTIME_MARGIN <= room.ends_at
+
+
+def _within(need: Need, room: Room, slots: int) -> bool:
+    """Room for one job more among `slots` jobs (and as many CPUs, memory in proportion)."""
     if room.jobs == 0:
-        return True
-    cap = room.cpus * PREFETCH
-    if room.jobs >= cap:
+        return True  # as on the local backend, a job alone may exceed the worker
+    if room.jobs >= slots or (need.cpus and room.cpus_used + need.cpus > slots):
         return False
-    if need.cpus and room.cpus_used + need.cpus > cap:
-        return False
-    return not (room.memory and need.memory and room.memory_used + need.memory > room.memory * PREFETCH)
+    scale = slots / room.cpus
+    return not (room.memory and need.memory and room.memory_used + need.memory > room.memory * scale)
+
+
+def fits(need: Need, room: Room, now: float) -> bool:
+    """May this worker hold the job (running now, or prefetched up to `cap`)? As on the local
+    backend, a job takes a slot (a worker runs at most `cpus` jobs at once) and its declared
+    CPUs and memory; never a job whose declared walltime outlasts its allocation."""
+    return in_time(need, room, now) and _within(need, room, cap(room))
+
+
+def runs_now(need: Need, room: Room, now: float) -> bool:
+    """Would the worker start the job at once (a free slot, its CPUs and memory free)?"""
+    return in_time(need, room, now) and _within(need, room, room.cpus)
+
+
+def taken(room: Room, need: Need) -> Room:
+    """The room once it holds one job more."""
+    return Room(
+        room.cpus,
+        room.memory,
+        room.ends_at,
+        room.jobs + 1,
+        room.cpus_used + need.cpus,
+        room.memory_used + need.memory,
+    )
+
+
+def place(jobs: Iterable[tuple[int, Need]], rooms: Mapping[str, Room], now: float) -> dict[int, str]:
+    """Which worker takes each waiting job, in order: job -> worker (a job not in the answer
+    keeps waiting in the launcher).
+
+    A job goes to a worker where it starts at once when there is one (the one with the most
+    free slots: work spreads over idle workers rather than queueing behind a busy one's); only
+    when none has a free slot is it prefetched, to the worker holding the fewest beyond its
+    slots. `jobs` is read lazily, and no further once every worker is full."""
+    left = dict(rooms)
+    out: dict[int, str] = {}
+    it = iter(jobs)
+    while left and not all(r.jobs >= cap(r) for r in left.values()):
+        item = next(it, None)
+        if item is None:
+            break
+        job, need = item
+        now_ok = [name for name, r in left.items() if runs_now(need, r, now)]
+        if now_ok:
+            pick = max(now_ok, key=lambda n: left[n].cpus - left[n].jobs)
+        else:
+            later = [name for name, r in left.items() if fits(need, r, now)]
+            if not later:
+                continue
+            pick = min(later, key=lambda n: left[n].jobs - left[n].cpus)
+        left[pick] = taken(left[pick], need)
+        out[job] = pick
+    return out
 
 
 def unfit_reason(need: Need, cpus: int, memory: int, time: float) -> str | None:
