@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from corral.backends.pilot_wire import (
+    CHUNK,
     MAX_LINE,
+    Ack,
     End,
     Lines,
+    Output,
     Run,
     Start,
     WireError,
@@ -86,3 +92,70 @@ def test_an_endless_line_is_refused() -> None:
     with pytest.raises(WireError):
         for _ in range(MAX_LINE // 65536 + 2):
             reader.feed(b"x" * 65536)
+
+
+def output(**fields: object) -> bytes:
+    base: dict[str, object] = {
+        "m": "out",
+        "seq": 1,
+        "job": 2,
+        "attempt": 0,
+        "process": "main",
+        "run": 0,
+        "stream": "stdout",
+        "offset": 0,
+        "data": "AAEC",
+    }
+    return json.dumps({**base, **fields}).encode()
+
+
+def test_output_carries_any_bytes_as_base64() -> None:
+    data = bytes(range(256)) * 4  # binary, no trailing newline
+    message = Output(
+        seq=3, job=1, attempt=2, process="main", run=0, stream="stderr", offset=7, data=data, dropped=5
+    )
+    line = encode(message)
+    assert line.count(b"\n") == 1 and b"\x00" not in line
+    assert decode_for_launcher(line.strip()) == message
+    assert decode_for_launcher(output()) == Output(
+        seq=1, job=2, attempt=0, process="main", run=0, stream="stdout", offset=0, data=b"\x00\x01\x02"
+    )
+    ack = decode_for_worker(encode(Ack(seq=4, output=9)).strip())
+    assert ack == Ack(seq=4, output=9)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"data": "not base64!"},
+        {"data": ""},  # an empty chunk says nothing
+        {"data": base64.b64encode(b"x" * (CHUNK + 1)).decode()},  # too big for one message
+        {"stream": "stdin"},
+        {"process": ""},
+        {"process": "a/b"},
+        {"process": "x" * 256},
+        {"offset": -1},
+        {"run": 2**31},
+        {"job": 2**31},
+        {"dropped": -3},
+        {"extra": 1},
+    ],
+)
+def test_bad_output_is_a_wire_error(fields: dict[str, object]) -> None:
+    with pytest.raises(WireError):
+        decode_for_launcher(output(**fields))
+
+
+def test_the_largest_output_fits_in_a_line() -> None:
+    largest = Output(
+        seq=2**62,
+        job=2**31 - 1,
+        attempt=65535,
+        process="p" * 255,
+        run=2**31 - 1,
+        stream="stdout",
+        offset=2**62,
+        data=b"\xff" * CHUNK,
+        dropped=2**62,
+    )
+    assert len(encode(largest)) < MAX_LINE

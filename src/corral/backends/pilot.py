@@ -24,6 +24,7 @@ import msgspec
 from corral.backends.pilot_ledger import LEDGER, read_ends
 from corral.backends.pilot_links import PREFIX, Links
 from corral.backends.pilot_peer import Peer, write_status
+from corral.backends.pilot_sink import OutputSink
 from corral.backends.pilot_slurm import WorkerJobs, pilot_dir
 from corral.backends.pilot_wire import Kill, Run, Stop
 from corral.backends.slurm import _one_line
@@ -80,6 +81,8 @@ class PilotBackend(Backend):
     def attach(self, engine: Engine) -> None:
         self.engine = engine
         self.links = Links(engine, self.peers, self._run_message, self._hello_placed, self._refused)
+        if self.pilot.stream_logs:
+            self.links.sink = OutputSink(self.root / self.task_id)
         engine.ops[PilotHello] = self.links.hello
 
     def _engine(self) -> Engine:

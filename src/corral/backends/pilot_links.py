@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from corral.backends.pilot_peer import Peer
-from corral.backends.pilot_wire import Ack, Beat, End, Kill, Run, Start, WireError
+from corral.backends.pilot_sink import OutputSink
+from corral.backends.pilot_wire import Ack, Beat, End, Kill, Output, Run, Start, WireError
 from corral.core import pilot as policy
-from corral.core.records import Transition
+from corral.core.records import Note, Transition
 from corral.core.states import TaskState
 from corral.supervisor.protocol import PilotHello
 
@@ -40,6 +41,7 @@ class Links:
     on_hello: Callable[[float], None]  # a worker (re)connected: place jobs
     refused: Callable[[], str | None]  # why no worker may connect now (None: they may)
     by_fd: dict[int, Peer] = field(default_factory=dict)
+    sink: OutputSink | None = None  # stream_logs: the workers' output files
 
     def hello(self, client: Client, hello: PilotHello) -> None:
         """A worker connected (its token checked): its socket becomes its stream."""
@@ -97,6 +99,8 @@ class Links:
             self.by_fd.pop(fd, None)
             self.engine.watch(fd, None)
         peer.close()
+        if self.sink is not None:
+            self.sink.close(peer.name)
 
     def send(self, peer: Peer, messages: list[Run]) -> Callable[[], None]:
         """What sends these messages (called once the records they follow are durable)."""
@@ -125,23 +129,57 @@ class Links:
             return
         now = time.time()
         peer.heard_at = now
-        last = -1
+        last = last_out = -1
         for message in messages:
             if isinstance(message, Beat):
                 peer.running, peer.idle_since = message.running, message.idle_since
                 continue
+            if isinstance(message, Output):
+                self.output(peer, message, now)
+                last_out = max(last_out, message.seq)
+                continue
             self.report(peer, message, now)
             last = max(last, message.seq)
-        if last >= 0:
-            self.engine.after_commit(lambda: self._ack(peer, last))
+        if self.sink is not None:
+            self.sink.flush(peer.name)  # in the files before the journal has the job's end
+        if last >= 0 or last_out >= 0:
+            self.engine.after_commit(lambda: self._ack(peer, last, last_out))
         if not open_:
             self.disconnect(peer)
 
-    def _ack(self, peer: Peer, seq: int) -> None:
-        """Queued: the turn's acks and runs to a worker go out in one send (`due` flushes)."""
-        if seq > peer.acked and peer.connected:
-            peer.acked = seq
-            peer.queue(Ack(seq=seq))
+    def _ack(self, peer: Peer, seq: int, output: int = -1) -> None:
+        """Queued: the turn's acks and runs to a worker go out in one send (`due` flushes).
+        OUTPUT: Output messages up to it are taken; made durable before they are acked."""
+        if not peer.connected:
+            return
+        if output >= 0 and self.sink is not None:
+            self.sink.flush(peer.name, sync=True)  # the Ack lets the worker forget them
+        if seq > peer.acked or output >= 0:
+            peer.acked = max(peer.acked, seq)
+            peer.queue(Ack(seq=max(peer.acked, 0), output=output if output >= 0 else None))
+
+    def holds(self, peer: Peer, job: int, attempt: int) -> bool:
+        """The job's current attempt is on this worker, and not ended."""
+        sup = self.engine.sup
+        held = peer.jobs.get(job)
+        rt = sup.jobs.get(job)
+        if held is None or held[0] != attempt or rt is None or rt.attempt != attempt:
+            return False  # not (or no longer) this worker's: a duplicate, or judged LOST before
+        return not rt.terminal and sup.submitted.get(job) == PREFIX + peer.name
+
+    def output(self, peer: Peer, message: Output, now: float) -> None:
+        """A chunk of a job's output (stream_logs) -> the worker's output files, if the job is
+        on this worker; anything else is refused (nothing written, the stream goes on)."""
+        if self.sink is None:
+            return  # not asked for: not kept
+        if not self.holds(peer, message.job, message.attempt):
+            self.sink.refuse(peer.name, f"job {message.job} attempt {message.attempt} is not on it")
+            return
+        if self.sink.take(peer.name, message) and message.dropped:
+            what = f"job {message.job} {message.process}[{message.run}] {message.stream}"
+            self.engine.record(
+                Note(f"pilot: worker {peer.name} dropped {message.dropped} bytes of {what}: spool full", now)
+            )
 
     def report(self, peer: Peer, message: Start | End, now: float, note: str = "") -> None:
         """A worker's report -> a Transition at `now`, if it is about the job's current attempt

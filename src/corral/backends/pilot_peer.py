@@ -96,7 +96,7 @@ class Peer:
                 open_ = False
                 break
             chunks.append(data)
-            if len(data) < (1 << 20):
+            if len(data) < (1 << 20) or len(chunks) >= 8:  # the rest on the next wake-up
                 break
         lines = self.lines.feed(b"".join(chunks)) if chunks else []
         return [decode_for_launcher(line) for line in lines], open_

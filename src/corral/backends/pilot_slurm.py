@@ -32,7 +32,9 @@ def worker_script(root: Path, task_id: str, pilot: Pilot) -> str:
         f'exec "{sys.executable}" -m corral --root "{root}" worker "{task_id}" '
         '"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}" '
         f"--cpus {pilot.cpus} --memory {pilot.memory} --time {pilot.time:g} "
-        f"--idle-timeout {pilot.idle_timeout:g}\n"
+        f"--idle-timeout {pilot.idle_timeout:g}"
+        + (f" --stream-logs --spool {pilot.stream_spool}" if pilot.stream_logs else "")
+        + "\n"
     )
 
 

@@ -27,6 +27,9 @@ Grace = Annotated[float, msgspec.Meta(ge=0.0, le=7 * 24 * 3600.0)]
 Code = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 Text = Annotated[str, msgspec.Meta(max_length=1000)]
 EndState = Annotated[str, msgspec.Meta(pattern="^(SUCCESS|FAILED|KILLED)$")]
+CHUNK = 64 * 1024  # bytes of output in one Output message at most (base64: ~87 kB on the wire)
+Process = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern="^[^\\x00/]+$")]
+StreamName = Annotated[str, msgspec.Meta(pattern="^(stdout|stderr)$")]
 
 
 class _Msg(msgspec.Struct, tag_field="m", forbid_unknown_fields=True, kw_only=True):
@@ -51,9 +54,11 @@ class Kill(_Msg, tag="kill"):
 
 
 class Ack(_Msg, tag="ack"):
-    """Reports up to `seq` are durable in the launcher's journal: forget them."""
+    """Reports up to `seq` are durable in the launcher's journal: forget them. `output`:
+    Output messages up to that number are durable in its output files (their own numbering)."""
 
     seq: Seq
+    output: Seq | None = None
 
 
 class Stop(_Msg, tag="stop"):
@@ -88,8 +93,25 @@ class Beat(_Msg, tag="beat"):
     idle_since: Time | None = None
 
 
+class Output(_Msg, tag="out"):
+    """Bytes of a run's stdout or stderr (stream_logs): `data` starts at `offset` of the run's
+    log. Sent in order, and all of a job's output before its End; acknowledged with the reports
+    (an Ack up to `seq` means these bytes are durable in the launcher's streamed-output files).
+    `dropped`: bytes the worker dropped just before this chunk (its spool was full)."""
+
+    seq: Seq
+    job: Job
+    attempt: Attempt
+    process: Process
+    run: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+    stream: StreamName
+    offset: Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+    data: Annotated[bytes, msgspec.Meta(min_length=1, max_length=CHUNK)]  # base64 in JSON
+    dropped: Annotated[int, msgspec.Meta(ge=0, le=2**62)] = 0
+
+
 ToWorker = Run | Kill | Ack | Stop
-ToLauncher = Start | End | Beat
+ToLauncher = Start | End | Beat | Output
 
 _to_worker = msgspec.json.Decoder(ToWorker)
 _to_launcher = msgspec.json.Decoder(ToLauncher)

@@ -24,6 +24,7 @@ from pathlib import Path
 import msgspec
 
 from corral.backends.pilot_ledger import LEDGER, append_ends
+from corral.backends.pilot_spool import OutputSpool, scratch_dir, streamed_task
 from corral.backends.pilot_wire import (
     Ack,
     Beat,
@@ -41,7 +42,7 @@ from corral.backends.pilot_wire import (
 )
 from corral.backends.slurm_client import SlurmClient
 from corral.backends.slurm_errors import SlurmError
-from corral.core.records import Action, JobsAdded, Opened, Record, Request, Transition
+from corral.core.records import Action, JobsAdded, Opened, Record, Request, RunUpdate, Transition
 from corral.core.states import TASK_TERMINAL, TaskState
 from corral.core.supervision import ENSEMBLE, Policy, Supervision
 from corral.journal import open_for_append
@@ -63,6 +64,7 @@ class WorkerShape:
     memory: int
     time: float
     idle_timeout: float
+    spool: int | None = None  # stream_logs: bytes of unsent output kept at most (None: logs to files)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class PilotWorker:
     cut_since: float | None = None
     stopping: bool = False
     engine: Engine | None = None
+    output: OutputSpool | None = None  # stream_logs (pilot_spool.py)
 
     ends_at: float = 0.0  # its allocation's end (allocation_end), set by open()
 
@@ -127,6 +130,9 @@ class PilotWorker:
         reachable = access.published(parent)
         if reachable is not None:
             engine.public["CORRAL_CONTROL"], engine.public["CORRAL_TOKEN"] = reachable
+        if self.shape.spool is not None:  # runs log to node-local scratch, shipped from there
+            self.output = OutputSpool(scratch_dir(self.task_id, self.name), self.shape.spool)
+            engine.env.logs_prefix = self.output.logs_prefix
         engine.on_record = self._recorded
         engine.on_turn = lambda _sup: self._flush()
         self.engine = engine
@@ -157,6 +163,8 @@ class PilotWorker:
         finally:
             done.set()
             self._flush(final=True)
+            if self.output is not None:
+                self.output.close()
             engine.writer.close()
             os.close(wake_r)
             os.close(wake_w)
@@ -202,7 +210,9 @@ class PilotWorker:
         if self.engine is not None:
             fd = conn.fileno()
             self.engine.watch(fd, lambda: self._readable(fd))
-        for message in self.unacked:  # what happened while cut off, in order
+        if self.output is not None:  # in order, each End after its job's output (_flush)
+            self.pending = list(self.unacked)
+        for message in self.unacked if self.output is None else ():  # what happened while cut off
             self._send(encode(message))
         if rest:  # the stream began in the answer's read
             self._take(rest)
@@ -215,16 +225,20 @@ class PilotWorker:
                 self.conn.close()
         self.conn = None
         self.cut_since = time.time()
+        if self.output is not None:
+            self.output.rewind()  # what was not acked goes again on the next connection
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes) -> bool:
+        """Send DATA; False if the connection is lost (or was)."""
         if self.conn is None:
-            return
+            return False
         try:
             self.conn.settimeout(CONNECT_TIMEOUT)
             self.conn.sendall(data)
             self.conn.setblocking(False)
         except OSError:
             self._drop()
+        return self.conn is not None
 
     def _readable(self, fd: int) -> None:
         conn = self.conn
@@ -259,6 +273,8 @@ class PilotWorker:
             if key in self.local or self.stopping:
                 return  # a resend of what we hold (or we are leaving: the launcher will judge)
             task = task_of(message)
+            if self.output is not None:
+                task = streamed_task(task)
             first = engine.sup.total
             self.tasks[first] = task
             self.origin[first] = key
@@ -273,6 +289,8 @@ class PilotWorker:
                 engine.record(Request(Action.KILL, now, job=local, grace=message.grace))
         elif isinstance(message, Ack):
             self.unacked = [m for m in self.unacked if m.seq > message.seq]
+            if self.output is not None and message.output is not None:
+                self.output.acked(message.output)
         else:
             self._leave(now)
 
@@ -288,6 +306,8 @@ class PilotWorker:
     # -- reports ----------------------------------------------------------------------------------
 
     def _recorded(self, rec: Record) -> None:
+        if type(rec) is RunUpdate and self.output is not None and self.engine is not None:
+            self.output.seen(rec, self.origin.get(rec.job), self.engine.env.log_path)
         if type(rec) is not Transition or rec.job == ENSEMBLE:
             return
         key = self.origin.get(rec.job)
@@ -313,6 +333,8 @@ class PilotWorker:
                 reason=rec.reason[:1000],
             )
             self.ends.append(message)
+            if self.output is not None:
+                self.output.job_ended(job, attempt)
             self.tasks.pop(rec.job, None)
             self.origin.pop(rec.job, None)
             self.local.pop(key, None)
@@ -327,6 +349,8 @@ class PilotWorker:
         if self.ends:  # on the shared FS before it is sent: read back if we are cut off and go
             append_ends(self.root / self.task_id / "pilot" / self.name / LEDGER, self.ends)
             self.ends.clear()
+        if self.output is not None and self.conn is not None:  # its output, then reports
+            return self.output.send(self.pending, self._send, 3 * CONNECT_TIMEOUT if final else None)
         if self.pending and self.conn is not None:
             data = b"".join(encode(m) for m in self.pending)
             self.pending.clear()
@@ -341,6 +365,8 @@ class PilotWorker:
         engine = self.engine
         assert engine is not None
         now = time.time()
+        if self.output is not None:
+            self.output.trim()
         if self.conn is None and not self.stopping:
             self._connect()
         if self.conn is not None:

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from corral.cli.streamview import StreamedView
+from corral.core.states import TASK_TERMINAL
 from corral.core.supervision import Supervision
 from corral.errors import UserError
 from corral.supervisor.layout import Layout, parse_log_name
@@ -26,8 +28,11 @@ def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow
     if len(where) > 1:
         raise UserError("tail takes at most one PROCESS")
     if sup.remote and 0 <= job < sup.total:
+        process = where[0] if where else None
+        if follow and streams_output(sup):  # pilot workers send it to the launcher
+            return _follow_streamed(layout, job, process, stream, lines)
         # a Slurm job's runs are in its node journal; its logs are on the shared disk
-        return _tail_disk(layout, job, where[0] if where else None, stream, lines)
+        return _tail_disk(layout, job, process, stream, lines)
     rt = sup.jobs.get(job)
     if rt is None:
         if ensemble and 0 <= job < sup.total:
@@ -85,6 +90,38 @@ def _print_streamed(layout: Layout, job: int, process: str | None, stream: str, 
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
     return True
+
+
+def streams_output(sup: Supervision) -> bool:
+    """The ensemble's jobs run on pilot workers with stream_logs."""
+    slurm = sup.opened.spec.get("slurm") if sup.opened is not None else None
+    pilot = slurm.get("pilot") if isinstance(slurm, dict) else None
+    return isinstance(pilot, dict) and bool(pilot.get("stream_logs"))
+
+
+def _follow_streamed(layout: Layout, job: int, process: str | None, stream: str, lines: int) -> None:
+    """tail -f of a job whose output its pilot worker streams to the launcher: what is there,
+    then what arrives, until the job's current attempt ends. The launcher writes a job's output
+    before it records its end, so the read after the end was seen has all of it."""
+    from corral.supervisor.follow import Follower
+
+    follower = Follower(layout)
+    view = StreamedView(layout.dir, job, process, stream, lines)
+    attempt: int | None = None
+    while True:
+        sup = follower.refresh()
+        current = sup.summary(job).attempt
+        moved_on = attempt is not None and current != attempt  # retried: the followed attempt ended
+        ended = sup.terminal or sup.job_state(job) in TASK_TERMINAL or moved_on
+        if attempt is None:
+            if ended:  # nothing to follow: the newest log as it is
+                return _tail_disk(layout, job, process, stream, lines)
+            attempt = current
+        view.place(sup.submitted.get(job, ""))
+        view.show(attempt)
+        if ended:
+            return
+        (view.watch or follower.watch).wait(_LIVENESS)
 
 
 def _run_live(layout: Layout, job: int, process: str, number: int) -> Any:

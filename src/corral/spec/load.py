@@ -269,7 +269,7 @@ def _slurm(d: dict[str, Any], path: str, file: str | None) -> None:
             sl["extra"] = [sl["extra"]]
         pilot = _sub(sl, "pilot")
         if pilot is not None:
-            _sizes(pilot, ("memory",), _join(p, "pilot"), file)
+            _sizes(pilot, ("memory", "stream_spool"), _join(p, "pilot"), file)
             _durations(pilot, ("time", "idle_timeout", "silence"), _join(p, "pilot"), file)
 
 

@@ -40,6 +40,8 @@ class Pilot(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     time: float = 3600.0  # walltime of one worker job, seconds
     idle_timeout: float = 60.0  # a worker without a job this long leaves
     silence: float = 30.0  # a worker not heard of this long is cancelled, its jobs judged LOST
+    stream_logs: bool = False  # jobs' output goes to the launcher (one file pair per worker)
+    stream_spool: int = 1 << 30  # bytes of output a worker holds unsent at most (then drops)
 
 
 class Slurm(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -129,6 +129,8 @@ class _Checker:
             self.positive(f"{where}.time", pilot.time)
             self.positive(f"{where}.idle_timeout", pilot.idle_timeout)
             self.positive(f"{where}.silence", pilot.silence)
+            if pilot.stream_spool < 1 << 20:
+                raise self.fail(f"{where}.stream_spool", f"must be at least 1MiB, got {pilot.stream_spool}")
 
     def control(self, path: str, control: Control) -> None:
         if control.listen is not None:

@@ -1,0 +1,244 @@
+"""Pilot workers with `stream_logs` against the real local Slurm: job output goes over the
+worker's connection into one file pair per worker (ROOT/ID/pilot/WORKER/output.*), `corral tail`
+reads it exactly and `tail -f` follows it; a fake worker's output is refused without leaving a
+trace. Scaffolding: conftest's pilot_ids (cleanup of worker jobs), test_pilot_ensemble's readers."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import subprocess
+import time
+
+from test_pilot_ensemble import alive_workers, job_list, new_id, raw_records
+
+from corral.journal.streamlog import StreamLogReader
+from corral.supervisor.streamed import output_base
+
+BIG = b"".join(b"%d\n" % i for i in range(1, 400_001))  # `seq 1 400000`: 2.7 MB
+
+
+def tail_bytes(corral, task_id: str, *args: str) -> bytes:  # type: ignore[no-untyped-def]
+    result = subprocess.run(
+        corral.argv("tail", task_id, *args), capture_output=True, timeout=120, env=corral.env
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def spec_text(name: str, cmd: str, jobs: int, extra: str = "") -> str:
+    return f"""
+name: {name}
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 1, cpus: 2, time: "5:00", idle_timeout: 30, stream_logs: true{extra}}}
+job:
+  cmd: |
+{"".join("    " + line + chr(10) for line in cmd.strip().splitlines())}
+params:
+  i: {{range: [0, {jobs}]}}
+"""
+
+
+def test_streamed_output_is_exact_and_leaves_no_log_file(corral, spec_file, pilot_ids, slurm, tmp_path):
+    task_id = new_id("ps")
+    pilot_ids.append(task_id)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    corral.env["TMPDIR"] = str(scratch)  # the worker's node-local spool (sbatch passes it on)
+    cmd = """
+i={{params.i}}
+echo "job $i line 1"
+echo "job $i warning" >&2
+if [ $i -eq 1 ]; then seq 1 400000; fi
+if [ $i -eq 2 ]; then printf 'bin\\000\\001\\377end'; fi
+"""
+    result = corral("run", str(spec_file(spec_text("ps", cmd, 6))), "--id", task_id, "-q", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert all(row["state"] == "SUCCESS" for row in job_list(corral, task_id))
+
+    for job in range(6):
+        expected = b"job %d line 1\n" % job
+        expected += BIG if job == 1 else b"bin\x00\x01\xffend" if job == 2 else b""
+        assert tail_bytes(corral, task_id, str(job)) == expected, job
+        assert tail_bytes(corral, task_id, str(job), "--stderr") == b"job %d warning\n" % job
+    assert tail_bytes(corral, task_id, "1", "-n", "2") == b"399999\n400000\n"
+
+    task_dir = corral.root / task_id
+    logs = [p for p in task_dir.rglob("*") if p.suffix in (".stdout", ".stderr")]
+    assert logs == []  # no file per job on the shared file system
+    workers = sorted(p.parent.name for p in (task_dir / "pilot").glob("*/output.index"))
+    assert len(workers) == 1
+    reader = StreamLogReader(output_base(task_dir, workers[0]))
+    assert len(reader.logs()) == 12 and reader.damage is None  # 6 jobs x stdout, stderr
+    notes = [r for r in raw_records(corral, task_id) if r["type"] == "Note" and "dropped" in r["text"]]
+    assert notes == []
+    # the worker's spool on node-local scratch is removed when it leaves
+    corral.wait_for(lambda: not any(scratch.iterdir()), timeout=120, interval=0.5)
+    assert alive_workers(slurm, task_id) == []
+
+
+def read_some(pipe, timeout: float) -> bytes:  # type: ignore[no-untyped-def]
+    """What the pipe has within TIMEOUT (b"" at its end)."""
+    ready, _, _ = select.select([pipe], [], [], timeout)
+    return pipe.read1(65536) if ready else b""
+
+
+def test_tail_follow_prints_a_running_jobs_output_until_it_ends(corral, spec_file, pilot_ids, gate):
+    task_id = new_id("pf")
+    pilot_ids.append(task_id)
+    g = gate()
+    cmd = f"""
+echo before
+echo "to stderr" >&2
+{g.cmd}
+echo after
+printf 'last, no newline'
+"""
+    launcher = corral.start("run", str(spec_file(spec_text("pf", cmd, 1))), "--id", task_id, "-q")
+    corral.wait_for(lambda: (corral.root / task_id / "control.tcp").exists(), timeout=120)
+    follow = subprocess.Popen(
+        corral.argv("tail", "-f", task_id, "0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=corral.env,
+    )
+    try:
+        seen = b""
+        deadline = time.monotonic() + 300
+        while b"before\n" not in seen:  # printed while the job runs (blocked on the gate)
+            assert time.monotonic() < deadline, seen
+            assert follow.poll() is None, follow.stderr.read() if follow.stderr else ""
+            seen += read_some(follow.stdout, 1.0)
+        g.release()
+        rest, err = follow.communicate(timeout=120)
+    finally:
+        follow.kill()
+    assert follow.returncode == 0, err
+    assert seen + rest == b"before\nafter\nlast, no newline"
+    _out, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err
+    # an ended job: -f prints it whole and returns
+    assert tail_bytes(corral, task_id, "-f", "0", "--stderr") == b"to stderr\n"
+
+
+def fake_hello(token: str, worker: str) -> bytes:
+    hello = {
+        "op": "pilot",
+        "token": token,
+        "worker": worker,
+        "host": "fake",
+        "pid": 1,
+        "cpus": 1,
+        "memory": 0,
+        "ends_at": 1e10,
+        "session": "fa4e",
+    }
+    return json.dumps(hello).encode() + b"\n"
+
+
+def fake_output(job: int, attempt: int, data: str) -> bytes:
+    import base64
+
+    message = {
+        "m": "out",
+        "seq": 1,
+        "job": job,
+        "attempt": attempt,
+        "process": "main",
+        "run": 0,
+        "stream": "stdout",
+        "offset": 0,
+        "data": base64.b64encode(data.encode()).decode(),
+    }
+    return json.dumps(message).encode() + b"\n"
+
+
+def answer_line(conn: socket.socket) -> bytes:
+    """The launcher's answer to a hello (its first line)."""
+    conn.settimeout(30)
+    got = b""
+    while b"\n" not in got and (chunk := conn.recv(1)):
+        got += chunk
+    return got
+
+
+def until_closed(conn: socket.socket) -> bytes:
+    """Everything the launcher sends until it closes the connection (30 s at most)."""
+    conn.settimeout(30)
+    got = b""
+    try:
+        while chunk := conn.recv(65536):
+            got += chunk
+    except ConnectionResetError:  # closed with our bytes unread
+        pass
+    return got
+
+
+def test_a_fake_workers_output_is_refused(corral, spec_file, pilot_ids, slurm, gate):
+    task_id = new_id("ph")
+    pilot_ids.append(task_id)
+    g = gate()
+    cmd = f"""
+echo "real {{{{params.i}}}}"
+{g.cmd}
+"""
+    launcher = corral.start("run", str(spec_file(spec_text("ph", cmd, 1))), "--id", task_id, "-q")
+    task_dir = corral.root / task_id
+    status = task_dir / "pilot" / "workers.json"
+
+    def running_worker() -> str | None:
+        try:
+            workers = json.loads(status.read_text())["workers"]
+        except (OSError, ValueError):
+            return None
+        return next((w["worker"] for w in workers if w["running"] > 0 and w["connected"]), None)
+
+    name = corral.wait_for(running_worker, timeout=300, interval=0.2)
+    host, port = (task_dir / "control.tcp").read_text().strip().removeprefix("tcp://").rsplit(":", 1)
+    token = (task_dir / "token").read_text().strip()
+    before = raw_records(corral, task_id)
+
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(fake_hello("wrong", name))
+        assert b"wrong or missing token" in until_closed(conn)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(fake_hello(token, name))  # the right token and a real worker's name
+        assert answer_line(conn) == b'{"ok":true}\n'
+        # output of a job that does not exist, and of job 0 at an attempt it is not at
+        conn.sendall(fake_output(7, 0, "fake 7\n") + fake_output(0, 3, "fake attempt\n"))
+        conn.shutdown(socket.SHUT_WR)  # the launcher reads them, then our end: it closes
+        until_closed(conn)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(fake_hello(token, name))
+        assert answer_line(conn) == b'{"ok":true}\n'
+        conn.sendall(b'{"m":"out","seq":2,"job":0}\n')  # garbage: the stream is dropped
+        until_closed(conn)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(fake_hello(token, name))
+        assert answer_line(conn) == b'{"ok":true}\n'
+        try:
+            conn.sendall(b'{"m":"out","data":"' + b"A" * (2 << 20))  # a frame past the limit
+        except OSError:  # dropped before we finished sending it
+            pass
+        until_closed(conn)
+
+    g.release()  # the real worker reconnects, and its job ends
+    _out, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err
+    log = err + ((task_dir / "supervisor.log").read_text() if (task_dir / "supervisor.log").exists() else "")
+    assert f"output from worker {name} refused: job 7 attempt 0 is not on it" in log, log
+    assert f"dropped worker {name}: Object missing required field" in log, log
+    assert f"dropped worker {name}: a message of more than" in log, log
+    assert tail_bytes(corral, task_id, "0") == b"real 0\n"
+    for path in (task_dir / "pilot").glob("*/output.index"):
+        reader = StreamLogReader(output_base(task_dir, path.parent.name))
+        assert reader.damage is None
+        assert {(k.job, k.attempt) for k in reader.logs()} <= {(0, 0)}
+        assert all(b"fake" not in reader.read(k) for k in reader.logs())
+    after = raw_records(corral, task_id)[len(before) :]
+    assert not [r for r in after if "fake" in json.dumps(r) or r.get("job") == 7], after
+    assert all(r["type"] not in ("CORRUPT", "TORN") for r in after)
+    assert alive_workers(slurm, task_id) == []
