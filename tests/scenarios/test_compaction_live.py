@@ -89,6 +89,8 @@ def test_a_daemon_restarted_forever_keeps_its_journal_under_the_threshold(corral
     assert journal.stat().st_size <= THRESHOLD + SLACK
     assert not Path(str(journal) + ".compact").exists()
     assert not (corral.root / "d" / "history").exists()
+    # the reapers' ledger is rewritten with the journal: the lines since, not two per run ever
+    assert (corral.root / "d" / "reaper.log").stat().st_size < THRESHOLD
 
 
 def _ledger_runs(ledger: Path) -> list[int]:
@@ -123,6 +125,28 @@ def test_a_crash_at_each_step_of_a_compaction_leaves_one_whole_journal(  # type:
     total, _, last = _runs(corral, "c")
     assert last >= max(started) and total == last + 1
     assert journal.stat().st_size <= 4096 + SLACK
+
+
+@pytest.mark.parametrize("point", ["ledger-write", "ledger-synced", "ledger-renamed"])
+def test_a_crash_at_each_step_of_a_ledger_rewrite_loses_no_run(  # type: ignore[no-untyped-def]
+    corral, spec_file, tmp_path: Path, point: str
+) -> None:
+    spec = spec_file(_daemon("ledgered", 4096))
+    proc = corral.start("run", str(spec), "--id", "l", "-q", env={"CORRAL_CRASH": f"{point}:3"})
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == -signal.SIGKILL, err
+    ledger = corral.root / "l" / "reaper.log"
+    assert Path(str(ledger) + ".compact").exists() == (point != "ledger-renamed")
+    total, _, _ = _runs(corral, "l")
+    # the run live at the crash ended with its reaper watching: recovery finds its end
+    proc = corral.start("recover", "l")
+    corral.wait_for(lambda: _runs(corral, "l")[0] >= total + 200, timeout=600)
+    corral("kill", "l", check=True)
+    _, err = proc.communicate(timeout=120)
+    assert ", 0 lost" in err, err
+    assert all(run["state"] != "LOST" for run in corral.view("l")["processes"][0]["runs"])
+    assert not Path(str(ledger) + ".compact").exists()
+    assert ledger.stat().st_size < 4096 + SLACK
 
 
 def test_keep_history_keeps_the_old_journals_until_gc_removes_them(corral, spec_file) -> None:  # type: ignore[no-untyped-def]

@@ -7,10 +7,16 @@ written, synced and renamed over the old one (journal/compact.py); `journal.keep
 keeps the old file as ROOT/ID/history/journal.N (N: the records before it) instead.
 
 Readers take the head apart with `absorb_head` before folding the rest.
+
+The reapers' ledger is kept bounded beside it (ledger.py): rewritten to the lines of runs
+still live after each compaction, and when it passed its own threshold (LEDGER_AT, checked
+every LEDGER_EVERY records).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,11 +30,14 @@ from corral.journal import MAX_FRAME, JournalWriter
 from corral.journal import compact as journal_compact
 from corral.journal.frame import FRAME_HEAD, FRAME_OVERHEAD, HEADER_SIZE
 from corral.spec.model import Journal
-from corral.supervisor import checkpoints, safefs
+from corral.supervisor import checkpoints, ledger, safefs
 from corral.supervisor.layout import Layout
 
 PART = MAX_FRAME - 4096  # checkpoint bytes per Compacted record: room for its other fields
 HISTORY = "history"  # ROOT/ID/history/journal.N: old journals kept (journal.keep_history)
+LEDGER_EVERY = 256  # records between two looks at the ledger's size
+
+log = logging.getLogger(__name__)
 
 
 def head_parts(records: Sequence[Record]) -> list[Compacted]:
@@ -91,9 +100,18 @@ class Compactor:
     """The supervisor's side: compact the journal when it passes its threshold."""
 
     def __init__(
-        self, layout: Layout, writer: JournalWriter, hook: Callable[[str], None], *, part: int = PART
+        self,
+        layout: Layout,
+        writer: JournalWriter,
+        hook: Callable[[str], None],
+        *,
+        part: int = PART,
+        ledger_at: int = ledger.LEDGER_AT,
     ) -> None:
         self.layout = layout
+        self.ledger_at = ledger_at
+        self._ledger_floor = ledger_at  # rewrite the ledger once it is this big
+        self._ledger_seen = writer.frames  # the journal's records when we last looked at it
         self.part = part
         self.writer = writer
         self.hook = hook
@@ -116,11 +134,38 @@ class Compactor:
         return by_size or by_count
 
     def maybe(self, sup: Supervision, now: float) -> bool:
-        """Compact if due; True if it did."""
+        """Compact if due (and rewrite the ledger); True if it did. Else the ledger alone, if due."""
         if not self.due(sup):
+            if self._ledger_due():
+                self.rewrite_ledger(sup)
             return False
         self.compact(sup, now)
+        self.rewrite_ledger(sup)
         return True
+
+    def _ledger_due(self) -> bool:
+        w = self.writer
+        if w.pending or w.closed or w.frames - self._ledger_seen < LEDGER_EVERY:
+            return False
+        self._ledger_seen = w.frames
+        try:
+            return os.stat(self.layout.reaper_log).st_size >= self._ledger_floor
+        except OSError:
+            return False
+
+    def rewrite_ledger(self, sup: Supervision) -> None:
+        """Keep only the ledger lines of runs the journal believes live (between two turns:
+        what `sup` folded is committed). A failure leaves a ledger recovery can use."""
+        path = str(self.layout.reaper_log)
+        try:
+            size = ledger.rewrite(path, ledger.live_runs(sup), self.hook)
+        except OSError as exc:
+            log.warning("cannot rewrite the reapers' ledger: %s", exc)
+            with contextlib.suppress(OSError):
+                self._ledger_floor = max(self.ledger_at, 2 * os.stat(path).st_size)
+            return
+        self._ledger_floor = max(self.ledger_at, 2 * (size or 0))
+        self._ledger_seen = self.writer.frames
 
     def compact(self, sup: Supervision, now: float) -> None:
         assert sup.opened is not None

@@ -30,12 +30,15 @@ own is left. It ignores the terminal's signals and TERM: it holds nothing a user
 to stop, and killing it early would lose the statuses it exists to keep.
 
 The ledger is not fsync'd: it must survive the supervisor, not the machine (after a power
-loss every run is gone anyway, and recovery marks them LOST).
+loss every run is gone anyway, and recovery marks them LOST). Lines are appended under a
+shared flock; a supervisor rewriting the ledger (ledger.py) holds it exclusively and renames
+a new file over it, which the reaper then opens (`locked`).
 """
 
 from __future__ import annotations
 
 import _signal  # the C module: `signal` would import enum, ~5 ms of start-up
+import fcntl
 import marshal
 import os
 import select
@@ -43,18 +46,14 @@ import sys
 import time
 
 # no `typing` import: it would cost the reaper ~10 ms of start-up, and the first run waits for it
+TYPE_CHECKING = False  # mypy takes it as true
+if TYPE_CHECKING:
+    from types import ModuleType
 
 LENGTH = 4
 # signals a run must not inherit as ignored or handled (posix_spawn resets them to default)
-RESET = (
-    _signal.SIGHUP,
-    _signal.SIGINT,
-    _signal.SIGQUIT,
-    _signal.SIGTERM,
-    _signal.SIGPIPE,
-    _signal.SIGXFSZ,
-    _signal.SIGCHLD,
-)
+_S = _signal
+RESET = (_S.SIGHUP, _S.SIGINT, _S.SIGQUIT, _S.SIGTERM, _S.SIGPIPE, _S.SIGXFSZ, _S.SIGCHLD)
 # O_NOFOLLOW: a log file planted as a symlink must not get a run's output appended to its
 # target (the supervisor made the logs directory a real one of ours: see safefs.py)
 _CLEAN = "\0clean"  # environment.CLEAN (no corral import here)
@@ -117,58 +116,14 @@ def _which(name: str, path: str) -> str:
     raise FileNotFoundError(2, "command not found", name)
 
 
-def identity(user: str) -> tuple[str, int, int, str]:
-    """(name, uid, gid, home) of a user: a run's `user:` (refused if there is no such user)."""
-    import pwd  # a builtin module: no start-up cost for reapers that never need it
-
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        raise LookupError(f"no user {user!r} on this host") from None
-    return entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir or "/"
-
-
-def spawn_as(ident: tuple, program: str, argv: list, env: dict, actions: list, mode: int) -> int:  # type: ignore[type-arg]
-    """posix_spawn cannot change users: fork, set up what the `actions` say (the same file
-    actions), give the run's log files to its user (so /dev/stdout opens for it), drop to
-    the user with its supplementary groups, exec. An error before the exec comes back on a
-    close-on-exec pipe and is raised here, as posix_spawn would."""
-    name, uid, gid, _home = ident
-    read, write = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child, until exec
-        try:
-            os.setsid()
-            _signal.set_wakeup_fd(-1)
-            for sig in RESET:
-                _signal.signal(sig, _signal.SIG_DFL)
-            for action in actions:
-                if action[0] == os.POSIX_SPAWN_DUP2:
-                    os.dup2(action[1], action[2])
-                    continue
-                fd = os.open(action[2], action[3] | os.O_CLOEXEC, action[4] or mode)
-                if action[2] != os.devnull:
-                    os.fchown(fd, uid, gid)
-                os.dup2(fd, action[1])
-                os.close(fd)
-            os.initgroups(name, gid)
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
-            os.execve(program, argv, env)
-        except BaseException as exc:
-            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            os.write(write, detail.encode(errors="replace"))
-        finally:
-            os._exit(127)
-    os.close(write)
-    chunks = []
-    while chunk := os.read(read, 4096):
-        chunks.append(chunk)
-    os.close(read)
-    if chunks:
-        os.waitpid(pid, 0)
-        raise OSError(0, b"".join(chunks).decode(errors="replace"))
-    return pid
+def users() -> ModuleType:
+    """reaper_user.py (switching users): loaded only by a root reaper asked to run as one."""
+    if __package__:
+        from corral.supervisor import reaper_user
+    else:  # run as a script; under -I our directory is not on sys.path (last: shadows nothing)
+        sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+        import reaper_user  # type: ignore[no-redef]
+    return reaper_user
 
 
 class Reaper:
@@ -182,6 +137,7 @@ class Reaper:
         self.mode = 0o640 if shared else 0o600
         self.task_prefix = os.path.dirname(ledger) + "/"  # a job's directory under it: private
         self.dir_mode = 0o750 if shared else 0o700
+        self.path_of_ledger = ledger
         self.ledger = os.open(ledger, _OUT | os.O_CLOEXEC, self.mode)
         self.console = console
         self.me = str(os.getpid())
@@ -196,7 +152,7 @@ class Reaper:
         user = req[8] if len(req) > 8 else None
         now = time.time()
         try:
-            ident = identity(user) if user else None
+            ident = users().identity(user) if user else None
             if ident is not None and ident[1] == os.geteuid():
                 ident = None  # ourselves (a user's own supervisor): nothing to switch
             self.enter(cwd, ident)
@@ -215,7 +171,7 @@ class Reaper:
             if ident is None:
                 pid = os.posix_spawn(program, argv, full, file_actions=actions, setsid=True, setsigdef=RESET)
             else:
-                pid = spawn_as(ident, program, argv, full, actions, self.mode)
+                pid = users().spawn_as(ident, program, argv, full, actions, self.mode, RESET)
             after = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         except Exception as exc:  # any failure to start is this run's, not the reaper's
             os.chdir("/")
@@ -298,8 +254,12 @@ class Reaper:
             data = "".join(self.lines).encode()
             self.lines.clear()
             try:
-                while data:
-                    data = data[os.write(self.ledger, data) :]
+                self.locked()
+                try:
+                    while data:
+                        data = data[os.write(self.ledger, data) :]
+                finally:
+                    fcntl.flock(self.ledger, fcntl.LOCK_UN)
             except OSError:
                 # a full disk: keep the rest for the next turn and tell the supervisor anyway (a
                 # line another reaper's write cuts in two is skipped by the ledger's reader)
@@ -309,6 +269,19 @@ class Reaper:
                 self.out += b"".join(self.events)
             self.events.clear()
         self.flush()
+
+    def locked(self) -> None:
+        """Hold the ledger's shared lock, on the file its path names: a supervisor that
+        rewrote it (supervisor/ledger.py, under the exclusive lock) renamed a new one over it."""
+        fcntl.flock(self.ledger, fcntl.LOCK_SH)
+        while os.fstat(self.ledger).st_nlink == 0:
+            try:
+                fd = os.open(self.path_of_ledger, _OUT | os.O_CLOEXEC, self.mode)
+            except OSError:  # its directory is gone: keep writing where we were
+                return
+            os.close(self.ledger)
+            self.ledger = fd
+            fcntl.flock(fd, fcntl.LOCK_SH)
 
     def flush(self) -> None:
         if not self.out or not self.supervisor:
@@ -324,20 +297,48 @@ class Reaper:
         del self.out[:sent]
 
 
-def main(argv: list[str], make=Reaper) -> int:  # type: ignore[no-untyped-def]
-    """`make`: the Reaper class (the executor's call zygote passes a subclass that forks)."""
-    ledger = argv[1]
+def _take(reaper: Reaper, req: tuple | dict) -> None:  # type: ignore[type-arg]
+    """Act on one request: the base environment (the first), a hangup, or a spawn."""
+    if reaper.base is None:
+        assert isinstance(req, dict)
+        reaper.base = req
+        reaper.path = req.get("PATH", os.defpath)
+    elif req == ("hangup",):  # the terminal is gone: let go of it
+        if reaper.console is not None:
+            for stream in reaper.console:
+                os.close(stream)
+            reaper.console = None
+    else:
+        reaper.spawn(req)  # type: ignore[arg-type]
+
+
+def _start(argv: list[str]) -> tuple[str, tuple[int, int] | None, int]:
+    """Our descriptors and signals set up: (ledger, console, the read end of the wake pipe)."""
     console = (5, 6) if len(argv) > 2 and argv[2] == "console" else None
     # descriptors our starter left open for its children are not for the runs
     os.closerange(7 if console else 5, 1 << 16)
     for fd in (3, 4, *(console or ())):
         os.set_inheritable(fd, False)  # the runs must not hold our pipes
     os.set_blocking(4, False)
-    for sig in (_signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGTERM, _signal.SIGPIPE):
+    for sig in (_S.SIGINT, _S.SIGHUP, _S.SIGQUIT, _S.SIGTERM, _S.SIGPIPE):
         _signal.signal(sig, _signal.SIG_IGN)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     _signal.signal(_signal.SIGCHLD, lambda *_: None)
+    return argv[1], console, wake_r
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def main(argv: list[str], make=Reaper) -> int:  # type: ignore[no-untyped-def]
+    """`make`: the Reaper class (the executor's call zygote passes a subclass that forks)."""
+    ledger, console, wake_r = _start(argv)
     reaper = make(ledger, console)
     poll = select.poll()
     poll.register(3, select.POLLIN)
@@ -353,11 +354,7 @@ def main(argv: list[str], make=Reaper) -> int:  # type: ignore[no-untyped-def]
             ready = []
         for fd, _ in ready:
             if fd == wake_r:
-                try:
-                    while os.read(wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
+                _drain(wake_r)
             elif fd == 3:
                 data = os.read(3, 1 << 20)
                 if not data:
@@ -369,16 +366,7 @@ def main(argv: list[str], make=Reaper) -> int:  # type: ignore[no-untyped-def]
                     continue
                 inbox += data
                 for req in unframe(inbox):
-                    if reaper.base is None:
-                        reaper.base = req
-                        reaper.path = req.get("PATH", os.defpath)
-                    elif req == ("hangup",):  # the terminal is gone: let go of it
-                        if reaper.console is not None:
-                            for stream in reaper.console:
-                                os.close(stream)
-                            reaper.console = None
-                    else:
-                        reaper.spawn(req)
+                    _take(reaper, req)
         reaper.reap()
         reaper.publish()
         if reaper.out and reaper.supervisor and not writing:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from corral.supervisor import ledger as ledgers
 from corral.supervisor import proc, safefs
 from corral.supervisor import reaper as _reaper
 
@@ -66,11 +67,9 @@ class Spawner:
         # announce it before it is sent anything: a successor waits for the X line of every
         # live reaper named here before it judges launches whose pid it never learned
         line = f"R\t{self.pid}\t{proc.start_ticks(self.pid) or 0}\t{time.time():.6f}\n"
-        fd = safefs.open_new(ledger, os.O_WRONLY | os.O_APPEND, safefs.file_mode(os.path.dirname(ledger)))
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
+        mode = safefs.file_mode(os.path.dirname(ledger))
+        opener = lambda path: safefs.open_new(path, os.O_WRONLY | os.O_APPEND, mode)  # noqa: E731
+        ledgers.append(ledger, line.encode(), opener)  # under its lock: see ledger.py
         os.set_blocking(self._ev_r, False)
         self._out = bytearray(_reaper.frame(dict(env)))  # first: the runs' base environment
         self._in = bytearray()
@@ -156,6 +155,7 @@ class Ledger:
         self.path = path
         self.wanted = wanted  # only keep these runs (recovery of a big ensemble)
         self.offset = 0
+        self.inode = 0  # the file read so far (a rewrite replaces it: ledger.py)
         self.spawned: dict[RunKey, tuple[int, int, int]] = {}  # key -> (pid, ticks, reaper pid)
         self.failed: dict[RunKey, str] = {}
         self.ended: dict[RunKey, int] = {}  # key -> status (< 0: the signal)
@@ -169,6 +169,11 @@ class Ledger:
         except FileNotFoundError:
             return
         try:
+            inode = os.fstat(fd).st_ino
+            if inode != self.inode:  # rewritten (or new): it holds every line still needed
+                if self.inode:
+                    self._forget()
+                self.inode = inode
             os.lseek(fd, self.offset, os.SEEK_SET)
             chunks = []
             while chunk := os.read(fd, 1 << 20):
@@ -203,6 +208,13 @@ class Ledger:
                     self.at["F", key] = float(fields[5])
             except (IndexError, ValueError):
                 continue  # not a line a reaper wrote: ignore it, like a torn one
+
+    def _forget(self) -> None:
+        """Read the new file from its start: what the rewrite dropped is of runs that ended."""
+        self.offset = 0
+        for known in (self.spawned, self.failed, self.ended, self.at, self.reapers):
+            known.clear()
+        self.settled.clear()
 
     def _fresh(self, kind: str, key: RunKey, since: float) -> bool:
         return self.at.get((kind, key), float("-inf")) >= since
