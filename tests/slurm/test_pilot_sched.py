@@ -191,3 +191,62 @@ params: {{i: {{range: [0, 13]}}}}
             launcher.communicate(timeout=120)
     assert launcher.returncode == 0, result
     assert all(r["state"] == "SUCCESS" for r in job_list(corral, task_id))
+
+
+def test_idle_workers_leave_and_new_jobs_bring_a_new_one(corral, spec_file, pilot_ids, slurm, gate, tmp_path):
+    """Two workers run the first jobs; the one left idle leaves after idle_timeout (its Slurm
+    job ends by itself, status lists it no more) while job 0 (gated) keeps the other busy. Jobs
+    submitted afterwards bring a new worker (demand), which runs them."""
+    task_id = new_id("pi")
+    pilot_ids.append(task_id)
+    g = gate()
+    spec = spec_file(f"""
+name: pi
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 2, cpus: 1, time: "5:00", idle_timeout: 3}}
+job:
+  cmd: "if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
+params: {{i: {{range: [0, 4]}}}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    try:
+
+        def done(count: int) -> bool:
+            if corral.view(task_id) is None:
+                return False
+            jobs = job_list(corral, task_id)
+            return len(jobs) == count and all(r["state"] == "SUCCESS" for r in jobs if r["job"] != 0)
+
+        corral.wait_for(lambda: done(4), timeout=300, interval=0.5)
+        handed = handed_to(corral, task_id)
+        (busy,) = handed[0]
+        first = {w for ws in handed.values() for w in ws}
+        assert len(first) == 2, handed  # both workers took jobs
+        (idle,) = first - {busy}
+
+        def idle_left() -> bool:
+            listed = {w["worker"] for w in corral.status(task_id).get("workers", [])}
+            return idle not in listed and idle not in alive_workers(slurm, task_id)
+
+        corral.wait_for(idle_left, timeout=180, interval=0.5)
+        assert busy in alive_workers(slurm, task_id)
+        records = raw_records(corral, task_id)
+        assert not [r for r in records if r["type"] == "Transition" and r["state"] == "LOST"]
+
+        more = tmp_path / "more.jsonl"
+        more.write_text('{"i": 4}\n{"i": 5}\n')
+        corral("submit", "--ensemble", task_id, "--jsonl", str(more), check=True)
+        corral.wait_for(lambda: done(6), timeout=300, interval=0.5)
+        handed = handed_to(corral, task_id)
+        new = {w for j in (4, 5) for w in handed[j]}
+        assert new and not new & first, handed  # a new worker, submitted for them
+        g.release()
+        _, err = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            corral("kill", task_id)
+            launcher.communicate(timeout=120)
+    assert launcher.returncode == 0, err
+    corral.wait_for(lambda: alive_workers(slurm, task_id) == [], timeout=60, interval=0.5)
