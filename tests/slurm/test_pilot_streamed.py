@@ -33,7 +33,7 @@ name: {name}
 backend: slurm
 slurm:
   poll_interval: 0.5
-  pilot: {{workers: 1, cpus: 2, time: "5:00", idle_timeout: 30, stream_logs: true{extra}}}
+  pilot: {{workers: 1, cpus: 2, time: "5:00", stream_logs: true{extra}}}
 job:
   cmd: |
 {"".join("    " + line + chr(10) for line in cmd.strip().splitlines())}
@@ -242,3 +242,40 @@ echo "real {{{{params.i}}}}"
     assert not [r for r in after if "fake" in json.dumps(r) or r.get("job") == 7], after
     assert all(r["type"] not in ("CORRUPT", "TORN") for r in after)
     assert alive_workers(slurm, task_id) == []
+
+
+def test_output_written_while_the_launcher_is_down_arrives_after_recover(corral, spec_file, pilot_ids, gate):
+    """SIGKILL the launcher while a job streams: what the job writes meanwhile waits in the
+    worker's spool and reaches the recovered launcher, once, in order (no gap, no repeat)."""
+    import os
+    import signal
+
+    from corral.journal import lock_holder
+
+    task_id = new_id("pr")
+    pilot_ids.append(task_id)
+    g = gate()
+    cmd = f"""
+seq 1 100000
+{g.cmd}
+seq 100001 200000
+"""
+    spec = spec_file(spec_text("pr", cmd, 1, ", idle_timeout: 120"))
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    first = b"".join(b"%d\n" % i for i in range(1, 100_001))
+
+    def streamed_first_part() -> bool:
+        result = subprocess.run(corral.argv("tail", task_id, "0"), capture_output=True, env=corral.env)
+        return result.returncode == 0 and result.stdout == first
+
+    corral.wait_for(streamed_first_part, timeout=300, interval=0.5)
+    pid = lock_holder(corral.root / task_id / "journal")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    launcher.wait(timeout=60)
+    g.release()  # the job writes the rest and ends while nobody listens
+    result = corral("recover", task_id, timeout=300)
+    assert result.returncode == 0, result.stderr
+    jobs = job_list(corral, task_id)
+    assert [(r["state"], r["attempts"]) for r in jobs] == [("SUCCESS", 1)]
+    assert tail_bytes(corral, task_id, "0") == b"".join(b"%d\n" % i for i in range(1, 200_001))

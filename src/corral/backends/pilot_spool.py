@@ -51,7 +51,7 @@ def streamed_task(task: Task) -> Task:
     """The task as a worker with stream_logs runs it: no log rotation (the copy-truncate would
     cut under the shipper's feet; the spool bound plays its part)."""
     processes = tuple(
-        msgspec.structs.replace(p, logger=msgspec.structs.replace(p.logger, mode="append"))
+        msgspec.structs.replace(p, logger=msgspec.structs.replace(p.logger, mode="standard"))
         if p.logger.mode == "rotate"
         else p
         for p in task.processes

@@ -211,7 +211,8 @@ def read_streamed(
         data = reader.read(key, start, limit)
     finally:
         os.close(fd)
-    rt = fold.sup.jobs.get(job)
+    # a pilot job's runs are on its worker, not in our fold: it is live while the job is
+    live = job in fold.sup.live if fold.sup.remote else _runs_live(fold.sup.jobs.get(job))
     return {
         "file": f"{PILOT_DIR}/{worker}/{OUTPUT}",
         "process": key.process,
@@ -220,6 +221,10 @@ def read_streamed(
         "offset": start,
         "next": start + len(data),
         "data": data.decode("utf-8", errors="replace"),
-        "live": rt is not None and bool(rt.live_runs()),
+        "live": live,
         "rotated": [],
     }
+
+
+def _runs_live(rt: TaskRuntime | None) -> bool:
+    return rt is not None and bool(rt.live_runs())
