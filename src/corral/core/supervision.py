@@ -248,55 +248,70 @@ class Supervision:
             self.finished_at = rec.at
 
     def _apply_job(self, rec: Transition) -> None:
-        if rec.cause is Cause.HEARTBEAT and rec.job in self.submitted:
-            self.abandoned.add(self.submitted[rec.job])
-        rt = self.jobs.get(rec.job) or self._runtime(rec.job)
+        job = rec.job
+        if rec.cause is Cause.HEARTBEAT and job in self.submitted:
+            self.abandoned.add(self.submitted[job])
+        rt = self.jobs.get(job) or self._runtime(job)
         before = rt.state
         rt.apply_transition(rec)
         after = rt.state
-        job = rec.job
         if rec.exit_code is not None:
             self.exit_codes[job] = rec.exit_code
         if job >= self.next_new:
             self.next_new = job + 1
         self.states[job] = _CODE[after]
         self.attempts[job] = rt.attempt
-        self.counts[before] -= 1
-        self.counts[after] += 1
-        if after in _HOLDING:
+        counts = self.counts
+        counts[before] -= 1
+        counts[after] += 1
+        if self.kind == "task":
+            self._apply_own(rec)
+        if before is TaskState.PENDING and after is not TaskState.PENDING and self.retry_due:
+            self.retry_due.pop(job, None)
+        if after in TASK_TERMINAL:
+            self.live.discard(job)
+            if self._ended(rt, after):
+                return  # forgotten
+        elif after in _HOLDING:
             self.live.add(job)
         else:
             self.live.discard(job)
-        if self.kind == "task":
-            self._apply_own(rec)
-        if after is TaskState.PENDING and before in TASK_TERMINAL:
-            # a retry: the backoff doubles at each attempt, capped at a minute
-            cause = cause_of(rec)
-            if cause is Cause.REQUEUE:
-                self.requeues[job] = self.requeues.get(job, 0) + 1
-            delay = 0.0 if cause is Cause.RETRY_FAILED else self.policy.retry_backoff
-            delay = min(60.0, delay * (2 ** max(0, rt.attempt - 1)))
-            heapq.heappush(self.retry_at, (rec.at + delay, job))
-            self.retry_due[job] = rec.at + delay
-            self.failed_jobs.discard(job)
-        elif before is TaskState.PENDING and after is not TaskState.PENDING:
-            self.retry_due.pop(job, None)
-        if after in TASK_TERMINAL:
-            if self.beats:
-                self.beats.pop(job, None)
-            if self.yielded:
-                self.yielded.discard(job)
-            retry = after is not TaskState.SUCCESS and self._may_retry(rt)  # only a failure may
-            if after is not TaskState.SUCCESS and not retry:
-                self.failed_jobs.add(job)
-            if not self.keep_finished and not retry:
-                if after is not TaskState.SUCCESS and rt.next_run:
-                    # `--retry-failed` may start it again: its run numbers must go on
-                    self.run_numbers[job] = rt.next_run
-                del self.jobs[job]
-                self.dirty.discard(job)
-                return
+            if after is TaskState.PENDING and before in TASK_TERMINAL:
+                self._retry_later(rt, rec)
         self.dirty.add(job)
+
+    def _retry_later(self, rt: TaskRuntime, rec: Transition) -> None:
+        """A new attempt (PENDING after an end): due after a backoff that doubles at each
+        attempt, capped at a minute."""
+        job = rt.job
+        cause = cause_of(rec)
+        if cause is Cause.REQUEUE:
+            self.requeues[job] = self.requeues.get(job, 0) + 1
+        delay = 0.0 if cause is Cause.RETRY_FAILED else self.policy.retry_backoff
+        delay = min(60.0, delay * (2 ** max(0, rt.attempt - 1)))
+        heapq.heappush(self.retry_at, (rec.at + delay, job))
+        self.retry_due[job] = rec.at + delay
+        self.failed_jobs.discard(job)
+
+    def _ended(self, rt: TaskRuntime, after: TaskState) -> bool:
+        """A job reached an end: a failure is retried or counted; True if its runtime was
+        forgotten (finished jobs keep only their row of the job table)."""
+        job = rt.job
+        if self.beats:
+            self.beats.pop(job, None)
+        if self.yielded:
+            self.yielded.discard(job)
+        retry = after is not TaskState.SUCCESS and self._may_retry(rt)  # only a failure may
+        if after is not TaskState.SUCCESS and not retry:
+            self.failed_jobs.add(job)
+        if self.keep_finished or retry:
+            return False
+        if after is not TaskState.SUCCESS and rt.next_run:
+            # `--retry-failed` may start it again: its run numbers must go on
+            self.run_numbers[job] = rt.next_run
+        del self.jobs[job]
+        self.dirty.discard(job)
+        return True
 
     def _retries_used(self, rt: TaskRuntime) -> int:
         """Attempts paid by the retry budget: requeues have their own (core/outcome.py)."""

@@ -101,28 +101,48 @@ class ProcessRuntime:
         return (self.succeeded or self.failed) and self.live_run is None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class TaskRuntime:
+    """One task (or job) as folded from its records. A replay builds one per started job, so
+    `__init__` is written out (no __post_init__, no default factories): half the cost of the
+    generated one (bench/replay.py). The initial values are there, the fields' meaning here."""
+
     job: int
     spec: Task
-    state: TaskState = TaskState.PENDING
-    attempt: int = 0
-    processes: dict[str, ProcessRuntime] = field(default_factory=dict)
-    reason: str = ""
-    created_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    phase_since: float = 0.0  # when CLEANING / FINALIZING began
-    kill_requested: bool = False
-    kill_grace: float | None = None
-    paused: bool = False  # the whole task is paused
-    paused_processes: set[str] = field(default_factory=set)
-    retry_requested: bool = False  # `run --retry-failed`: not folded from a transition
-    failed_cause: Cause = Cause.NONE  # why ACTIVE ended badly (FAILED, DEADLOCK); NONE otherwise
-    next_run: dict[str, int] = field(default_factory=dict)  # run numbers go on across attempts
+    state: TaskState
+    attempt: int
+    processes: dict[str, ProcessRuntime]
+    reason: str
+    created_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    phase_since: float  # when CLEANING / FINALIZING began
+    kill_requested: bool
+    kill_grace: float | None
+    paused: bool  # the whole task is paused
+    paused_processes: set[str]
+    retry_requested: bool  # `run --retry-failed`: not folded from a transition
+    failed_cause: Cause  # why ACTIVE ended badly (FAILED, DEADLOCK); NONE otherwise
+    next_run: dict[str, int]  # run numbers go on across attempts
 
-    def __post_init__(self) -> None:
-        self._reset_processes()
+    def __init__(self, job: int, spec: Task) -> None:
+        self.job = job
+        self.spec = spec
+        self.state = TaskState.PENDING
+        self.attempt = 0
+        self.processes = {p.name: ProcessRuntime(p) for p in spec.processes}
+        self.reason = ""
+        self.created_at = None
+        self.started_at = None
+        self.finished_at = None
+        self.phase_since = 0.0
+        self.kill_requested = False
+        self.kill_grace = None
+        self.paused = False
+        self.paused_processes = set()
+        self.retry_requested = False
+        self.failed_cause = Cause.NONE
+        self.next_run = {}
 
     def _reset_processes(self) -> None:
         self.processes = {p.name: ProcessRuntime(p) for p in self.spec.processes}
@@ -182,12 +202,7 @@ class TaskRuntime:
     def find_run(self, process: str, number: int) -> Run | None:
         """Run `number` of `process`, if it was launched in this attempt."""
         proc = self.processes.get(process)
-        if proc is None:
-            return None
-        for run in reversed(proc.runs):
-            if run.run == number:
-                return run
-        return None
+        return None if proc is None else _find(proc.runs, number)
 
     def _run(self, rec: RunUpdate | Signal) -> tuple[ProcessRuntime, Run | None]:
         proc = self.processes.get(rec.process)
@@ -199,19 +214,17 @@ class TaskRuntime:
         proc = self.processes.get(rec.process)
         if proc is None:
             raise FoldError(f"job {self.job}: unknown process {rec.process!r}")
-        run = None  # find_run, inlined: three of a job's five records are run updates
-        for candidate in reversed(proc.runs):
-            if candidate.run == rec.run:
-                run = candidate
-                break
+        runs = proc.runs
+        # the last run first, without a call: three of a job's five records are run updates
+        run = runs[-1] if runs and runs[-1].run == rec.run else _find(runs, rec.run)
         new = _RUN_STATES.get(rec.state) or RunState(rec.state)
         if run is None:
             if new is not RunState.LAUNCHING:
                 raise FoldError(f"job {self.job}: {rec.process} run {rec.run} starts as {new}")
-            proc.runs.append(Run(rec.process, rec.run, new, rec.at))  # positional: cheaper
+            runs.append(Run(rec.process, rec.run, new, rec.at))  # positional: cheaper
             self.next_run[rec.process] = rec.run + 1
-            if len(proc.runs) > KEPT_RUNS and not proc.runs[0].live:
-                del proc.runs[0]  # only the oldest, and only once it ended: one in, one out
+            if len(runs) > KEPT_RUNS and not runs[0].live:
+                del runs[0]  # only the oldest, and only once it ended: one in, one out
                 proc.dropped += 1
             return
         if new is not run.state and new not in RUN_TRANSITIONS[run.state]:
@@ -261,6 +274,13 @@ class TaskRuntime:
                 run.signal_sent = rec.sig
             if not run.signal_reason:
                 run.signal_reason = SignalCause(rec.reason)  # in memory it may be plain text
+
+
+def _find(runs: list[Run], number: int) -> Run | None:
+    for run in reversed(runs):
+        if run.run == number:
+            return run
+    return None
 
 
 _BAD_ENDS = (Cause.FAILED, Cause.DEADLOCK)  # a task that left ACTIVE for these ends FAILED

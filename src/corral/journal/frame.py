@@ -88,10 +88,11 @@ def scan_journal(buf: bytes) -> ScanResult:
     size = len(buf)
     if size == 0:
         return ScanResult([], [], 0, Stop.EOF)
-    if (size < HEADER_SIZE and HEADER.startswith(buf)) or buf.count(0) == size:
-        return ScanResult([], [], 0, Stop.TORN, reason="incomplete header")
     problem = header_problem(buf)
     if problem is not None:
+        # a torn creation is all zeros: counted only for a bad header (it reads every byte)
+        if (size < HEADER_SIZE and HEADER.startswith(buf)) or buf.count(0) == size:
+            return ScanResult([], [], 0, Stop.TORN, reason="incomplete header")
         return ScanResult([], [], 0, Stop.CORRUPT, error_offset=0, reason=problem)
     if header_version(buf) == LEGACY_VERSION:
         from .legacy import scan_v1
