@@ -150,3 +150,14 @@ def test_streamed_runs_do_not_rotate() -> None:
     rotating = Process(name="main", cmd="true", logger=Logger(mode="rotate", rotate=Rotate(size=1000)))
     task = streamed_task(Task(name="t", processes=(rotating, Process(name="other", cmd="true"))))
     assert [p.logger.mode for p in task.processes] == ["standard", "standard"]
+
+
+def test_a_worker_leaving_cut_off_says_how_many_bytes_never_arrived(tmp_path: Path) -> None:
+    spool = make(tmp_path)
+    base = started(spool, tmp_path)
+    Path(str(base) + ".stdout").write_bytes(b"y" * 5000)
+    ended(spool)
+    spool.batch([])  # sent, never acknowledged: the launcher went away
+    spool.rewind()
+    assert spool.close() == 5000
+    assert Path(str(base) + ".stdout").read_bytes() == b"y" * 5000  # kept on the node's scratch

@@ -19,7 +19,7 @@ to the launcher as Output messages, and that scratch as the spool of what was no
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -36,6 +36,8 @@ from corral.core.states import RUN_TERMINAL, RunState
 from corral.journal.streamlog import Stream, StreamKey
 from corral.spec.model import Task
 from corral.supervisor.logship import LogShipper
+
+log = logging.getLogger("corral.worker")
 
 WINDOW = 4 * 1024 * 1024  # bytes of output sent and not yet acknowledged, at most
 _ENDED = frozenset(s.value for s in RUN_TERMINAL)
@@ -193,12 +195,14 @@ class OutputSpool:
         if not keys:
             del self.keys[origin]
 
-    def close(self) -> None:
-        """The worker leaves: its scratch goes if nothing in it waits for the launcher."""
-        if not self.shipper.watched:
+    def close(self) -> int:
+        """The worker leaves: its scratch goes if nothing in it waits for the launcher; else it
+        stays, and the bytes the launcher never acknowledged are logged (and returned)."""
+        lost = self.shipper.backlog()
+        if lost == 0:
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
-            with contextlib.suppress(OSError):
-                left = sum(1 for _ in self.dir.iterdir())
-                if left == 0:
-                    self.dir.rmdir()
+            log.warning("worker: %d bytes of output never reached the launcher: left in %s", lost, self.dir)
+        if self.dropped:
+            log.warning("worker: %d bytes of output dropped (the spool was full)", self.dropped)
+        return lost
