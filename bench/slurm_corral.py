@@ -90,7 +90,11 @@ def run_corral(
     note = ""
     if workers is not None:  # CPU per job: comparable across loads, unlike the wall time
         own, helpers, runs = (x / jobs * 1000 for x in workers.stop())
-        note = (f"cpu ms/job: launcher {launcher_cpu / jobs * 1000:.2f}, worker {own:.2f}, "
+        done = ("SUCCESS", "FAILED")
+        ends = [r["at"] for r in records if r["type"] == "Transition" and r.get("state") in done]
+        inside = max(ends) - min(subs) if ends and subs else 0.0  # first hand-over to last end
+        note = (f"first hand-over to last end {inside:.1f} s = {jobs / inside if inside else 0:.0f} jobs/s; "
+                f"cpu ms/job: launcher {launcher_cpu / jobs * 1000:.2f}, worker {own:.2f}, "
                 f"its reaper {helpers:.2f}, runs {runs:.2f}")  # fmt: skip
     name = "corral pilot" if pilot else "corral (arrays)"
     return Result(name, jobs, submit, finished, ok, commands, note=note)
