@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from corral.backends.slurm import slurm_options
+from corral.backends.slurm_layout import slurm_options
 from corral.core.records import Opened
 from corral.spec.model import Slurm
 

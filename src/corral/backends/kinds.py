@@ -24,7 +24,8 @@ class SlurmKind:
     an ensemble's `slurm.pilot` is set (backends/pilot.py)."""
 
     def check(self, layout: Layout, opened: Opened, sup: Supervision, file: str | None) -> None:
-        from corral.backends.slurm import SlurmBackend, slurm_options
+        from corral.backends.slurm import SlurmBackend
+        from corral.backends.slurm_layout import slurm_options
 
         options = slurm_options(opened)
         if options.pilot is not None and opened.kind == "ensemble":
@@ -36,7 +37,8 @@ class SlurmKind:
         backend.check(sup.task_for(0), file)
 
     def build(self, engine: Engine, opened: Opened, *, new: bool) -> Backend:
-        from corral.backends.slurm import SlurmBackend, slurm_options
+        from corral.backends.slurm import SlurmBackend
+        from corral.backends.slurm_layout import slurm_options
 
         options = slurm_options(opened)
         if options.pilot is not None and opened.kind == "ensemble":

@@ -27,9 +27,9 @@ from corral.backends.pilot_peer import Peer, write_status
 from corral.backends.pilot_sink import OutputSink
 from corral.backends.pilot_slurm import WorkerJobs, pilot_dir
 from corral.backends.pilot_wire import Kill, Run, Stop
-from corral.backends.slurm import _one_line
 from corral.backends.slurm_client import SlurmClient
 from corral.backends.slurm_errors import SlurmError
+from corral.backends.slurm_layout import one_line
 from corral.core import pilot as policy
 from corral.core.outcome import Seen
 from corral.core.records import Note, Submitted, Transition
@@ -283,7 +283,7 @@ class PilotBackend(Backend):
         try:
             names = self.slurm_jobs.submit(count)
         except SlurmError as exc:
-            engine.record(Note(f"pilot: sbatch of {count} workers failed: {_one_line(str(exc))}", now))
+            engine.record(Note(f"pilot: sbatch of {count} workers failed: {one_line(str(exc))}", now))
             return
         for name in names:
             self._peer(name, now)

@@ -11,9 +11,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.backends.slurm import SEEN, _one_line
+from corral.backends.slurm import SEEN
 from corral.backends.slurm_client import SlurmClient
 from corral.backends.slurm_errors import SlurmError
+from corral.backends.slurm_layout import one_line
 from corral.backends.slurm_sbatch import SbatchRequest
 from corral.core.outcome import Seen
 from corral.errors import UserError
@@ -78,9 +79,9 @@ class WorkerJobs:
             self.client.command_path("squeue")
             proc = self.client.sbatch_test_only(self.request(1))
         except SlurmError as exc:
-            raise UserError(f"{prefix}: {_one_line(str(exc))}") from None
+            raise UserError(f"{prefix}: {one_line(str(exc))}") from None
         if proc.returncode != 0:
-            text = _one_line(proc.stderr or proc.stdout or f"exit status {proc.returncode}")
+            text = one_line(proc.stderr or proc.stdout or f"exit status {proc.returncode}")
             raise UserError(f"{prefix}: sbatch refused the pilot worker job: {text}")
 
     def submit(self, count: int) -> list[str]:

@@ -11,23 +11,30 @@ authoritative for the outcome; Slurm's view decides only what the node could not
 
 from __future__ import annotations
 
-import math
 import os
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from corral.backends.slurm_client import SlurmClient
 from corral.backends.slurm_errors import SlurmError, SlurmTimeout
+from corral.backends.slurm_layout import (
+    array_spec,
+    job_task_file,
+    node_layout_root,
+    node_script,
+    one_line,
+    sbatch_options,
+    slurm_dir,
+)
 from corral.backends.slurm_sbatch import SbatchRequest
 from corral.backends.slurm_states import SlurmJobInfo, SlurmState
 from corral.core.outcome import Observation, Seen, judge
-from corral.core.records import Cause, Note, Opened, Submitted, Transition
+from corral.core.records import Cause, Note, Submitted, Transition
 from corral.core.states import TaskState
 from corral.errors import UserError
 from corral.spec.model import Slurm, Task
@@ -67,52 +74,6 @@ SEEN: dict[SlurmState, Seen] = {
 VANISHED_GRACE = 30.0  # a submitted job missing from squeue this long is judged by its journal
 
 
-def slurm_options(opened: Opened) -> Slurm:
-    """The `slurm` block a journal recorded."""
-    options = dict(opened.spec.get("slurm") or {})
-    options.pop("array", None)  # journals before 2026-11 carry a `slurm.array` nothing read
-    return msgspec.convert(options, Slurm)
-
-
-def slurm_dir(root: Path, task_id: str) -> Path:
-    return root / task_id / "slurm"
-
-
-def job_task_file(root: Path, task_id: str, job: int) -> Path:
-    return slurm_dir(root, task_id) / str(job) / "task.json"
-
-
-def node_layout_root(root: Path, task_id: str, job: int) -> Path:
-    """Root of the node-side task journals of one job: one task id per Slurm job id."""
-    return slurm_dir(root, task_id) / str(job)
-
-
-def sbatch_options(task: Task, slurm: Slurm) -> dict[str, Any]:
-    """A task's resources and the spec's slurm block as sbatch options (block wins)."""
-    res = task.resources
-    gres = slurm.gres or (f"gpu:{res.gpus}" if res.gpus else None)
-    return {
-        "partition": slurm.partition,
-        "account": slurm.account,
-        "qos": slurm.qos,
-        "time_limit_seconds": slurm.time or res.walltime,
-        "cpus_per_task": slurm.cpus_per_task or (math.ceil(res.cpus) if res.cpus else None),
-        "memory_bytes": slurm.memory or (res.memory or None),
-        "gres": gres,
-        "extra_args": tuple(slurm.extra),
-    }
-
-
-def node_script(root: Path, task_id: str) -> str:
-    python = sys.executable
-    return (
-        "#!/bin/sh\n"
-        "# corral: supervise one job's task on this node (job = array task index)\n"
-        "unset CORRAL_CRASH  # fault injection aims at the launcher, not at its jobs\n"
-        f'exec "{python}" -m corral --root "{root}" slurm-job "{task_id}" "$SLURM_ARRAY_TASK_ID"\n'
-    )
-
-
 @dataclass
 class SlurmBackend(Backend):
     root: Path
@@ -143,9 +104,9 @@ class SlurmBackend(Backend):
             self.client.command_path("squeue")
             proc = self.client.sbatch_test_only(req)
         except SlurmError as exc:
-            raise UserError(f"{prefix}: {_one_line(str(exc))}") from None
+            raise UserError(f"{prefix}: {one_line(str(exc))}") from None
         if proc.returncode != 0:
-            text = _one_line(proc.stderr or proc.stdout or f"exit status {proc.returncode}")
+            text = one_line(proc.stderr or proc.stdout or f"exit status {proc.returncode}")
             raise UserError(f"{prefix}: sbatch refused the job: {text}")
 
     def _request(self, task: Task, array: str, out_dir: Path) -> SbatchRequest:
@@ -194,7 +155,7 @@ class SlurmBackend(Backend):
         out_dir = slurm_dir(self.root, self.task_id)
         for group in groups.values():
             group.sort()
-            array = _array_spec(group)
+            array = array_spec(group)
             now = time.time()
             try:
                 slurm_id = self.client.sbatch(self._request(tasks[group[0]], array, out_dir))
@@ -205,7 +166,7 @@ class SlurmBackend(Backend):
                 continue
             except SlurmError as exc:
                 for job in group:
-                    reason = f"sbatch: {_one_line(str(exc))}"
+                    reason = f"sbatch: {one_line(str(exc))}"
                     engine.record(
                         Transition(job, TaskState.FAILED.value, now, reason, engine.sup.jobs[job].attempt)
                     )
@@ -230,7 +191,7 @@ class SlurmBackend(Backend):
             try:
                 self.client.scancel(ids)
             except SlurmError as exc:  # the next polls show what is still running
-                engine.record(Note(f"scancel: {_one_line(str(exc))}", time.time()))
+                engine.record(Note(f"scancel: {one_line(str(exc))}", time.time()))
         self.next_poll = time.time()
 
     def reattach(self) -> int:
@@ -243,7 +204,7 @@ class SlurmBackend(Backend):
             try:
                 self.client.scancel(sorted(sup.abandoned))
             except SlurmError as exc:
-                engine.record(Note(f"scancel: {_one_line(str(exc))}", time.time()))
+                engine.record(Note(f"scancel: {one_line(str(exc))}", time.time()))
         return sum(1 for job in sup.live if job in sup.submitted)
 
     def close(self) -> None:
@@ -392,24 +353,3 @@ class SlurmBackend(Backend):
         except Exception:  # an unreadable node journal: Slurm's view decides
             return None, None
         return sub.state, sub.summary(0).exit_code
-
-
-def _one_line(text: str) -> str:
-    """Slurm's multi-line message as one line, without the repeated 'sbatch: error: '."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    lines = [line.removeprefix("sbatch: error: ").removeprefix("sbatch: ") for line in lines]
-    return "; ".join(lines)
-
-
-def _array_spec(jobs: list[int]) -> str:
-    """[1,2,3,7,9,10] -> '1-3,7,9-10'."""
-    parts = []
-    start = prev = jobs[0]
-    for job in jobs[1:]:
-        if job == prev + 1:
-            prev = job
-            continue
-        parts.append(f"{start}-{prev}" if prev > start else str(start))
-        start = prev = job
-    parts.append(f"{start}-{prev}" if prev > start else str(start))
-    return ",".join(parts)

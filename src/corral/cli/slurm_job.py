@@ -18,7 +18,7 @@ def slurm_job(task_id: str, job: int) -> None:
     """On a compute node: supervise job JOB of ID (started by the Slurm backend's sbatch)."""
     import msgspec
 
-    from corral.backends.slurm import job_task_file, node_layout_root
+    from corral.backends.slurm_layout import job_task_file, node_layout_root
     from corral.observe.nodereport import NodeReporter
     from corral.spec.model import Control, Task
     from corral.supervisor.access import published
