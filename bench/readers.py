@@ -59,8 +59,8 @@ def write_journal(path: Path, records: list[Record], checkpoint_at: int | None =
     """The journal of `records`; with `checkpoint_at`, also the checkpoint of the first
     `checkpoint_at` of them, written as the supervisor writes it (supervisor/checkpoints.py)."""
     from corral.supervisor.checkpoints import write
+    from corral.supervisor.folding import apply_record, supervision_for
     from corral.supervisor.layout import Layout
-    from corral.supervisor.session import _apply, supervision_for
     from corral.supervisor.snapshot import write_snapshot
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def write_journal(path: Path, records: list[Record], checkpoint_at: int | None =
     assert isinstance(opened, Opened)
     sup, jobs = supervision_for(opened, layout, keep_finished=opened.kind == "task")
     for rec in records[:checkpoint_at]:
-        _apply(sup, jobs, rec)
+        apply_record(sup, jobs, rec)
     write(layout, sup, len(head), checkpoint_at, records[checkpoint_at - 1].at)
     if checkpoint_at == len(records) and sup.terminal:  # the supervisor's last status.json
         write_snapshot(layout, sup, len(head), time.time())

@@ -158,7 +158,7 @@ def test_parts_missing_or_out_of_order_are_refused() -> None:
 
 
 def _fold_of(records: list[Record]) -> Any:
-    from corral.supervisor.session import supervision_for
+    from corral.supervisor.folding import supervision_for
 
     assert isinstance(records[0], Opened)
     sup, jobs = supervision_for(records[0], Layout(Path("/nonexistent"), "t"), True)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from corral import spec as specs
 from corral.core.records import Opened, RunUpdate, Transition
 from corral.spec.model import Ensemble, JobTemplate, Process, Task
+from corral.supervisor.folding import supervision_for
 from corral.supervisor.layout import Layout
-from corral.supervisor.session import supervision_for
 
 TEMPLATES = [
     JobTemplate(cmd="echo {{params.n}} > {{job.dir}}/out"),

@@ -183,7 +183,7 @@ def inspect(spec: str, ports: tuple[str, ...], sets: tuple[str, ...], task_id: s
     data = msgspec.to_builtins(prepared)
     if isinstance(prepared, Ensemble):
         from corral.spec import ParamSpace
-        from corral.supervisor.session import supervision_for  # noqa: F401  (validates params)
+        from corral.supervisor.folding import supervision_for  # noqa: F401  (validates params)
 
         space = ParamSpace.from_ensemble(prepared, base_dir=str(Path(spec).absolute().parent))
         data = {
@@ -196,7 +196,7 @@ def inspect(spec: str, ports: tuple[str, ...], sets: tuple[str, ...], task_id: s
 
 def _first_job(ens: Ensemble, where: Layout, space: Any) -> Task | None:
     from corral.spec import job_task
-    from corral.supervisor.session import Jobs
+    from corral.supervisor.folding import Jobs
 
     if len(space) == 0:
         return None

@@ -26,7 +26,7 @@ from corral.supervisor.engine import Engine
 from corral.supervisor.layout import Layout
 from corral.supervisor.local import LocalBackend
 from corral.supervisor.run import detach
-from corral.supervisor.session import SessionError, _has_records, create, take_over
+from corral.supervisor.session import SessionError, create, has_records, take_over
 
 RUNNER = "corral.executor.runner"
 ZYGOTE = [sys.executable, "-m", "corral.executor.zygote"]
@@ -91,7 +91,7 @@ def alive(layout: Layout) -> bool:
 
 
 def _engine(layout: Layout, spec: Ensemble) -> Engine:
-    if layout.journal.exists() and _has_records(layout):
+    if layout.journal.exists() and has_records(layout):
         engine, _ = take_over(layout, backends=KINDS)
         if engine.sup.kind != "ensemble" or "executor" not in (
             engine.sup.opened.context if engine.sup.opened else {}

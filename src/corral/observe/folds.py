@@ -18,8 +18,9 @@ from corral.core.states import RunState
 from corral.core.supervision import Supervision
 from corral.journal import JournalCorrupt, Stop, scan, scan_journal
 from corral.supervisor.compaction import absorb_head
+from corral.supervisor.folding import Jobs, supervision_for
 from corral.supervisor.layout import Layout
-from corral.supervisor.session import Jobs, SessionError, supervision_for
+from corral.supervisor.session import SessionError
 
 MAX_READ = 64 * 1024 * 1024  # bytes read per update; a larger backlog is read over several
 

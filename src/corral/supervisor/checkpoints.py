@@ -158,7 +158,7 @@ def restored(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, A
     """The fold restored from the checkpoint, its Jobs, the journal offset it covers up to and
     the inode of the journal file it is of; None when there is no usable checkpoint, or one
     kept with other detail than `keep_finished` asks for."""
-    from corral.supervisor.session import supervision_for
+    from corral.supervisor.folding import supervision_for
 
     loaded = load(layout)
     if loaded is None:
@@ -211,8 +211,9 @@ def fold_onto(layout: Layout, sup: Supervision, jobs: Any, payloads: list[bytes]
     record the decoder or the fold refuses is RecordRejected, naming its offset. Returns the
     records."""
     from corral.core.records import Opened
+    from corral.supervisor.folding import apply_record
     from corral.supervisor.replaying import decode_all, paused_gc, rejected
-    from corral.supervisor.session import _apply, absorb_head
+    from corral.supervisor.session import absorb_head
 
     records = decode_all(layout, payloads, None, start)
     index = 0
@@ -224,7 +225,7 @@ def fold_onto(layout: Layout, sup: Supervision, jobs: Any, payloads: list[bytes]
             first = 0
         with paused_gc():
             for index, rec in enumerate(records[first:], first):  # noqa: B007 (index names the bad record)
-                _apply(sup, jobs, rec)
+                apply_record(sup, jobs, rec)
     except OSError:
         raise
     except Exception as exc:

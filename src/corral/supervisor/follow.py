@@ -35,8 +35,9 @@ class Follower:
         """The fold as of every record committed so far. An impossible record is one line
         with its offset (RecordRejected, as in replaying.py)."""
         from corral.supervisor.checkpoints import fold_onto, start
+        from corral.supervisor.folding import supervision_for
         from corral.supervisor.replaying import decode_all
-        from corral.supervisor.session import SessionError, supervision_for
+        from corral.supervisor.session import SessionError
 
         if self._sup is None and self.tail.offset == 0:
             started = start(self.layout, self.keep_finished)  # skip what a checkpoint holds

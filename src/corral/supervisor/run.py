@@ -18,9 +18,10 @@ from corral.spec.model import Ensemble, Task
 from corral.supervisor import proc, safefs
 from corral.supervisor.backend import BackendKinds
 from corral.supervisor.engine import Engine
+from corral.supervisor.folding import Jobs
 from corral.supervisor.identity import check_users
 from corral.supervisor.layout import Layout
-from corral.supervisor.session import Jobs, create
+from corral.supervisor.session import create
 
 EXIT_STATUS = {TaskState.SUCCESS: 0, TaskState.FAILED: 1, TaskState.KILLED: 3, TaskState.LOST: 3}
 

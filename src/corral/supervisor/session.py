@@ -13,8 +13,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,140 +22,29 @@ import msgspec
 
 from corral import spec as specs  # templating and params load on first use (lazy)
 from corral.core.records import Attached, JobsAdded, Note, Opened, Record
-from corral.core.supervision import Policy, Supervision
-from corral.journal import JournalLocked, lock_holder, lock_taken, open_for_append, read_journal
+from corral.core.supervision import Supervision
+from corral.journal import (
+    JournalLocked,
+    JournalWriter,
+    lock_holder,
+    lock_taken,
+    open_for_append,
+    read_journal,
+)
 from corral.spec.errors import SpecError
 from corral.spec.model import Ensemble, Task
 
 if TYPE_CHECKING:
-    from corral.spec.params import ParamSpace
     from corral.supervisor.engine import Engine
 from corral.supervisor import proc, safefs
 from corral.supervisor.backend import BackendKind, BackendKinds, backend_name
+from corral.supervisor.folding import Jobs, supervision_for
 from corral.supervisor.layout import Layout
 from corral.supervisor.replaying import decode_all, paused_gc, rejected
 
 
 class SessionError(Exception):
     """A user-facing problem opening a task (exists already, not found, ...): one line."""
-
-
-@dataclass
-class Jobs:
-    """The tasks of an ensemble's jobs, rendered on demand from the template and params."""
-
-    layout: Layout
-    ensemble: Ensemble
-    template: Task
-    space: ParamSpace
-    file: str | None = None
-    _cache: dict[int, Task] | None = None
-    _dir: str = ""  # str(layout.dir), once: pathlib would cost more than the rendering
-
-    def params(self, job: int) -> dict[str, Any]:
-        return dict(self.space[job])
-
-    def params_rows(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
-        return self.space.rows(start, stop)
-
-    def task_for(self, job: int) -> Task:
-        cache = self._cache if self._cache is not None else {}
-        self._cache = cache
-        task = cache.get(job)
-        if task is None:
-            if len(cache) > 256:
-                cache.clear()
-            if not self._dir:
-                self._dir = str(self.layout.dir)
-            ctx = specs.TemplateContext(
-                task_id=self.layout.id,
-                task_name=self.ensemble.name,
-                task_dir=self._dir,
-                ports={},
-                params=dict(self.space[job]),
-                # = str(layout.job_dir(job, True))
-                job=specs.JobContext(index=job, dir=f"{self._dir}/jobs/{job}", attempt=0),
-            )
-            task = specs.render_task(self.template, ctx, file=self.file)
-            cache[job] = task
-        return task
-
-
-def _policy(ens: Ensemble) -> Policy:
-    pilot = ens.slurm.pilot
-    if ens.backend == "slurm" and pilot is not None:
-        from corral.core.pilot import PREFETCH
-
-        # pilot workers: admit what the workers could hold at most; they admit by resources
-        most = (pilot.max_workers or pilot.workers) * pilot.cpus * PREFETCH
-        return Policy(
-            job_limit=min(ens.job_limit, most) if ens.job_limit else most,
-            retries=ens.retries,
-            retry_backoff=ens.retry_backoff,
-            halt=ens.halt,
-            heartbeat=ens.job.heartbeat,
-        )
-    if ens.backend == "slurm":
-        # Slurm admits by resources itself; 0 = no limit of ours
-        return Policy(
-            job_limit=ens.job_limit,
-            retries=ens.retries,
-            retry_backoff=ens.retry_backoff,
-            halt=ens.halt,
-            heartbeat=ens.job.heartbeat,
-        )
-    limit = ens.job_limit or (os.cpu_count() or 1)
-    mem = 0
-    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) * 1024
-    return Policy(
-        job_limit=limit,
-        retries=ens.retries,
-        retry_backoff=ens.retry_backoff,
-        halt=ens.halt,
-        heartbeat=ens.job.heartbeat,
-        cpus=float(os.cpu_count() or 1),
-        memory=mem,
-    )
-
-
-def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tuple[Supervision, Jobs | None]:
-    """The empty fold for a journal, from its Opened record."""
-    if opened.kind == "task":
-        task = msgspec.convert(opened.spec, Task)
-        sup = Supervision(
-            "task",
-            opened.id,
-            lambda _job: task,
-            1,
-            keep_finished=keep_finished,
-            remote=task.backend == "slurm",
-        )
-        return sup, None
-    ens = msgspec.convert(opened.spec, Ensemble)
-    params_copy = opened.context.get("params_file")
-    if params_copy:
-        ens = msgspec.structs.replace(ens, params_file=str(params_copy))
-    space = specs.ParamSpace.from_ensemble(ens, base_dir=str(layout.dir))
-    template = specs.job_task(ens.job, ens.name)
-    if ens.backend == "slurm-steps":  # every run of every job starts as a step of the allocation
-        template = msgspec.structs.replace(template, backend=ens.backend)
-    jobs = Jobs(layout, ens, template, space)
-    sup = Supervision(
-        "ensemble",
-        opened.id,
-        jobs.task_for,
-        len(space),
-        _policy(ens),
-        keep_finished=keep_finished,
-        remote=ens.backend == "slurm",
-        params_of=jobs.params,
-        params_rows=jobs.params_rows,
-        fold_task=lambda _job: template,  # rendering changes only text: task_for renders it
-    )
-    return sup, jobs
 
 
 def _kind(opened: Opened, backends: BackendKinds | None) -> BackendKind | None:
@@ -224,12 +112,6 @@ def absorb_head(sup: Supervision, jobs: Jobs | None, records: list[Record]) -> i
     return absorb(sup, jobs, records)
 
 
-def _apply(sup: Supervision, jobs: Jobs | None, rec: Record) -> None:
-    if type(rec) is JobsAdded and jobs is not None:
-        jobs.space.add(rec.params)
-    sup.apply(rec)
-
-
 def _attached(recovered: bool) -> Attached:
     return Attached(
         os.getpid(),
@@ -252,7 +134,7 @@ def create(
 ) -> Engine:
     """Start the journal of a new task (already rendered) or ensemble; `group` shares its
     directory with the owner's group (read only); `backends`: those the spec may name."""
-    if layout.journal.exists() and _has_records(layout):
+    if layout.journal.exists() and has_records(layout):
         raise SessionError(_exists_message(layout))
     kind = "task" if isinstance(subject, Task) else "ensemble"
     context = dict(context)
@@ -322,7 +204,7 @@ def _param_checker(jobs: Jobs) -> Callable[[list[dict[str, Any]]], str | None]:
     return check
 
 
-def _has_records(layout: Layout) -> bool:
+def has_records(layout: Layout) -> bool:
     """A journal cut off before its first record (killed while being created) holds nothing."""
     try:
         return bool(read_journal(layout.journal).payloads)
@@ -385,38 +267,15 @@ def take_over(
     if found is not None and found[0].keep_finished != (found[0].kind == "task"):
         found = None  # kept with other detail than a supervisor keeps
     resume_at = found[2] if found is not None else 0
-    try:
-        writer, payloads = open_for_append(layout.journal, create=False, resume_at=resume_at)
-    except JournalLocked:
-        if not force:
-            raise
-        stop_holder(layout)
-        # a killed process shows as a zombie while its other threads still exit, and its
-        # lock goes with the last of them: give that a moment
-        deadline = time.time() + 5.0
-        while True:
-            try:
-                writer, payloads = open_for_append(layout.journal, create=False, resume_at=resume_at)
-                break
-            except JournalLocked:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.02)
+    writer, payloads = _open_writer(layout, resume_at, force=force)
     try:
         if found is not None and writer.read_from == resume_at:
             from corral.supervisor.checkpoints import fold_onto
 
             sup, jobs, _, _ = found
-            records = fold_onto(layout, sup, jobs, payloads, resume_at)
+            fold_onto(layout, sup, jobs, payloads, resume_at)
         else:
-            records = decode_all(layout, payloads, None)
-            if not records:
-                raise SessionError(
-                    f"{layout.id}: its journal has no records (killed while starting); run it again"
-                )
-            if not isinstance(records[0], Opened):
-                raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
-            sup, jobs = _fold(layout, records, payloads, None, records[0].kind == "task")
+            sup, jobs = _fold_all(layout, payloads)
     except BaseException:
         writer.close()
         raise
@@ -434,6 +293,43 @@ def take_over(
             Note(f"journal repaired: dropped {r.dropped} torn bytes at offset {r.offset}", time.time())
         )
     engine.record(_attached(True))
+    counts = _reattach(engine)
+    writer.commit()
+    return engine, counts
+
+
+def _open_writer(layout: Layout, resume_at: int, *, force: bool) -> tuple[JournalWriter, list[bytes]]:
+    """Take the journal's lock; with `force`, from the supervisor holding it (stop_holder)."""
+    try:
+        return open_for_append(layout.journal, create=False, resume_at=resume_at)
+    except JournalLocked:
+        if not force:
+            raise
+    stop_holder(layout)
+    # a killed process shows as a zombie while its other threads still exit, and its
+    # lock goes with the last of them: give that a moment
+    deadline = time.time() + 5.0
+    while True:
+        try:
+            return open_for_append(layout.journal, create=False, resume_at=resume_at)
+        except JournalLocked:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _fold_all(layout: Layout, payloads: list[bytes]) -> tuple[Supervision, Jobs | None]:
+    """The whole journal folded (no usable checkpoint), as a supervisor keeps it."""
+    records = decode_all(layout, payloads, None)
+    if not records:
+        raise SessionError(f"{layout.id}: its journal has no records (killed while starting); run it again")
+    if not isinstance(records[0], Opened):
+        raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
+    return _fold(layout, records, payloads, None, records[0].kind == "task")
+
+
+def _reattach(engine: Engine) -> dict[str, int]:
+    """The backend's live runs or jobs re-attached, the others' ends recovered; noted."""
     attached = engine.backend.reattach()  # live runs (this host) or jobs (a batch system)
     recovered, lost = engine.backend.recovered()
     counts = {"attached": attached, "recovered": recovered, "lost": lost}
@@ -445,8 +341,7 @@ def take_over(
             time.time(),
         )
     )
-    writer.commit()
-    return engine, counts
+    return counts
 
 
 def _is_corral(pid: int) -> bool:
