@@ -54,7 +54,7 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
 
 
-def _catalog(request: Request) -> Catalog:
+def catalog_of(request: Request) -> Catalog:
     catalog: Catalog = request.app.state.catalog
     return catalog
 
@@ -86,7 +86,7 @@ def list_tasks(
     pattern: Annotated[str | None, Query(max_length=200, description="fnmatch pattern on ids")] = None,
     state: TaskStateName | None = None,
 ) -> Response:
-    listing = _catalog(request).encoded_list(pattern, state.value if state else None)
+    listing = catalog_of(request).encoded_list(pattern, state.value if state else None)
     if "gzip" in request.headers.get("accept-encoding", ""):
         return Response(
             listing.gzipped,
@@ -98,7 +98,7 @@ def list_tasks(
 
 @router.get("/tasks/{task_id}", response_model=TaskView, summary="one task with processes and runs")
 def get_task(request: Request, task_id: TaskId) -> Response:
-    catalog = _catalog(request)
+    catalog = catalog_of(request)
     try:
         entry = catalog.entry(task_id)
     except NoSuchTask as exc:
@@ -114,7 +114,7 @@ def list_jobs(
     offset: Annotated[int, Query(ge=0, le=MAX_JOB)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    fold = fold_of(_catalog(request), task_id)
+    fold = fold_of(catalog_of(request), task_id)
     _ensemble(fold)
     with fold.lock:
         matching, rows = job_page(fold.sup, state.value if state else None, offset, limit)
@@ -128,7 +128,7 @@ def get_events(
     after: Annotated[int, Query(ge=0, le=2**53)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
-    fold = fold_of(_catalog(request), task_id)
+    fold = fold_of(catalog_of(request), task_id)
     try:
         page = events.read_after(fold.layout, after, limit)
     except events.NotABoundary as exc:
@@ -149,7 +149,7 @@ async def stream_events(
     task_id: TaskId,
     after: Annotated[int, Query(ge=0, le=2**53)] = 0,
 ) -> Response:
-    fold = fold_of(_catalog(request), task_id)
+    fold = fold_of(catalog_of(request), task_id)
     state = request.app.state
     if state.streams >= MAX_STREAMS:
         raise ApiError(429, f"at most {MAX_STREAMS} event streams at once")
@@ -174,7 +174,7 @@ def get_logs(
     offset: Annotated[int | None, Query(ge=0, le=2**53, description="absent: the last `limit` bytes")] = None,
     limit: Annotated[int, Query(ge=1, le=logs.MAX_CHUNK)] = 65536,
 ) -> Response:
-    fold = fold_of(_catalog(request), task_id)
+    fold = fold_of(catalog_of(request), task_id)
     try:
         with fold.lock:
             located = logs.locate(fold, job, process, run, stream.value)
@@ -195,7 +195,7 @@ def get_logs(
 
 @router.get("/tasks/{task_id}/resources", response_model=Resources, summary="CPU and memory of live runs")
 def get_resources(request: Request, task_id: TaskId) -> Response:
-    fold = fold_of(_catalog(request), task_id)
+    fold = fold_of(catalog_of(request), task_id)
     if fold.sup.remote:  # Slurm: measured on the nodes, read from their live.json
         with fold.lock:
             return _json(remote_resources(fold.layout.dir, fold.sup, time.time()))
@@ -205,7 +205,7 @@ def get_resources(request: Request, task_id: TaskId) -> Response:
 
 
 async def _control(request: Request, task_id: str, op: str, body: ControlBody) -> Response:
-    fold = await asyncio.to_thread(fold_of, _catalog(request), task_id)
+    fold = await asyncio.to_thread(fold_of, catalog_of(request), task_id)
     layout = fold.layout
     message: dict[str, Any] = {"op": op, "job": body.job}
     if op == "kill":
@@ -257,7 +257,7 @@ async def lose(request: Request, task_id: TaskId, body: ControlBody) -> Response
 
 @router.post("/tasks/{task_id}/jobs", response_model=SubmitAnswer, summary="submit jobs (corral submit)")
 async def submit(request: Request, task_id: TaskId, body: SubmitBody) -> Response:
-    fold = await asyncio.to_thread(fold_of, _catalog(request), task_id)
+    fold = await asyncio.to_thread(fold_of, catalog_of(request), task_id)
     _ensemble(fold)
     outcome = await control.ask_supervisor(fold.layout, {"op": "submit", "params": body.params})
     if outcome is None:
@@ -269,7 +269,7 @@ async def submit(request: Request, task_id: TaskId, body: SubmitBody) -> Respons
 
 @router.post("/tasks/{task_id}/jobs/{job}/heartbeat", response_model=ControlAnswer)
 async def heartbeat(request: Request, task_id: TaskId, job: JobNumber) -> Response:
-    fold = await asyncio.to_thread(fold_of, _catalog(request), task_id)
+    fold = await asyncio.to_thread(fold_of, catalog_of(request), task_id)
     _ensemble(fold)
     if job >= fold.sup.total:
         raise ApiError(404, f"{task_id}: no job {job}")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from corral.observe.api import ApiError, TaskId, _catalog, fold_of
+from corral.observe.api import ApiError, TaskId, catalog_of, fold_of
 from corral.observe.catalog import NoSuchTask
 from corral.observe.schemas import MAX_JOB, PROCESS_NAME, JobStateName, Stream
 from corral.observe.views import job_page
@@ -44,17 +44,17 @@ def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
 
 @router.get("/", response_class=HTMLResponse)
 def task_list(request: Request) -> HTMLResponse:
-    return _render(request, "tasks.html", tasks=_catalog(request).views())
+    return _render(request, "tasks.html", tasks=catalog_of(request).views())
 
 
 @router.get("/ui/tasks", response_class=HTMLResponse)
 def task_rows(request: Request) -> HTMLResponse:
-    return _render(request, "_task_rows.html", tasks=_catalog(request).views())
+    return _render(request, "_task_rows.html", tasks=catalog_of(request).views())
 
 
 def _view(request: Request, task_id: str) -> dict[str, Any]:
     try:
-        return _catalog(request).entry(task_id).view
+        return catalog_of(request).entry(task_id).view
     except NoSuchTask as exc:
         raise ApiError(404, str(exc)) from None
 
@@ -90,7 +90,7 @@ def _task(
 
 
 def _jobs(request: Request, task_id: str, state: JobStateName | None, offset: int) -> dict[str, Any]:
-    fold = fold_of(_catalog(request), task_id)
+    fold = fold_of(catalog_of(request), task_id)
     with fold.lock:
         matching, rows = job_page(fold.sup, state.value if state else None, offset, PAGE)
     return {
