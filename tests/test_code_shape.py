@@ -19,8 +19,7 @@ MAX_FUNCTION_LINES = 60
 ALLOWED: dict[str, str] = {
     "corral/core/supervision.py": "being split (helper replay)",
     "corral/core/task.py": "being split (helper replay)",
-    "corral/executor/executor.py": "being split (helper callspeed)",
-    "corral/supervisor/reaper.py": "being split (helper longhaul)",
+    "corral/backends/pilot_worker.py": "being split (helper pilotsched)",
 }
 
 
