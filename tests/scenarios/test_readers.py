@@ -142,6 +142,14 @@ def test_status_from_the_checkpoint_and_status_json_equals_a_replay(corral, spec
     assert corral("run", str(task), "--id", "t1", "-q").returncode == 1
     everything = ("checkpoint", "status.json")
     assert (corral.root / "e1" / "checkpoint").exists() and (corral.root / "t1" / "checkpoint").exists()
+    from corral.journal import read_journal
+    from corral.supervisor import checkpoints
+    from corral.supervisor.layout import Layout
+
+    for name in ("e1", "t1"):  # the supervisor's last checkpoint counts every frame before it
+        loaded = checkpoints.load(Layout(corral.root, name))
+        assert loaded is not None
+        assert loaded.checkpoint.records == len(read_journal(corral.root / name / "journal").payloads)
     # a task: from status.json (written when it ended), then from its checkpoint, then replayed
     replayed = _without(corral, everything, "t1")
     assert corral("status", "t1", "--json", check=True).stdout == replayed

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from corral.core.records import Attached, Opened, Record, RunUpdate, Transition, encode
+from corral.core.records import Attached, Compacted, Opened, Record, RunUpdate, Transition, encode
 from corral.core.supervision import ENSEMBLE
 from corral.journal import open_for_append
 from corral.spec.model import Ensemble, JobTemplate
@@ -123,3 +123,29 @@ def test_open_for_append_from_a_checkpoint_reads_only_what_follows(tmp_path: Pat
     writer, payloads = open_for_append(layout.journal, create=False, resume_at=offset + 3)
     assert writer.read_from == 0 and len(payloads) == len(records)
     writer.close()
+
+
+@pytest.mark.parametrize("from_checkpoint", [True, False])
+def test_a_supervisor_that_resumed_from_the_checkpoint_counts_every_record(
+    tmp_path: Path, from_checkpoint: bool
+) -> None:
+    # recovery reads only the frames after the checkpoint; what it counts (a compaction's
+    # threshold, and "compacted: N records" that `read` shows) is still the whole journal's
+    from corral.journal import read_journal
+    from corral.supervisor.compaction import Compactor
+    from corral.supervisor.session import take_over
+
+    records = _records("e1", 20, 12)
+    layout, _ = _journal(tmp_path, records, 30)
+    if not from_checkpoint:
+        os.unlink(checkpoints.path_of(layout))
+    engine, _ = take_over(layout)
+    try:
+        assert (checkpoints.restored(layout, None) is not None) == from_checkpoint
+        frames = len(read_journal(layout.journal).payloads)  # with what the recovery recorded
+        assert engine.writer.frames == frames
+        Compactor(layout, engine.writer, lambda _point: None).compact(engine.sup, 500.0)
+        _, after = replay(layout)
+        assert isinstance(after[1], Compacted) and after[1].records == frames - 1  # all but Opened
+    finally:
+        engine.writer.close()

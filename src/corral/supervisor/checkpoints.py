@@ -8,7 +8,9 @@ replay only the records after it.
 before it. `prefix_crc` is the crc32 of those journal bytes [0, journal_offset); ino, size,
 mtime_ns, ctime_ns are the journal's stamp when the checkpoint was written (stamps.py; zeros
 when the file was longer than the offset); `crc` covers the header after it and the payload
-(a msgpack core.checkpoint.Checkpoint). The file is a cache, written by the supervisor with a
+(a msgpack core.checkpoint.Checkpoint, whose `records` is the number of the journal's frames
+before `journal_offset`: a supervisor that resumes from it reads only the frames after it, and
+counts on from there). The file is a cache, written by the supervisor with a
 rename and no fsync, and never believed over the journal: it is used when the journal carries
 the same stamp (untouched since: a finished task's last checkpoint) or when the journal's
 prefix still has `prefix_crc` (one sequential read, no decoding). Anything else (missing,
@@ -35,7 +37,7 @@ from corral.supervisor.layout import Layout
 from corral.supervisor.stamps import journal_stamp
 
 MAGIC = b"CORRALK\x00"
-VERSION = 2
+VERSION = 3  # 3: `records` counts the frames before the offset (2 wrote 0)
 _HEAD = struct.Struct("<8sHHQIIQQqq")
 _CHUNK = 1 << 20
 
@@ -67,16 +69,17 @@ def _header(offset: int, prefix_crc: int, stamp: list[int], payload: bytes) -> b
 
 
 def write(
-    layout: Layout, sup: Supervision, journal_offset: int, records: int, at: float, known: Prefix = (0, 0)
+    layout: Layout, sup: Supervision, journal_offset: int, frames: int, at: float, known: Prefix = (0, 0)
 ) -> Prefix | None:
-    """Write the checkpoint of `sup`, the fold of every record before `journal_offset`;
-    `known`: the crc of a shorter prefix of the journal (only the bytes after it are read).
+    """Write the checkpoint of `sup`, the fold of every record before `journal_offset` (the
+    journal's first `frames` frames); `known`: the crc of a shorter prefix of the journal (only
+    the bytes after it are read).
     Returns (journal_offset, its prefix crc) for the next call.
 
     The caller guarantees that: no record applied to `sup` is still waiting for its commit.
     Failures are ignored (a cache: readers replay without it).
     """
-    payload = encode_checkpoint(capture(sup, records, at))
+    payload = encode_checkpoint(capture(sup, frames, at))
     target = path_of(layout)
     tmp = target + ".tmp"
     with contextlib.suppress(OSError):
@@ -154,10 +157,10 @@ def load(layout: Layout) -> Loaded | None:
         os.close(fd)
 
 
-def restored(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, Any, int, int] | None:
-    """The fold restored from the checkpoint, its Jobs, the journal offset it covers up to and
-    the inode of the journal file it is of; None when there is no usable checkpoint, or one
-    kept with other detail than `keep_finished` asks for."""
+def restored(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, Any, int, int, int] | None:
+    """The fold restored from the checkpoint, its Jobs, the journal offset it covers up to, the
+    inode of the journal file it is of and the journal's frames before that offset; None when
+    there is no usable checkpoint, or one kept with other detail than `keep_finished` asks for."""
     from corral.supervisor.folding import supervision_for
 
     loaded = load(layout)
@@ -174,7 +177,7 @@ def restored(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, A
         restore(sup, ckpt)
     except Exception:  # does not fit its own Opened record: not to be trusted, replay instead
         return None
-    return sup, jobs, loaded.journal_offset, loaded.journal_inode
+    return sup, jobs, loaded.journal_offset, loaded.journal_inode, ckpt.records
 
 
 def start(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, Any, Tail] | None:
@@ -182,7 +185,7 @@ def start(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, Any,
     found = restored(layout, keep_finished)
     if found is None:
         return None
-    sup, jobs, offset, inode = found
+    sup, jobs, offset, inode, _ = found
     return sup, jobs, Tail(layout.journal, offset=offset, inode=inode)
 
 
@@ -194,7 +197,7 @@ def fold_journal(layout: Layout, keep_finished: bool | None = None) -> Supervisi
     found = restored(layout, keep_finished)
     if found is None:
         return replay(layout, keep_finished)[0]
-    sup, jobs, offset, inode = found
+    sup, jobs, offset, inode, _ = found
     tail = Tail(layout.journal, offset=offset, inode=inode)
     try:
         payloads = tail.read_new()
@@ -252,11 +255,19 @@ class CheckpointWriter:
         self.offset, self.known = 0, (0, 0)
 
     def maybe(
-        self, sup: Supervision, journal_size: int, pending: int, now: float, *, force: bool = False
+        self,
+        sup: Supervision,
+        journal_size: int,
+        pending: int,
+        now: float,
+        *,
+        frames: int,
+        force: bool = False,
     ) -> None:
+        """`frames`: the journal's frames (its `journal_size` bytes hold them)."""
         if pending:
             return  # `sup` holds records not yet durable: they are not before journal_size
         grown = journal_size - self.offset
         if (force and grown > 0) or (grown >= CHECKPOINT_GROWTH and now - self.at >= CHECKPOINT_INTERVAL):
             self.at, self.offset = now, journal_size
-            self.known = write(self.layout, sup, journal_size, 0, now, self.known) or (0, 0)
+            self.known = write(self.layout, sup, journal_size, frames, now, self.known) or (0, 0)

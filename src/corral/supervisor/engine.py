@@ -235,7 +235,8 @@ class Engine:
         if self.on_turn is not None:
             self.on_turn(self.sup)
         self.snapshots.maybe(self.sup, self.writer.size, now)
-        self.checkpoints.maybe(self.sup, self.writer.size, self.writer.pending, now)
+        w = self.writer
+        self.checkpoints.maybe(self.sup, w.size, w.pending, now, frames=w.frames)
         self._compact(now)
         if self.sup.terminal and not backend.busy:
             if not self._commit(crash_point=False):
@@ -243,7 +244,9 @@ class Engine:
             backend.finish()
             backend.close()  # the supervision is over: release what the backend holds
             self.snapshots.maybe(self.sup, self.writer.size, now, force=True)
-            self.checkpoints.maybe(self.sup, self.writer.size, self.writer.pending, now, force=True)
+            self.checkpoints.maybe(
+                self.sup, self.writer.size, self.writer.pending, now, frames=self.writer.frames, force=True
+            )
             return _DONE
         return earliest(wake, backend.due())
 

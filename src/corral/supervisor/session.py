@@ -272,8 +272,9 @@ def take_over(
         if found is not None and writer.read_from == resume_at:
             from corral.supervisor.checkpoints import fold_onto
 
-            sup, jobs, _, _ = found
+            sup, jobs, _, _, before = found
             fold_onto(layout, sup, jobs, payloads, resume_at)
+            writer.frames += before  # the writer counted only the frames it read
         else:
             sup, jobs = _fold_all(layout, payloads)
     except BaseException:
