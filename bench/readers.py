@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import bytecode_env
 
 from corral.core.records import Attached, Opened, Record, RunUpdate, Transition, encode
-from corral.core.supervision import ENSEMBLE
+from corral.core.states import ENSEMBLE
 from corral.journal import encode_frame
 from corral.journal.frame import HEADER
 from corral.spec.model import Ensemble, JobTemplate, Process, Range, Task

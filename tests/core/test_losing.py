@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from corral.core.losing import lose_records
 from corral.core.records import Record, Request, RunUpdate, Signal, Transition
-from corral.core.states import RunState, TaskState
-from corral.core.supervision import ENSEMBLE, Policy, Supervision
+from corral.core.states import ENSEMBLE, RunState, TaskState
+from corral.core.supervision import Policy, Supervision
 from corral.core.task import SIGKILL
 from corral.spec.model import Process, Task
 

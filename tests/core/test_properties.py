@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from sim import Behaviour, Sim
 
 from corral.core.records import Record, Request, RunUpdate, Transition, decode, encode
-from corral.core.states import RUN_TERMINAL, RUN_TRANSITIONS, TASK_TRANSITIONS, RunState, TaskState
-from corral.core.supervision import ENSEMBLE, Policy, Supervision
+from corral.core.states import ENSEMBLE, RUN_TERMINAL, RUN_TRANSITIONS, TASK_TRANSITIONS, RunState, TaskState
+from corral.core.supervision import Policy, Supervision
 from corral.core.task import SIGKILL
 from corral.spec.model import Halt, Process, Task
 

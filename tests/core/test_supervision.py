@@ -7,8 +7,8 @@ from collections.abc import Callable
 from sim import Behaviour, Sim, simulate_ensemble
 
 from corral.core.records import JobsAdded, Record, Request, RunUpdate, Signal, Submitted, Transition
-from corral.core.states import TASK_TERMINAL, TaskState
-from corral.core.supervision import ENSEMBLE, Policy, Supervision, fold
+from corral.core.states import ENSEMBLE, TASK_TERMINAL, TaskState
+from corral.core.supervision import Policy, Supervision, fold
 from corral.core.task import SIGKILL, SIGTERM
 from corral.spec.model import Halt, Process, Resources, Task
 

@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from corral.core.records import Cause, Record, Request, RunUpdate, Signal, Transition
 from corral.core.states import (
+    ENSEMBLE,
     ENSEMBLE_TRANSITIONS,
     RUN_TRANSITIONS,
     TASK_TRANSITIONS,
     RunState,
     TaskState,
 )
-from corral.core.supervision import ENSEMBLE, Policy, Supervision
+from corral.core.supervision import Policy, Supervision
 from corral.core.task import FoldError
 from corral.spec.model import Process, Task
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from corral.core.records import Attached, Opened, Request, Transition, encode
-from corral.core.supervision import ENSEMBLE
+from corral.core.states import ENSEMBLE
 from corral.journal import JournalWriter, encode_frame
 from corral.journal.frame import HEADER
 from corral.spec.model import Ensemble, JobTemplate

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from corral.core.records import Attached, Compacted, Opened, Record, RunUpdate, Transition, encode
-from corral.core.supervision import ENSEMBLE
+from corral.core.states import ENSEMBLE
 from corral.journal import open_for_append
 from corral.spec.model import Ensemble, JobTemplate
 from corral.supervisor import checkpoints

@@ -43,8 +43,8 @@ from corral.backends.pilot_wire import (
 from corral.backends.slurm_client import SlurmClient
 from corral.backends.slurm_errors import SlurmError
 from corral.core.records import Action, JobsAdded, Opened, Record, Request, RunUpdate, Transition
-from corral.core.states import TASK_TERMINAL, TaskState
-from corral.core.supervision import ENSEMBLE, Policy, Supervision
+from corral.core.states import ENSEMBLE, TASK_TERMINAL, TaskState
+from corral.core.supervision import Policy, Supervision
 from corral.journal import open_for_append
 from corral.spec.address import parse_address
 from corral.spec.model import Task

@@ -10,7 +10,7 @@ from datetime import datetime
 import click
 
 from corral.core.records import Compacted, Opened, Record, RunUpdate, Signal, Transition, decode, to_json
-from corral.core.supervision import ENSEMBLE
+from corral.core.states import ENSEMBLE
 from corral.journal import RawFrame, iter_raw
 from corral.supervisor import proc
 from corral.supervisor.layout import Layout

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Set
 
 from corral.core.records import Action, Record, Request, RunUpdate, Signal, SignalCause, Transition
-from corral.core.states import RunState, TaskState
-from corral.core.supervision import ENSEMBLE, Supervision
+from corral.core.states import ENSEMBLE, RunState, TaskState
+from corral.core.supervision import Supervision
 from corral.core.task import SIGKILL
 
 RunKey = tuple[int, str, int]

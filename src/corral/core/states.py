@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+ENSEMBLE = -1  # the job number of records about an ensemble as a whole (not one of its jobs)
+
 
 class RunState(StrEnum):
     WAITING = "WAITING"

@@ -32,8 +32,7 @@ from typing import Any
 import msgspec
 
 from corral.core.records import Action, JobsAdded, Note, Record, Request, Transition
-from corral.core.states import TASK_TERMINAL, Halted, TaskState
-from corral.core.supervision import ENSEMBLE
+from corral.core.states import ENSEMBLE, TASK_TERMINAL, Halted, TaskState
 from corral.spec.model import Resources, Task
 from corral.supervisor.control import Client
 from corral.supervisor.engine import Engine

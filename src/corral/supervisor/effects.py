@@ -10,8 +10,8 @@ import enum
 from dataclasses import dataclass
 
 from corral.core.records import Action, Cause, Record, Request, RunUpdate, Signal, Transition
-from corral.core.states import TASK_TERMINAL, RunState, TaskState
-from corral.core.supervision import ENSEMBLE, Supervision
+from corral.core.states import ENSEMBLE, TASK_TERMINAL, RunState, TaskState
+from corral.core.supervision import Supervision
 from corral.supervisor.backend import RunKey
 
 

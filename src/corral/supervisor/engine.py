@@ -22,11 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from corral.core.decisions import pause_decisions
 from corral.core.losing import lose_records
 from corral.core.records import Action, JobsAdded, Record, Request, Transition, encode
-from corral.core.states import TaskState
-from corral.core.supervision import ENSEMBLE, Supervision
-from corral.core.task import pause_decisions
+from corral.core.states import ENSEMBLE, TaskState
+from corral.core.supervision import Supervision
 from corral.journal import JournalWriter
 from corral.supervisor import access, proc
 from corral.supervisor.backend import Backend, RunKey
