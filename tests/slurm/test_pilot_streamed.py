@@ -279,3 +279,34 @@ seq 100001 200000
     jobs = job_list(corral, task_id)
     assert [(r["state"], r["attempts"]) for r in jobs] == [("SUCCESS", 1)]
     assert tail_bytes(corral, task_id, "0") == b"".join(b"%d\n" % i for i in range(1, 200_001))
+
+
+def test_tail_finds_a_jobs_log_on_its_worker_without_stream_logs(corral, spec_file, pilot_ids, tmp_path):
+    """Without stream_logs a worker logs under its own job numbers (pilot/WORKER/logs/w.*):
+    tail maps the ensemble's job back through the worker's ledger, latest attempt."""
+    task_id = new_id("pn")
+    pilot_ids.append(task_id)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    spec = spec_file(f"""
+name: pn
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 1, cpus: 2, time: "5:00"}}
+retries: 1
+retry_backoff: 0.1
+job:
+  cmd: |
+    if [ -e {flags}/{{{{params.i}}}} ]; then echo "job {{{{params.i}}}} again"; else echo "job {{{{params.i}}}}"; fi
+    echo "err {{{{params.i}}}}" >&2
+    if [ {{{{params.i}}}} -eq 3 ] && [ ! -e {flags}/3 ]; then touch {flags}/3; exit 4; fi
+params:
+  i: {{range: [0, 5]}}
+""")
+    result = corral("run", str(spec), "--id", task_id, "-q", timeout=600)
+    assert result.returncode == 0, result.stderr
+    for job in range(5):
+        again = b" again" if job == 3 else b""  # job 3 failed once: its retry's log
+        assert tail_bytes(corral, task_id, str(job)) == b"job %d%s\n" % (job, again)
+        assert tail_bytes(corral, task_id, str(job), "--stderr") == b"err %d\n" % job

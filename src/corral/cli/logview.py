@@ -61,6 +61,7 @@ def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines
     Slurm jobs to slurm/JOB/SLURM_ID/logs/PROCESS.RUN.* (a task of their own on the node)."""
     places: list[tuple[Path, int | None]] = [(layout.logs, job)]
     places += [(logs, None) for logs in (layout.dir / "slurm" / str(job)).glob("*/logs")]
+    places += _pilot_places(layout, job)
     found = []
     for logs, prefix in places:
         pattern = f"*.{stream}" if prefix is None else f"{prefix}.*.{stream}"
@@ -73,6 +74,42 @@ def _tail_disk(layout: Layout, job: int, process: str | None, stream: str, lines
             return
         raise UserError(f"{layout.id}: job {job} has no logs")
     _print_file(max(found)[2], lines, False, lambda: False)
+
+
+def _pilot_places(layout: Layout, job: int) -> list[tuple[Path, int | None]]:
+    """Where pilot workers (without stream_logs) logged JOB's latest attempt: each worker's
+    logs/ under its own number for the job, from its ledger's rows {"job": J, "attempt": A}."""
+    from corral.core.records import JobsAdded, decode
+    from corral.journal import JournalError, read_journal
+
+    found: list[tuple[int, Path, int]] = []
+    pilot = layout.dir / "pilot"
+    for ledger in sorted(pilot.glob("*/journal")) if pilot.is_dir() else ():
+        try:
+            payloads = read_journal(ledger).payloads
+        except (JournalError, OSError):
+            continue  # unreadable: its logs are not found here
+        for payload in payloads:
+            try:
+                rec = decode(payload)
+            except ValueError:
+                continue
+            if not isinstance(rec, JobsAdded):
+                continue
+            for index, row in enumerate(rec.params):
+                if isinstance(row, dict) and row.get("job") == job:
+                    attempt = row.get("attempt", 0)
+                    found.append(
+                        (
+                            attempt if isinstance(attempt, int) else 0,
+                            ledger.parent / "logs",
+                            rec.first + index,
+                        )
+                    )
+    if not found:
+        return []
+    latest = max(attempt for attempt, _, _ in found)
+    return [(logs, local) for attempt, logs, local in found if attempt == latest]
 
 
 def _print_streamed(layout: Layout, job: int, process: str | None, stream: str, lines: int) -> bool:
