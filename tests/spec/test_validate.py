@@ -387,6 +387,9 @@ params: {{i: [1]}}
         ("slurm", "{cpus: many}", "slurm.pilot.cpus"),
         ("slurm", "{nodes: 2}", "nodes"),
         ("local", "{workers: 1}", "slurm.pilot: needs backend: slurm"),
+        ("slurm", '{stream_logs: "yes"}', "slurm.pilot.stream_logs: expected bool, got str"),
+        ("slurm", "{stream_logs: true, stream_spool: 1000}", "slurm.pilot.stream_spool: must be at least 1MiB"),
+        ("slurm", "{stream_spool: lots}", "slurm.pilot.stream_spool"),
     ],
 )
 def test_pilot_block_errors_are_one_line(tmp_path: Path, backend: str, pilot: str, needle: str) -> None:
@@ -401,3 +404,8 @@ def test_pilot_units_are_read(tmp_path: Path) -> None:
     assert not isinstance(ens, Task)
     pilot = ens.slurm.pilot
     assert pilot is not None and pilot.time == 3600 and pilot.memory == 2**30 and pilot.idle_timeout == 120
+    assert not pilot.stream_logs and pilot.stream_spool == 2**30
+    path.write_text(PILOT.format(backend="slurm", pilot="{stream_logs: true, stream_spool: 64MB}"))
+    streamed = load_spec(path)
+    assert not isinstance(streamed, Task) and streamed.slurm.pilot is not None
+    assert streamed.slurm.pilot.stream_logs and streamed.slurm.pilot.stream_spool == 64 * 2**20
