@@ -159,3 +159,22 @@ def test_the_largest_output_fits_in_a_line() -> None:
         dropped=2**62,
     )
     assert len(encode(largest)) < MAX_LINE
+
+
+def test_withdraw_and_returned_round_trip_and_are_checked() -> None:
+    from corral.backends.pilot_wire import Returned, Withdraw
+
+    withdraw = Withdraw(job=3, attempt=1)
+    assert decode_for_worker(encode(withdraw).strip()) == withdraw
+    returned = Returned(seq=4, job=3, attempt=1, at=5.0)
+    assert decode_for_launcher(encode(returned).strip()) == returned
+    for bad in (
+        b'{"m":"withdraw","job":-1,"attempt":0}',
+        b'{"m":"withdraw","job":1}',
+        b'{"m":"returned","seq":1,"job":1,"attempt":0,"at":1,"extra":1}',
+        b'{"m":"returned","seq":1,"job":1,"attempt":70000,"at":1}',
+    ):
+        with pytest.raises(WireError):
+            (decode_for_worker if b"withdraw" in bad else decode_for_launcher)(bad)
+    with pytest.raises(WireError):  # each way its own messages only
+        decode_for_launcher(encode(withdraw).strip())

@@ -85,3 +85,45 @@ def test_place_never_overfills_and_prefetches_only_when_no_slot_is_free(rooms, n
             assert not any(runs_now(need, r, 0.0) for r in left.values())
         assert need.walltime is None or need.walltime + 5.0 <= left[name].ends_at
         left[name] = taken(left[name], need)
+
+
+def test_a_job_waiting_behind_long_ones_is_asked_back_for_an_idle_worker() -> None:
+    from corral.core.pilot import withdrawals
+
+    rooms = {"busy": room(4, jobs=5), "idle": room(4, jobs=0)}
+    queued = {"busy": [(7, Need())], "idle": []}  # job 7 waits on 'busy' (its 4 slots run)
+    assert withdrawals(queued, rooms, 0, 0.0) == [("busy", 7)]
+    # jobs waiting in the launcher go to the idle worker first: nothing is asked back
+    assert withdrawals(queued, rooms, 1, 0.0) == []
+    # nobody idle: nothing moves
+    assert withdrawals(queued, {"busy": room(4, jobs=5), "b2": room(4, jobs=4)}, 0, 0.0) == []
+    # a worker with a free slot starts its queued jobs itself
+    assert withdrawals({"a": [(1, Need())]}, {"a": room(4, jobs=3), "idle": room(1)}, 0, 0.0) == []
+    # a job whose walltime the idle worker cannot give stays
+    short = {"busy": room(4, jobs=5), "idle": room(4, ends_at=50.0)}
+    assert withdrawals({"busy": [(7, Need(walltime=100))]}, short, 0, 0.0) == []
+
+
+def test_as_many_are_asked_back_as_idle_slots_newest_first() -> None:
+    from corral.core.pilot import withdrawals
+
+    rooms = {"busy": room(4, jobs=8), "idle": room(2, jobs=0)}
+    queued = {"busy": [(j, Need()) for j in (10, 11, 12, 13)]}
+    assert withdrawals(queued, rooms, 0, 0.0) == [("busy", 13), ("busy", 12)]
+
+
+@given(
+    rooms=rooms_st,
+    queued=st.dictionaries(st.sampled_from("abcd"), st.lists(st.integers(0, 50), unique=True, max_size=6)),
+    waiting=st.integers(0, 2),
+)
+def test_withdrawals_never_exceed_the_free_slots_nor_come_from_a_worker_with_one(rooms, queued, waiting) -> None:
+    from corral.core.pilot import withdrawals
+
+    asked = withdrawals({n: [(j, Need()) for j in js] for n, js in queued.items()}, rooms, waiting, 0.0)
+    free = sum(max(0, r.cpus - r.jobs) for r in rooms.values())
+    assert len(asked) <= free
+    assert not asked or waiting == 0
+    for name, job in asked:
+        assert rooms[name].jobs >= rooms[name].cpus and job in queued[name]
+    assert len(set(asked)) == len(asked)

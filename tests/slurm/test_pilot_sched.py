@@ -250,3 +250,50 @@ params: {{i: {{range: [0, 4]}}}}
             launcher.communicate(timeout=120)
     assert launcher.returncode == 0, err
     corral.wait_for(lambda: alive_workers(slurm, task_id) == [], timeout=60, interval=0.5)
+
+
+def test_a_job_prefetched_behind_long_ones_moves_to_an_idle_worker(
+    corral, spec_file, pilot_ids, slurm, gate, tmp_path
+):
+    """The first worker (4 CPUs) takes 4 long jobs (gated) and prefetches job 4 behind them; a
+    second worker, started for the jobs still waiting, runs those and then idles: job 4 is
+    asked back from the first worker (where it never started) and runs on the second, once,
+    while the long jobs still run. Every hand-over is in the journal."""
+    task_id = new_id("pm")
+    pilot_ids.append(task_id)
+    g = gate()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    spec = spec_file(f"""
+name: pm
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 1, max_workers: 2, cpus: 4, time: "5:00", idle_timeout: 60}}
+job:
+  cmd: "echo $SLURM_JOB_ID >> {runs}/{{{{params.i}}}}; if [ {{{{params.i}}}} -lt 4 ]; then {g.cmd}; fi"
+params: {{i: {{range: [0, 13]}}}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    try:
+
+        def shorts_done() -> bool:
+            if corral.view(task_id) is None:
+                return False
+            jobs = job_list(corral, task_id)
+            return len(jobs) == 13 and all(r["state"] == "SUCCESS" for r in jobs if r["job"] >= 4)
+
+        corral.wait_for(shorts_done, timeout=300, interval=0.5)
+        handed = handed_to(corral, task_id)
+        (first,) = {w for j in range(4) for w in handed[j]}
+        assert handed[4][0] == first and len(handed[4]) == 2 and handed[4][1] != first, handed
+        assert all(first not in handed[j] for j in range(5, 13)), handed
+        assert (runs / "4").read_text().count("\n") == 1  # it ran once, on the second worker
+        g.release()
+        _, err = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            corral("kill", task_id)
+            launcher.communicate(timeout=120)
+    assert launcher.returncode == 0, err
+    assert all(r["state"] == "SUCCESS" and r["attempts"] == 1 for r in job_list(corral, task_id))

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from corral.backends.pilot_ledger import LEDGER, read_ends
+from corral.backends.pilot_ledger import LEDGER
 from corral.backends.pilot_links import PREFIX, Links
 from corral.backends.pilot_peer import Peer, write_status
 from corral.backends.pilot_sink import OutputSink
 from corral.backends.pilot_slurm import WorkerJobs, pilot_dir
-from corral.backends.pilot_wire import Kill, Run, Stop
+from corral.backends.pilot_wire import Kill, Run, Stop, Withdraw
 from corral.backends.slurm_client import SlurmClient
 from corral.backends.slurm_errors import SlurmError
 from corral.backends.slurm_layout import one_line
@@ -80,7 +80,9 @@ class PilotBackend(Backend):
 
     def attach(self, engine: Engine) -> None:
         self.engine = engine
-        self.links = Links(engine, self.peers, self._run_message, self._hello_placed, self._refused)
+        self.links = Links(
+            engine, self.peers, self._run_message, self._hello_placed, self._refused, self._returned
+        )
         if self.pilot.stream_logs:
             self.links.sink = OutputSink(self.root / self.task_id)
         engine.ops[PilotHello] = self.links.hello
@@ -153,6 +155,7 @@ class PilotBackend(Backend):
         self._judge(now)
         self._stop_idle(now)
         self._place(now)
+        self._rebalance()
         self._grow(now)
         self._write_status(now)
 
@@ -262,6 +265,31 @@ class PilotBackend(Backend):
             messages = [self._run_message(job) for job in batch]
             engine.after_commit(self._links().send(self.peers[name], messages))
 
+    def _rebalance(self) -> None:
+        """Ask busy workers back for jobs waiting there that an idle worker could start now
+        (core chooses); a job given back (Returned) is placed again."""
+        sup, now = self._engine().sup, time.time()
+        ready = [p for p in self.peers.values() if p.connected and not p.stopping and not p.cancelled]
+        if len(ready) < 2:
+            return
+        queued = {
+            p.name: [
+                (job, need)
+                for job, (_, need) in p.jobs.items()
+                if job not in p.withdrawing and sup.job_state(job) is TaskState.SUBMITTED
+            ]
+            for p in ready
+        }
+        rooms = {p.name: p.room() for p in ready}
+        for name, job in policy.withdrawals(queued, rooms, len(self.waiting), now):
+            peer = self.peers[name]
+            peer.withdrawing.add(job)
+            peer.queue(Withdraw(job=job, attempt=peer.jobs[job][0]))
+
+    def _returned(self, job: int, now: float) -> None:
+        self.waiting.appendleft(job)
+        self._place(now)
+
     def _waits(self, job: int) -> bool:
         rt = self._engine().sup.jobs.get(job)
         return rt is not None and rt.state is TaskState.SUBMITTED
@@ -341,7 +369,7 @@ class PilotBackend(Backend):
         sup = engine.sup
         self._links().disconnect(peer)
         del self.peers[peer.name]
-        self._recover_ends(peer, now)
+        self._links().recover_ends(peer, pilot_dir(self.root, self.task_id) / peer.name / LEDGER, now)
         seen = peer.seen.value if peer.seen is not None else "unknown"
         for job, (attempt, _) in sorted(peer.jobs.items()):
             rt = sup.jobs.get(job)
@@ -351,26 +379,6 @@ class PilotBackend(Backend):
                 continue
             reason = f"its pilot worker {peer.name} is gone (Slurm: {seen})"
             engine.record(Transition(job, TaskState.LOST.value, now, reason, attempt))
-
-    def _recover_ends(self, peer: Peer, now: float) -> None:
-        """A gone worker's ends it could not report (cut off): read back from its ledger, they
-        end their jobs as they really ended (at their time, not after now); the rest is LOST."""
-        held = {job: attempt for job, (attempt, _) in peer.jobs.items()}
-        if not held:
-            return
-        path = pilot_dir(self.root, self.task_id) / peer.name / LEDGER
-        found = read_ends(path, held)
-        for end in found.ends:
-            self._links().report(peer, end, min(end.at, now), "(read from its ledger)")
-        if found.ends or found.garbage or found.stale:
-            self._engine().record(
-                Note(
-                    f"pilot: worker {peer.name} gone: {len(found.ends)} ends read from its ledger, "
-                    f"{found.garbage} lines ignored as garbage, {found.stale} as ends of jobs it "
-                    "did not hold",
-                    now,
-                )
-            )
 
     def _stop_idle(self, now: float) -> None:
         for peer in self.peers.values():

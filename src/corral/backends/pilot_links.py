@@ -12,11 +12,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from corral.backends.pilot_ledger import read_ends
 from corral.backends.pilot_peer import Peer
 from corral.backends.pilot_sink import OutputSink
-from corral.backends.pilot_wire import Ack, Beat, End, Kill, Output, Run, Start, WireError
+from corral.backends.pilot_wire import Ack, Beat, End, Kill, Output, Returned, Run, Start, WireError
 from corral.core import pilot as policy
 from corral.core.records import Note, Transition
 from corral.core.states import TaskState
@@ -40,6 +42,7 @@ class Links:
     run_message: Callable[[int], Run]  # a job's Run, as recorded
     on_hello: Callable[[float], None]  # a worker (re)connected: place jobs
     refused: Callable[[], str | None]  # why no worker may connect now (None: they may)
+    on_returned: Callable[[int, float], None]  # a job given back: it waits for a worker again
     by_fd: dict[int, Peer] = field(default_factory=dict)
     sink: OutputSink | None = None  # stream_logs: the workers' output files
 
@@ -71,6 +74,9 @@ class Links:
         fd = conn.fileno()
         self.by_fd[fd] = peer
         peer.outbox += b'{"ok":true}\n'
+        # a Returned that comes after a reconnect is not taken: the job, unknown to the worker
+        # now, is sent to it again below (taking both would run it twice)
+        peer.withdrawing.clear()
         self._resend(peer, {(j, a) for j, a in hello.known})
         engine.watch(fd, lambda: self.readable(fd))
         if not peer.flush():
@@ -138,7 +144,10 @@ class Links:
                 self.output(peer, message, now)
                 last_out = max(last_out, message.seq)
                 continue
-            self.report(peer, message, now)
+            if isinstance(message, Returned):
+                self.returned(peer, message, now)
+            else:
+                self.report(peer, message, now)
             last = max(last, message.seq)
         if self.sink is not None:
             self.sink.flush(peer.name)  # in the files before the journal has the job's end
@@ -181,6 +190,34 @@ class Links:
                 Note(f"pilot: worker {peer.name} dropped {message.dropped} bytes of {what}: spool full", now)
             )
 
+    def returned(self, peer: Peer, message: Returned, now: float) -> None:
+        """A worker gave back a job we asked back, which never started there: it waits for
+        another worker (the record that hands it over is committed before it is sent)."""
+        job = message.job
+        if job not in peer.withdrawing or not self.holds(peer, job, message.attempt):
+            return
+        peer.withdrawing.discard(job)
+        if self.engine.sup.jobs[job].state is not TaskState.SUBMITTED:
+            return  # its Start came first: it runs there (the worker would not give it back)
+        del peer.jobs[job]
+        self.on_returned(job, now)
+
+    def recover_ends(self, peer: Peer, ledger: Path, now: float) -> None:
+        """A gone worker's ends it could not report (cut off): read back from its ledger, they
+        end their jobs as they really ended (at their time, not after now); the rest is LOST."""
+        held = {job: attempt for job, (attempt, _) in peer.jobs.items()}
+        if not held:
+            return
+        found = read_ends(ledger, held)
+        for end in found.ends:
+            self.report(peer, end, min(end.at, now), "(read from its ledger)")
+        if found.ends or found.garbage or found.stale:
+            text = (
+                f"pilot: worker {peer.name} gone: {len(found.ends)} ends read from its ledger, "
+                f"{found.garbage} lines ignored as garbage, {found.stale} as ends of jobs it did not hold"
+            )
+            self.engine.record(Note(text, now))
+
     def report(self, peer: Peer, message: Start | End, now: float, note: str = "") -> None:
         """A worker's report -> a Transition at `now`, if it is about the job's current attempt
         on it (`note`: where it came from, if not the stream; display only)."""
@@ -192,6 +229,7 @@ class Links:
             return  # not (or no longer) this worker's: a duplicate, or judged LOST before
         if rt.terminal or sup.submitted.get(job) != PREFIX + peer.name:
             return
+        peer.withdrawing.discard(job)
         if isinstance(message, Start):
             if rt.state is TaskState.SUBMITTED:
                 engine.record(Transition(job, TaskState.ACTIVE.value, now, "", rt.attempt))

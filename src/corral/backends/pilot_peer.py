@@ -45,6 +45,7 @@ class Peer:
     running: int = 0  # as its last beat said
     cancelled: bool = False
     stopping: bool = False
+    withdrawing: set[int] = field(default_factory=set)  # jobs asked back (Withdraw), no answer yet
     acked: int = -1  # last report seq the launcher asked to forget
 
     @property

@@ -61,6 +61,13 @@ class Ack(_Msg, tag="ack"):
     output: Seq | None = None
 
 
+class Withdraw(_Msg, tag="withdraw"):
+    """Give this job back if it has not started here (an idle worker will run it instead)."""
+
+    job: Job
+    attempt: Attempt
+
+
 class Stop(_Msg, tag="stop"):
     """Take nothing more; leave once the running jobs ended."""
 
@@ -83,6 +90,16 @@ class End(_Msg, tag="end"):
     state: EndState
     exit_code: Code | None = None
     reason: Text = ""
+
+
+class Returned(_Msg, tag="returned"):
+    """Answer to a Withdraw: the job had not started here and never will (acked as a report).
+    A job that had started gets no answer: its Start is on its way."""
+
+    seq: Seq
+    job: Job
+    attempt: Attempt
+    at: Time
 
 
 class Beat(_Msg, tag="beat"):
@@ -110,8 +127,8 @@ class Output(_Msg, tag="out"):
     dropped: Annotated[int, msgspec.Meta(ge=0, le=2**62)] = 0
 
 
-ToWorker = Run | Kill | Ack | Stop
-ToLauncher = Start | End | Beat | Output
+ToWorker = Run | Kill | Ack | Stop | Withdraw
+ToLauncher = Start | End | Beat | Output | Returned
 
 _to_worker = msgspec.json.Decoder(ToWorker)
 _to_launcher = msgspec.json.Decoder(ToLauncher)

@@ -31,11 +31,13 @@ from corral.backends.pilot_wire import (
     End,
     Kill,
     Lines,
+    Returned,
     Run,
     Start,
     Stop,
     ToLauncher,
     WireError,
+    Withdraw,
     decode_for_worker,
     encode,
     task_of,
@@ -80,7 +82,8 @@ class PilotWorker:
     tasks: dict[int, Task] = field(default_factory=dict)  # local job -> its task
     origin: dict[int, tuple[int, int]] = field(default_factory=dict)  # local job -> (job, attempt)
     local: dict[tuple[int, int], int] = field(default_factory=dict)  # (job, attempt) -> local job
-    unacked: list[Start | End] = field(default_factory=list)  # reports the launcher has not acked
+    unacked: list[Start | End | Returned] = field(default_factory=list)  # reports not acked yet
+    withdrawn: set[int] = field(default_factory=set)  # local jobs given back (never to run)
     pending: list[ToLauncher] = field(default_factory=list)  # reports not sent yet (this turn's)
     ends: list[End] = field(default_factory=list)  # this turn's ends, for the ledger (pilot_ledger)
     seq: int = 0
@@ -182,7 +185,8 @@ class PilotWorker:
             conn = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
         except (OSError, ValueError):
             return
-        known = sorted({(j, a) for j, a in self.origin.values()} | {(m.job, m.attempt) for m in self.unacked})
+        held = {key for w, key in self.origin.items() if w not in self.withdrawn}
+        known = sorted(held | {(m.job, m.attempt) for m in self.unacked if not isinstance(m, Returned)})
         hello = {
             "op": "pilot",
             "token": token,
@@ -264,7 +268,7 @@ class PilotWorker:
             log.warning("worker: garbage from the launcher (%s): reconnecting", exc)
             self._drop()
 
-    def _handle(self, message: Run | Kill | Ack | Stop) -> None:
+    def _handle(self, message: Run | Kill | Ack | Stop | Withdraw) -> None:
         engine = self.engine
         assert engine is not None
         now = time.time()
@@ -291,8 +295,28 @@ class PilotWorker:
             self.unacked = [m for m in self.unacked if m.seq > message.seq]
             if self.output is not None and message.output is not None:
                 self.output.acked(message.output)
+        elif isinstance(message, Withdraw):
+            self._withdraw(message, now)
         else:
             self._leave(now)
+
+    def _withdraw(self, message: Withdraw, now: float) -> None:
+        """Give a job back that has not started here: killed while still PENDING, it ends
+        KILLED once admitted without running (reported to nobody); the launcher hears Returned.
+        A job that started (or ended) is not given back."""
+        engine = self.engine
+        assert engine is not None
+        key = (message.job, message.attempt)
+        local = self.local.get(key)
+        if local is None or self.stopping or engine.sup.job_state(local) is not TaskState.PENDING:
+            return
+        engine.record(Request(Action.KILL, now, job=local))
+        self.withdrawn.add(local)
+        del self.local[key]  # a later Run of it (after a launcher recovery) is a new job here
+        self.seq += 1
+        returned = Returned(seq=self.seq, job=message.job, attempt=message.attempt, at=now)
+        self.unacked.append(returned)
+        self.pending.append(returned)
 
     def _leave(self, now: float) -> None:
         """Take nothing more; the engine ends once the running jobs ended."""
@@ -312,6 +336,14 @@ class PilotWorker:
             return
         key = self.origin.get(rec.job)
         if key is None:
+            return
+        if rec.job in self.withdrawn:  # given back: it reports nothing
+            if TaskState(rec.state) in TASK_TERMINAL:
+                self.withdrawn.discard(rec.job)
+                self.tasks.pop(rec.job, None)
+                self.origin.pop(rec.job, None)
+                if self.engine is not None and not self.engine.sup.live - {rec.job}:
+                    self.idle_since = rec.at
             return
         job, attempt = key
         state = TaskState(rec.state)

@@ -17,7 +17,7 @@ connection, when a worker was last heard of) and asks this module:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from corral.core.outcome import Seen
@@ -162,6 +162,35 @@ def place(jobs: Iterable[tuple[int, Need]], rooms: Mapping[str, Room], now: floa
             pick = min(later, key=lambda n: left[n].jobs - left[n].cpus)
         left[pick] = taken(left[pick], need)
         out[job] = pick
+    return out
+
+
+def withdrawals(
+    queued: Mapping[str, Sequence[tuple[int, Need]]], rooms: Mapping[str, Room], waiting: int, now: float
+) -> list[tuple[str, int]]:
+    """Jobs to ask back from busy workers, for workers with a free slot: (worker, job).
+
+    `queued`: per worker, the jobs it holds that have not started (the launcher heard no Start),
+    oldest first. Only when no job waits in the launcher (`waiting`: those go first) and only
+    from a worker with no free slot (its queued jobs wait behind running ones), newest first,
+    each one only if another worker's free slot would start it at once. The worker gives back
+    only what has not started there (never a job run twice)."""
+    if waiting > 0:
+        return []
+    free = {name: r for name, r in rooms.items() if runs_now(Need(), r, now) and r.jobs < r.cpus}
+    out: list[tuple[str, int]] = []
+    for name, jobs in sorted(queued.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        room = rooms.get(name)
+        if room is None or room.jobs < room.cpus or name in free:
+            continue
+        for job, need in reversed(jobs):
+            to = next((n for n, r in free.items() if n != name and runs_now(need, r, now)), None)
+            if to is None:
+                continue
+            free[to] = taken(free[to], need)
+            if free[to].jobs >= free[to].cpus:
+                del free[to]
+            out.append((name, job))
     return out
 
 
