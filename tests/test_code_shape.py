@@ -19,7 +19,6 @@ MAX_FUNCTION_LINES = 60
 ALLOWED: dict[str, str] = {
     "corral/core/supervision.py": "being split (helper replay)",
     "corral/core/task.py": "being split (helper replay)",
-    "corral/backends/pilot_worker.py": "being split (helper pilotsched)",
 }
 
 

@@ -1,4 +1,4 @@
-"""The worker's reading of the launcher's answer to its hello (backends/pilot_worker.py).
+"""The worker's reading of the launcher's answer to its hello (backends/pilot_hello.py).
 
 On a reconnect the launcher sends the answer and the jobs the worker lost with its old stream in
 one write: the answer is the first line only, and what follows it is the stream's beginning.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from corral.backends.pilot_worker import read_answer
+from corral.backends.pilot_hello import read_answer
 
 
 def answered(*chunks: bytes) -> tuple[dict[str, object], bytes]:

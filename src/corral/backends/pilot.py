@@ -45,12 +45,7 @@ if TYPE_CHECKING:
 STATUS_EVERY = 1.0  # seconds between two writes of pilot/workers.json
 LEFT_EVERY = 30.0  # seconds between two asks for the running workers' time left
 
-__all__ = ["PREFIX", "PilotBackend", "need_of", "pilot_dir"]
-
-
-def need_of(task: Task) -> policy.Need:
-    res = task.resources
-    return policy.Need(res.cpus, res.memory, res.walltime)
+__all__ = ["PREFIX", "PilotBackend", "pilot_dir"]
 
 
 @dataclass
@@ -106,7 +101,9 @@ class PilotBackend(Backend):
 
     def check(self, task: Task, where: str | None = None) -> None:
         prefix = f"{where}: slurm" if where else "slurm"
-        reason = policy.unfit_reason(need_of(task), self.pilot.cpus, self.pilot.memory, self.pilot.time)
+        reason = policy.unfit_reason(
+            policy.need_of(task), self.pilot.cpus, self.pilot.memory, self.pilot.time
+        )
         if reason is not None:
             raise UserError(f"{prefix}.pilot: a job {reason}")
         self.slurm_jobs.check(prefix)
@@ -126,7 +123,7 @@ class PilotBackend(Backend):
             if rt is None or rt.state is not TaskState.SUBMITTED:
                 continue
             reason = policy.unfit_reason(
-                need_of(rt.spec), self.pilot.cpus, self.pilot.memory, self.pilot.time
+                policy.need_of(rt.spec), self.pilot.cpus, self.pilot.memory, self.pilot.time
             )
             if reason is not None:
                 engine.record(Transition(job, TaskState.FAILED.value, now, reason, rt.attempt))
@@ -195,7 +192,7 @@ class PilotBackend(Backend):
             if ident.startswith(PREFIX):
                 name = ident[len(PREFIX) :]
                 peer = self.peers.get(name) or self._peer(name, now)
-                peer.jobs[job] = (rt.attempt, need_of(rt.spec))
+                peer.jobs[job] = (rt.attempt, policy.need_of(rt.spec))
                 handed += 1
             elif rt.state is TaskState.SUBMITTED:
                 self.waiting.append(job)
@@ -249,15 +246,19 @@ class PilotBackend(Backend):
                 read += 1
                 rt = sup.jobs.get(job)
                 if rt is not None and rt.state is TaskState.SUBMITTED:
-                    yield job, need_of(rt.spec)
+                    yield job, policy.need_of(rt.spec)
 
         picks = policy.place(candidates(), {p.name: p.room() for p in ready}, now)
         head = [self.waiting.popleft() for _ in range(read)]
-        self.waiting.extendleft(reversed([j for j in head if j not in picks and self._waits(j)]))
+        self.waiting.extendleft(
+            reversed(
+                [j for j in head if j not in picks and self._engine().sup.job_state(j) is TaskState.SUBMITTED]
+            )
+        )
         given: dict[str, list[int]] = {}
         for job, name in picks.items():
             rt = sup.jobs[job]
-            self.peers[name].jobs[job] = (rt.attempt, need_of(rt.spec))
+            self.peers[name].jobs[job] = (rt.attempt, policy.need_of(rt.spec))
             self.peers[name].idle_since = None
             given.setdefault(name, []).append(job)
         for name, batch in given.items():
@@ -289,10 +290,6 @@ class PilotBackend(Backend):
     def _returned(self, job: int, now: float) -> None:
         self.waiting.appendleft(job)
         self._place(now)
-
-    def _waits(self, job: int) -> bool:
-        rt = self._engine().sup.jobs.get(job)
-        return rt is not None and rt.state is TaskState.SUBMITTED
 
     # -- workers: Slurm ---------------------------------------------------------------------------
 

@@ -21,8 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-
+from corral.backends.pilot_hello import Hello, allocation_end, say_hello
 from corral.backends.pilot_ledger import LEDGER, append_ends
 from corral.backends.pilot_spool import OutputSpool, scratch_dir, streamed_task
 from corral.backends.pilot_wire import (
@@ -42,13 +41,10 @@ from corral.backends.pilot_wire import (
     encode,
     task_of,
 )
-from corral.backends.slurm_client import SlurmClient
-from corral.backends.slurm_errors import SlurmError
 from corral.core.records import Action, JobsAdded, Opened, Record, Request, RunUpdate, Transition
 from corral.core.states import ENSEMBLE, TASK_TERMINAL, TaskState
 from corral.core.supervision import Policy, Supervision
 from corral.journal import open_for_append
-from corral.spec.address import parse_address
 from corral.spec.model import Task
 from corral.supervisor import access, proc, safefs
 from corral.supervisor.engine import Engine
@@ -180,31 +176,13 @@ class PilotWorker:
         if found is None:
             return
         address, token = found
-        try:
-            host, port = parse_address(address.removeprefix("tcp://"))
-            conn = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
-        except (OSError, ValueError):
-            return
         held = {key for w, key in self.origin.items() if w not in self.withdrawn}
         known = sorted(held | {(m.job, m.attempt) for m in self.unacked if not isinstance(m, Returned)})
-        hello = {
-            "op": "pilot",
-            "token": token,
-            "worker": self.name,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "cpus": self.shape.cpus,
-            "memory": self.shape.memory,
-            "ends_at": self.ends_at,
-            "session": self.session,
-            "known": [list(k) for k in known],
-        }
-        try:
-            conn.sendall(msgspec.json.encode(hello) + b"\n")
-            answer, rest = read_answer(conn)
-        except OSError:
-            conn.close()
+        hello = Hello(token, self.name, self.shape.cpus, self.shape.memory, self.ends_at, self.session, known)
+        connected = say_hello(address, hello, CONNECT_TIMEOUT)
+        if connected is None:
             return
+        conn, answer, rest = connected
         if not answer.get("ok"):
             log.warning("worker: the launcher refused us: %s", answer.get("error"))
             conn.close()
@@ -411,42 +389,3 @@ class PilotWorker:
             and (self.idle_since is None or now - self.idle_since >= self.shape.idle_timeout)
         ):
             self._leave(now)  # idle and cut off: the launcher is gone (our ledger stays)
-
-
-def allocation_end(limit: float, client: SlurmClient | None = None) -> float:
-    """When Slurm ends this worker's allocation: now plus its time left as squeue tells it
-    (the limit Slurm holds, counted from the allocation's start: a wait in the queue, a limit
-    changed since submission or rounded up to minutes all count), else now plus `limit`
-    (not under Slurm, or squeue failed). Slurm 22.05 sets no SLURM_JOB_END_TIME."""
-    job = os.environ.get("SLURM_JOB_ID", "")
-    now = time.time()
-    if job:
-        try:
-            left = (client or SlurmClient()).time_left([job])
-        except SlurmError as exc:
-            log.warning("worker: squeue did not tell our time left (%s): counting from our start", exc)
-            left = {}
-        if len(left) == 1:
-            return now + next(iter(left.values()))
-    return now + limit
-
-
-def read_answer(conn: socket.socket) -> tuple[dict[str, object], bytes]:
-    """The launcher's answer to our hello, and what came after it in the same reads (the
-    stream's first messages: a reconnect's resent jobs follow the answer at once)."""
-    data = b""
-    while b"\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > 65536:
-            break
-    line, _, rest = data.partition(b"\n")
-    try:
-        answer = msgspec.json.decode(line)
-    except msgspec.DecodeError:
-        return {"ok": False, "error": "not an answer"}, b""
-    if not isinstance(answer, dict):
-        return {"ok": False, "error": "not an answer"}, b""
-    return answer, rest

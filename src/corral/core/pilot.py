@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from corral.core.outcome import Seen
 from corral.core.states import TaskState
+from corral.spec.model import Task
 
 VANISHED_GRACE = 30.0  # a worker missing from squeue this soon after submission is still coming
 WALLTIME_MARGIN = 5.0  # seconds kept free at the end of a worker's allocation
@@ -76,6 +77,11 @@ class Need:
     cpus: float = 0.0
     memory: int = 0
     walltime: float | None = None
+
+
+def need_of(task: Task) -> Need:
+    res = task.resources
+    return Need(res.cpus, res.memory, res.walltime)
 
 
 @dataclass(frozen=True, slots=True)
