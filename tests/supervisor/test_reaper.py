@@ -445,7 +445,7 @@ def test_ledger_status_waits_for_a_live_reaper(rig: Rig, tmp_path: Path) -> None
     ledger = Ledger(str(rig.ledger))
     t0 = time.monotonic()
     assert ledger.status(key, 0.0, wait=0.1) is None  # still running: gives up after `wait`
-    assert 0.1 <= time.monotonic() - t0 < 1.0
+    assert 0.1 <= time.monotonic() - t0 < 30  # gave up (the run only ends when the gate exists)
     gate.touch()
     assert ledger.status(key, 0.0, wait=5.0) == 9
 
@@ -458,8 +458,8 @@ def test_ledger_status_returns_quickly_when_the_reaper_is_dead(rig: Rig) -> None
     assert os.WIFSIGNALED(rig.wait_exit(2.0))
     ledger = Ledger(str(rig.ledger))
     t0 = time.monotonic()
-    assert ledger.status(key, 0.0, wait=5.0) is None
-    assert time.monotonic() - t0 < 0.5
+    assert ledger.status(key, 0.0, wait=120.0) is None
+    assert time.monotonic() - t0 < 60  # did not sit out `wait`: a dead reaper will never answer
     assert key in ledger.spawned and key not in ledger.ended
 
 
@@ -560,8 +560,8 @@ def test_ledger_settle_waits_until_the_reaper_has_acted_on_every_request(rig: Ri
     assert set(ledger.reapers) == {rig.spawner.pid} and not ledger.settled
     rig.spawner.close()
     started = time.monotonic()
-    ledger.settle(wait=5.0)
-    assert time.monotonic() - started < 2.0
+    ledger.settle(wait=120.0)
+    assert time.monotonic() - started < 60  # settled by the X line, not by sitting out `wait`
     assert ledger.settled == {rig.spawner.pid}
     assert [f[0] for f in rig.lines()] == ["R", "S", "E", "X"]
 
