@@ -103,7 +103,7 @@ def _timeouts(rt: TaskRuntime, now: float, out: list[Record]) -> float | None:
             continue
         if run.signal_sent:
             # escalate TERM -> KILL for the runs ended by a deadline: a timeout, or the
-            # heartbeat watchdog of supervision.py (which only sends the TERM)
+            # heartbeat watchdog of admission.py (which only sends the TERM)
             if run.signal_reason in DEADLINES:
                 w = _signals(rt, [run], now, run.signal_reason, out)
                 if w is not None:

@@ -103,7 +103,7 @@ class SignalCause(StrEnum):
     KILL = "kill"
     LOSE = "lose"
     TIMEOUT = "timeout"
-    HEARTBEAT = "heartbeat"  # the heartbeat watchdog (supervision.py)
+    HEARTBEAT = "heartbeat"  # the heartbeat watchdog (core/admission.py)
     CLEANUP = "cleanup"  # the task is done: its remaining processes are stopped
     FINALIZATION = "finalization"  # finalizers past finalization_wait
 

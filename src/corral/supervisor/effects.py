@@ -43,7 +43,7 @@ def effect_of(rec: Record, sup: Supervision) -> Effect | None:
         key = (rec.job, rec.process, rec.run)
         if rec.state == RunState.LAUNCHING:
             return Effect(EffectKind.SPAWN, key)
-        if rec.state == RunState.PAUSED:  # a pause (core/task.py pause_decisions)
+        if rec.state == RunState.PAUSED:  # a pause (core/decisions.py pause_decisions)
             return Effect(EffectKind.STOP, key)
         if rec.state == RunState.RUNNING and _run_state(sup, key) is RunState.PAUSED:  # a resume
             return Effect(EffectKind.CONT, key)
