@@ -53,7 +53,8 @@ def main() -> None:
     corral = [sys.executable, "-m", "corral", "--root", str(root)]
     sup = subprocess.Popen([*corral, "run", str(spec), "--id", "soak", "-q"], env=env)
     journal = root / "soak" / "journal"
-    start, biggest, rss = time.time(), 0, {}
+    ledger = root / "soak" / "reaper.log"
+    start, biggest, rss, biggest_ledger = time.time(), 0, {}, 0
     done, kept = 0, 0
     next_report = 0
     while done < runs:
@@ -62,6 +63,8 @@ def main() -> None:
             sys.exit(f"the supervisor ended: {sup.returncode}")
         if journal.exists():
             biggest = max(biggest, journal.stat().st_size)
+        if ledger.exists():
+            biggest_ledger = max(biggest_ledger, ledger.stat().st_size)
         done, kept = _runs(corral, env)
         if done >= next_report:
             rss[done] = _rss_kb(sup.pid)
@@ -79,9 +82,9 @@ def main() -> None:
     print(f"checkpoint {ckpt.stat().st_size if ckpt.exists() else 0} B; runs kept in the fold {kept}")
     print("supervisor RSS kB by runs: " + ", ".join(f"{k}: {v}" for k, v in sorted(rss.items())))
     logs = root / "soak" / "logs"
-    ledger = root / "soak" / "reaper.log"
-    print(f"not compacted: logs/ {len(os.listdir(logs)) if logs.exists() else 0} files, "
-          f"reaper.log {ledger.stat().st_size if ledger.exists() else 0} B")
+    print(f"reaper.log (rewritten with the journal): largest seen {biggest_ledger} B, "
+          f"now {ledger.stat().st_size if ledger.exists() else 0} B")
+    print(f"not compacted: logs/ {len(os.listdir(logs)) if logs.exists() else 0} files")
     print(f"work directory: {work}")
 
 

@@ -113,3 +113,57 @@ def test_run_numbers_of_forgotten_failed_jobs_survive_a_checkpoint() -> None:
     restored = Supervision("ensemble", "e", lambda _j: task, 3)
     restore(restored, decode_checkpoint(encode_checkpoint(capture(sup, 0, 0.0))))
     assert restored.run_numbers == {1: {"p": 2}}
+
+
+def _ensemble_with_history(jobs: int) -> Any:
+    """A Supervision of `jobs` jobs, each launched and succeeded, one failed and relaunched."""
+    from corral.core.records import RunUpdate, Transition
+    from corral.spec.model import Process, Task
+
+    task = Task("t", (Process("p", cmd="x"),))
+    sup = Supervision("ensemble", "e", lambda _j: task, jobs)
+    for job in range(jobs):
+        sup.apply(Transition(job, "ACTIVE", 1.0))
+        sup.apply(RunUpdate(job, "p", 0, "LAUNCHING", 1.0))
+        sup.apply(RunUpdate(job, "p", 0, "RUNNING", 1.0, pid=10 + job, start_ticks=1))
+        sup.apply(RunUpdate(job, "p", 0, "FAILED" if job == 0 else "SUCCESS", 2.0, exit_code=job % 2))
+        sup.apply(Transition(job, "FAILED" if job == 0 else "SUCCESS", 2.0))
+    return sup, task
+
+
+def test_run_totals_and_the_job_table_survive_a_checkpoint_compressed() -> None:
+    sup, task = _ensemble_with_history(2000)
+    assert sup.run_totals == [2000, 1, 0]
+    data = encode_checkpoint(capture(sup, 10_000, 2.0))
+    assert len(data) < 2000  # 14 KB of table raw: mostly the same values, compressed
+    restored = Supervision("ensemble", "e", lambda _j: task, 2000)
+    restore(restored, decode_checkpoint(data))
+    assert restored.run_totals == [2000, 1, 0]
+    assert list(restored.exit_codes) == list(sup.exit_codes) and restored.states == sup.states
+
+
+def test_a_version_1_checkpoint_still_restores_and_a_damaged_table_is_refused() -> None:
+    import msgspec
+
+    sup, task = _ensemble_with_history(50)
+    current = capture(sup, 250, 2.0)
+    # as version 1 wrote it: the arrays' bytes as they are, no run totals
+    old = msgspec.structs.replace(
+        current,
+        version=1,
+        states=sup.states.tobytes(),
+        attempts=sup.attempts.tobytes(),
+        exit_codes=sup.exit_codes.tobytes(),
+        run_totals=[],
+    )
+    restored = Supervision("ensemble", "e", lambda _j: task, 50)
+    restore(restored, decode_checkpoint(encode_checkpoint(old)))
+    assert list(restored.exit_codes) == list(sup.exit_codes) and restored.states == sup.states
+    assert restored.run_totals == [0, 0, 0]  # unknown before version 2: counted from here
+    damaged = msgspec.structs.replace(current, exit_codes=b"not zlib")
+    with pytest.raises(ValueError, match="job table"):
+        restore(Supervision("ensemble", "e", lambda _j: task, 50), damaged)
+    with pytest.raises(ValueError):
+        restore(
+            Supervision("ensemble", "e", lambda _j: task, 50), msgspec.structs.replace(current, version=3)
+        )

@@ -32,7 +32,15 @@ from corral.core.records import (
     cause_of,
 )
 from corral.core.requests import apply_request
-from corral.core.states import ENSEMBLE, ENSEMBLE_TRANSITIONS, TASK_LIVE, TASK_TERMINAL, Halted, TaskState
+from corral.core.states import (
+    ENSEMBLE,
+    ENSEMBLE_TRANSITIONS,
+    TASK_LIVE,
+    TASK_TERMINAL,
+    Halted,
+    RunState,
+    TaskState,
+)
 from corral.core.task import FoldError, TaskRuntime
 from corral.spec.model import Halt, Task
 
@@ -40,6 +48,8 @@ _CODES = list(TaskState)
 _CODE = {state: i for i, state in enumerate(_CODES)}
 _NO_EXIT = -(2**31)
 _HOLDING = TASK_LIVE | {TaskState.SUBMITTED}  # a job in these states holds a slot
+# run states counted in run_totals (a record's state text looks its enum up: a StrEnum)
+_TOTALS: dict[str, int] = {RunState.LAUNCHING: 0, RunState.FAILED: 1, RunState.LOST: 2}
 # the job table's encoding, for readers that build many rows at once (observe/views.py):
 # `states[job]` is an index into STATE_OF_CODE, `exit_codes[job]` is NO_EXIT before any exit
 STATE_OF_CODE: tuple[TaskState, ...] = tuple(_CODES)
@@ -128,6 +138,9 @@ class Supervision:
     # `compacted_at` (0: the journal holds its whole history)
     compacted: int = 0
     compacted_at: float | None = None
+    # runs launched, failed, lost over the whole history (a compaction's checkpoint carries
+    # them: the observer's counters never go down)
+    run_totals: list[int] = field(default_factory=lambda: [0, 0, 0])
 
     def __post_init__(self) -> None:
         self._grow(self.total)
@@ -197,6 +210,9 @@ class Supervision:
         if type(record) is RunUpdate:
             job = record.job
             (self.jobs.get(job) or self.runtime(job)).apply_run(record)
+            counted = _TOTALS.get(record.state)
+            if counted is not None:
+                self.run_totals[counted] += 1
             if record.exit_code is not None:
                 self.exit_codes[job] = record.exit_code
             self.dirty.add(job)

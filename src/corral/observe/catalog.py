@@ -148,7 +148,7 @@ class Catalog:
             return Entry(key, _unreadable(task_id, exc), RunCounts(), key[1], lock)
         with fold.lock:
             data = view(fold.sup, layout, alive)
-            runs = RunCounts(fold.runs.started, fold.runs.failed, fold.runs.lost)
+            runs = fold.runs
         return Entry(key, data, runs, key[1], lock)
 
     def entries(self, pattern: str | None = None) -> list[Entry]:

@@ -13,8 +13,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from corral.core.records import Compacted, JobsAdded, Opened, Record, RunUpdate, decode
-from corral.core.states import RunState
+from corral.core.records import Compacted, JobsAdded, Opened, Record, decode
 from corral.core.supervision import Supervision
 from corral.journal import JournalCorrupt, Stop, scan, scan_journal
 from corral.supervisor.compaction import absorb_head
@@ -27,18 +26,12 @@ MAX_READ = 64 * 1024 * 1024  # bytes read per update; a larger backlog is read o
 
 @dataclass
 class RunCounts:
+    """Runs launched, failed and lost over a journal's whole history (the fold counts them,
+    and a compaction's checkpoint carries them: the counters never go down)."""
+
     started: int = 0
     failed: int = 0
     lost: int = 0
-
-    def count(self, rec: RunUpdate) -> None:
-        state = RunState(rec.state)  # the record holds the value; the decision is on the enum
-        if state is RunState.LAUNCHING:
-            self.started += 1
-        elif state is RunState.FAILED:
-            self.failed += 1
-        elif state is RunState.LOST:
-            self.lost += 1
 
 
 @dataclass
@@ -48,8 +41,11 @@ class Fold:
     jobs: Jobs | None
     inode: int
     consumed: int  # journal offset just past the last frame applied
-    runs: RunCounts = field(default_factory=RunCounts)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def runs(self) -> RunCounts:
+        return RunCounts(*self.sup.run_totals)
 
     def apply_from(self, fd: int, size: int) -> None:
         """Apply the whole frames between `consumed` and `size` (a torn tail waits)."""
@@ -75,8 +71,6 @@ class Fold:
         # as session.replay does: added jobs extend the parameter space before the fold sees them
         if isinstance(rec, JobsAdded) and self.jobs is not None:
             self.jobs.space.add(rec.params)
-        elif isinstance(rec, RunUpdate):
-            self.runs.count(rec)
         self.sup.apply(rec)
 
 

@@ -37,7 +37,8 @@ from corral.supervisor.layout import Layout
 from corral.supervisor.stamps import journal_stamp
 
 MAGIC = b"CORRALK\x00"
-VERSION = 3  # 3: `records` counts the frames before the offset (2 wrote 0)
+VERSION = 4  # 3: `records` counts the frames before the offset (2 wrote 0); 4: core.checkpoint
+# version 2 (compressed job table, run totals). Older files are ignored: a replay
 _HEAD = struct.Struct("<8sHHQIIQQqq")
 _CHUNK = 1 << 20
 
