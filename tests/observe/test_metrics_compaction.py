@@ -33,6 +33,7 @@ def test_run_counters_never_go_down_across_compactions(corral: Any, spec_file: A
     proc: subprocess.Popen[str] = corral.start("run", str(spec), "--id", "m", "-q")
     collector = CatalogCollector(Catalog(corral.root))
     seen: list[dict[str, float]] = []
+    heads: set[int] = set()  # the compactions seen between scrapes (records each folded)
 
     def compacted_often() -> bool:
         assert proc.poll() is None, proc.communicate()
@@ -45,7 +46,9 @@ def test_run_counters_never_go_down_across_compactions(corral: Any, spec_file: A
         head = corral("read", "m").stdout.split("\n", 2)
         if len(head) < 2 or "compacted:" not in head[1]:
             return False
-        return int(head[1].split("compacted: ")[1].split()[0]) > 1500
+        heads.add(int(head[1].split("compacted: ")[1].split()[0]))
+        # scraped across several compactions, 100 runs or more
+        return len(heads) >= 3 and len(seen) >= 3 and now.get("corral_runs_started_total", 0) >= 100
 
     corral.wait_for(compacted_often, timeout=600, interval=0.05)
     corral("kill", "m", check=True)
@@ -54,6 +57,6 @@ def test_run_counters_never_go_down_across_compactions(corral: Any, spec_file: A
     view = corral.view("m")["processes"][0]
     runs = view["runs_dropped"] + len(view["runs"])
     # every run launched is counted, though most of their records were compacted away
-    assert final["corral_runs_started_total"] == runs > 300
+    assert final["corral_runs_started_total"] == runs >= 100
     assert runs - 1 <= final["corral_runs_failed_total"] <= runs
-    assert len(seen) > 10
+    assert len(seen) >= 3

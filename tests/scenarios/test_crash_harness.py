@@ -10,8 +10,10 @@ exit code it chose), so the test compares the journal with what actually happene
 Kills come at random moments and at injected points: after the launch intent is durable but
 before the spawn request (CORRAL_CRASH=spawn), right after the reaper was sent spawn requests,
 before their pids are back (sent), after the reaper reported an exit but before it is recorded
-(reap), with records buffered but not yet durable (commit), and at each step of a compaction
-of the journal (compact-write, compact-synced, compact-renamed).
+(reap), with records buffered but not yet durable (commit), at each step of a compaction
+of the journal (compact-write, compact-synced, compact-renamed) and of the rewrite of the
+reapers' ledger that follows it (ledger-write, ledger-synced, ledger-renamed), while runs are
+live and their reapers write to it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ POINTS = [None, None, "spawn:1", "spawn:2", "sent:1", "sent:2", "reap:1", "reap:
 # the journal is compacted past 4 KiB (a few times per task): a kill in the middle of a compaction
 # (the new file incomplete; synced, not renamed; renamed, the directory not synced) loses nothing
 POINTS += ["compact-write:1", "compact-synced:1", "compact-renamed:1"]
+# ... and of the ledger's rewrite after it: the ends of runs live meanwhile are still found
+POINTS += ["ledger-write:1", "ledger-synced:1", "ledger-renamed:1"]
 
 
 def _spec(ledger: str, marker_dir: str) -> str:

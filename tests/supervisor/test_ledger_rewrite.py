@@ -134,3 +134,20 @@ def test_a_sigkill_at_each_step_of_a_rewrite_leaves_a_ledger_recovery_reads(
     assert (reader.end_of((3, "done", 0), 0.0) == 0) == whole
     ledger.rewrite(str(path), {(0, "live", 0)})  # the next rewrite drops the leftover
     assert not leftover.exists() and len(path.read_text().splitlines()) == 2
+
+
+def test_a_writer_stuck_holding_the_lock_makes_the_rewrite_give_up_not_hang(tmp_path: Path) -> None:
+    import fcntl
+
+    path = tmp_path / "reaper.log"
+    path.write_text("S\t0\ta\t0\t100\t2000\t99\t1.0\n" * 10)
+    before = path.read_bytes()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # a reaper in the middle of a write (stopped there)
+        with pytest.raises(OSError, match="lock"):
+            ledger.rewrite(str(path), set())
+        assert path.read_bytes() == before and not Path(str(path) + ledger.SUFFIX).exists()
+    finally:
+        os.close(fd)
+    assert ledger.rewrite(str(path), set()) == 0

@@ -40,6 +40,7 @@ MAGIC = b"CORRALK\x00"
 VERSION = 4  # 3: `records` counts the frames before the offset (2 wrote 0); 4: core.checkpoint
 # version 2 (compressed job table, run totals). Older files are ignored: a replay
 _HEAD = struct.Struct("<8sHHQIIQQqq")
+HEADER_SIZE = _HEAD.size  # the payload (a core.checkpoint.Checkpoint) follows
 _CHUNK = 1 << 20
 
 Prefix = tuple[int, int]  # (journal offset, crc32 of the journal's bytes before it)

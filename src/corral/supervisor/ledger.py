@@ -22,8 +22,10 @@ Lines that are not a reaper's (garbage, or longer than MAX_LINE) are dropped; a 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterator, Set
 
 from corral.core.supervision import Supervision
@@ -33,6 +35,7 @@ from corral.supervisor import proc
 RunKey = tuple[int, str, int]
 SUFFIX = ".compact"
 LEDGER_AT = 1 << 20  # rewrite the ledger past 1 MiB (and twice its size after the last rewrite)
+LOCK_WAIT = 2.0  # seconds a rewrite waits for the writers' lock before giving up (till next time)
 MAX_LINE = 1 << 16  # longer lines are none a reaper writes (its reasons are short)
 _CHUNK = 1 << 20
 
@@ -73,6 +76,20 @@ def _keep(line: bytes, wanted: Set[RunKey], alive: dict[int, bool]) -> bool:
     return False
 
 
+def _lock(fd: int, wait: float = LOCK_WAIT) -> None:
+    """The exclusive lock, which reapers hold (shared) only while they write a batch; a reaper
+    stopped in the middle of one must not hang the supervisor: OSError after `wait` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise OSError(errno.EWOULDBLOCK, "a reaper holds the ledger's lock") from None
+            time.sleep(0.001)
+
+
 def _write_new(tmp: str, mode: int, chunks: Iterator[bytes], hook: Callable[[str], None]) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)  # a rewrite that died before its rename
@@ -102,7 +119,7 @@ def rewrite(path: str, wanted: Set[RunKey], hook: Callable[[str], None] = lambda
     except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # no reaper writes to it from now until the rename
+        _lock(fd)  # no reaper writes to it from now until the rename
         mode = os.fstat(fd).st_mode & 0o777
         alive: dict[int, bool] = {}
         kept: list[bytes] = []
