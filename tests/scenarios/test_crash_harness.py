@@ -24,6 +24,7 @@ import random
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -82,6 +83,15 @@ def _verify(view: dict, ledger_text: str) -> None:
         assert len(failed) == (1 if name == "flaky" else 0), (name, p["runs"])
 
 
+def _mark(journal: Path) -> tuple[int, int, int]:
+    """What changes when a supervisor commits (a compaction replaces the file: a new inode)."""
+    try:
+        st = journal.stat()
+    except FileNotFoundError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @pytest.mark.slow
 def test_crash_injection_harness(corral, spec_file, tmp_path, capsys):
     rng = random.Random(int(os.environ.get("CORRAL_CRASH_SEED", "20261123")))
@@ -96,11 +106,18 @@ def test_crash_injection_harness(corral, spec_file, tmp_path, capsys):
         marker_dir.mkdir()
         spec = spec_file(_spec(str(ledger), str(marker_dir)), name=f"crash{tasks}.yaml")
         task_id = f"crash{tasks}"
+        journal = corral.root / task_id / "journal"
         proc = corral.start("run", str(spec), "--id", task_id, "-q")
-        deadline = time.time() + 240
+        began = _mark(journal)
+        deadline = time.time() + 600
         while True:
             assert time.time() < deadline, "the task did not finish"
             time.sleep(rng.uniform(0.05, 0.6))
+            if proc.poll() is None and _mark(journal) == began:
+                # nothing journaled since this supervisor started: on a loaded host its start
+                # can take longer than any random delay, and killing it again and again would
+                # starve the task; a kill waits for this supervisor's first commit
+                continue
             if proc.poll() is not None:
                 _, err = proc.communicate()
                 m = re.search(r"(\d+) re-attached, (\d+) exit codes recovered, (\d+) lost", err)
@@ -118,6 +135,7 @@ def test_crash_injection_harness(corral, spec_file, tmp_path, capsys):
                 if proc.returncode == 2 and "run it again" in err:
                     # killed while the journal was being created: start the task again
                     proc = corral.start("run", str(spec), "--id", task_id, "-q")
+                    began = _mark(journal)
                     continue
                 # an injected crash point fired: that was a kill too
                 assert proc.returncode == -signal.SIGKILL, (proc.returncode, err)
@@ -135,7 +153,8 @@ def test_crash_injection_harness(corral, spec_file, tmp_path, capsys):
             env = {"CORRAL_CRASH": point} if point else {}
             if point:
                 points_hit[point.split(":")[0]] += 1
-            if (corral.root / task_id / "journal").exists():
+            began = _mark(journal)
+            if journal.exists():
                 proc = corral.start("recover", task_id, env=env)
             else:  # killed before the journal existed: nothing to recover, start again
                 proc = corral.start("run", str(spec), "--id", task_id, "-q", env=env)

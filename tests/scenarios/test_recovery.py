@@ -215,6 +215,34 @@ processes:
     assert runs_of(view, "work")[-1]["pid"] == pid
 
 
+def test_a_supervisor_that_does_not_answer_is_an_error_not_a_take_over(corral, spec_file, gate):
+    """`kill` of a live supervisor that does not answer (stopped, or a host too loaded for it to
+    answer in time) says so in one line, exit 2, and neither takes the task over nor kills it:
+    the request may still be acted on."""
+    go = gate()
+    spec = spec_file(f"""
+name: mute
+processes:
+  - {{name: work, cmd: "{go.cmd}"}}
+""")
+    sup, pid = _start_running(corral, spec, "mu1", "work")
+    os.kill(sup.pid, signal.SIGSTOP)
+    try:
+        slow = corral.start("kill", "mu1", env={"CORRAL_ANSWER_WAIT": "1.5"})
+        _, err = slow.communicate(timeout=120)
+        assert slow.returncode == 2, err
+        assert "did not answer within 1.5 s" in err and len(err.strip().splitlines()) == 1, err
+        assert _exists(pid) and sup.poll() is None  # nothing was taken over or killed
+        bad = corral.start("kill", "mu1", env={"CORRAL_ANSWER_WAIT": "soon"})
+        _, err = bad.communicate(timeout=120)
+        assert bad.returncode == 2 and "CORRAL_ANSWER_WAIT='soon'" in err, err
+    finally:
+        os.kill(sup.pid, signal.SIGCONT)
+    # the request was delivered: the supervisor, continued, acts on it (as the message warns)
+    sup.wait(timeout=120)
+    assert corral.status("mu1")["state"] == "KILLED" and not _exists(pid)
+
+
 def test_kill_with_dead_supervisor_runs_finalizers(corral, spec_file, tmp_path):
     marker = tmp_path / "fin"
     spec = spec_file(f"""

@@ -106,15 +106,39 @@ def tcp_control(layout: Layout) -> str | None:
     return None
 
 
+ANSWER_WAIT = 120.0  # seconds a live supervisor may take to answer (a loaded host, a compaction)
+
+
+def answer_wait() -> float:
+    """ANSWER_WAIT, or CORRAL_ANSWER_WAIT (seconds > 0) when set."""
+    text = os.environ.get("CORRAL_ANSWER_WAIT", "")
+    try:
+        value = float(text) if text else ANSWER_WAIT
+    except ValueError:
+        raise UserError(f"CORRAL_ANSWER_WAIT={text!r}: expected seconds, e.g. 120") from None
+    if not 0 < value < 1e6:
+        raise UserError(f"CORRAL_ANSWER_WAIT={text!r}: expected seconds between 0 and 1e6")
+    return value
+
+
 def ask(layout: Layout, message: dict[str, Any]) -> dict[str, Any] | None:
-    """Send a request to the live supervisor; None when there is none."""
+    """Send a request to the live supervisor; None when there is none.
+
+    A supervisor that holds its task but does not answer within ANSWER_WAIT is an error, not
+    "no supervisor": the request may still be acted on, so nothing is done in its place."""
     from corral.supervisor import control
 
     address = tcp_control(layout)
     if address is None and not supervisor_alive(layout):
         return None
+    wait = answer_wait()
     try:
-        answer = control.request(address or layout.control, message)
+        answer = control.request(address or layout.control, message, timeout=wait)
+    except TimeoutError:
+        raise UserError(
+            f"{layout.id}: its supervisor did not answer within {wait:g} s "
+            "(stopped or overloaded?); the request may still take effect: check `corral status`"
+        ) from None
     except OSError:
         return None
     if not answer.get("ok"):
