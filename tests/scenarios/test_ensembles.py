@@ -92,6 +92,25 @@ retry_backoff: 0.1
     assert [j["attempts"] for j in jobs] == [2, 2, 2]
 
 
+def test_a_retry_renders_its_attempt(corral, spec_file, tmp_path):
+    """{{job.attempt}} is the job's attempt (0, then 1 for its first retry...), on every run."""
+    out = tmp_path / "attempts"
+    spec = spec_file(f"""
+name: attempt
+job:
+  cmd: 'echo {{{{params.i}}}}:{{{{job.attempt}}}} >> {out}; [ {{{{job.attempt}}}} -ge {{{{params.i}}}} ]'
+params:
+  i: [0, 2]
+retries: 3
+retry_backoff: 0.1
+""")
+    result = corral("run", str(spec), "--id", "ra1")
+    assert result.returncode == 0, result.stderr
+    assert sorted(out.read_text().split()) == ["0:0", "2:0", "2:1", "2:2"]
+    jobs = json.loads(corral("status", "ra1", "--jobs", "--json", check=True).stdout)[0]["job_list"]
+    assert [j["attempts"] for j in jobs] == [1, 3]
+
+
 def test_halt_policy_stops_launching(corral, spec_file):
     spec = spec_file("""
 name: halt

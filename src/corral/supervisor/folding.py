@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,8 @@ class Jobs:
     template: Task
     space: ParamSpace
     file: str | None = None
-    _cache: dict[int, Task] | None = None
+    attempt_of: Callable[[int], int] | None = None  # a job's current attempt ({{job.attempt}})
+    _cache: dict[int, tuple[int, Task]] | None = None
     _dir: str = ""  # str(layout.dir), once: pathlib would cost more than the rendering
 
     def params(self, job: int) -> dict[str, Any]:
@@ -43,9 +44,12 @@ class Jobs:
         return self.space.rows(start, stop)
 
     def task_for(self, job: int) -> Task:
+        """The job's task rendered for its current attempt (a retry renders again)."""
         cache = self._cache if self._cache is not None else {}
         self._cache = cache
-        task = cache.get(job)
+        attempt = 0 if self.attempt_of is None else self.attempt_of(job)
+        found = cache.get(job)
+        task = found[1] if found is not None and found[0] == attempt else None
         if task is None:
             if len(cache) > 256:
                 cache.clear()
@@ -58,10 +62,10 @@ class Jobs:
                 ports={},
                 params=dict(self.space[job]),
                 # = str(layout.job_dir(job, True))
-                job=specs.JobContext(index=job, dir=f"{self._dir}/jobs/{job}", attempt=0),
+                job=specs.JobContext(index=job, dir=f"{self._dir}/jobs/{job}", attempt=attempt),
             )
             task = specs.render_task(self.template, ctx, file=self.file)
-            cache[job] = task
+            cache[job] = (attempt, task)
         return task
 
 
@@ -140,6 +144,7 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
         params_rows=jobs.params_rows,
         fold_task=lambda _job: template,  # rendering changes only text: task_for renders it
     )
+    jobs.attempt_of = lambda job: rt.attempt if (rt := sup.jobs.get(job)) is not None else 0
     return sup, jobs
 
 
