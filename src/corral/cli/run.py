@@ -183,7 +183,6 @@ def inspect(spec: str, ports: tuple[str, ...], sets: tuple[str, ...], task_id: s
     data = msgspec.to_builtins(prepared)
     if isinstance(prepared, Ensemble):
         from corral.spec import ParamSpace
-        from corral.supervisor.folding import supervision_for  # noqa: F401  (validates params)
 
         space = ParamSpace.from_ensemble(prepared, base_dir=str(Path(spec).absolute().parent))
         data = {

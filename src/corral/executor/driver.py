@@ -117,7 +117,7 @@ class Driver:
         with self.lock:
             if fut.done():
                 return
-            if fut._state == "PENDING":  # not journaled yet (a failure at submission)
+            if not fut.running():  # not journaled yet (a failure at submission): still PENDING
                 fut.set_running_or_notify_cancel()
             if ok:
                 fut.set_result(outcome)
