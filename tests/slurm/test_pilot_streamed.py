@@ -212,6 +212,13 @@ echo "real {{{{params.i}}}}"
         conn.shutdown(socket.SHUT_WR)  # the launcher reads them, then our end: it closes
         until_closed(conn)
     with socket.create_connection((host, int(port)), timeout=30) as conn:
+        # pipelined: the hello and a message in one send, without waiting for the answer (the
+        # message is read with the hello, and must still be judged, not lost)
+        conn.sendall(fake_hello(token, name) + fake_output(9, 0, "fake 9\n"))
+        assert answer_line(conn) == b'{"ok":true}\n'
+        conn.shutdown(socket.SHUT_WR)
+        until_closed(conn)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
         conn.sendall(fake_hello(token, name))
         assert answer_line(conn) == b'{"ok":true}\n'
         conn.sendall(b'{"m":"out","seq":2,"job":0}\n')  # garbage: the stream is dropped
@@ -230,6 +237,7 @@ echo "real {{{{params.i}}}}"
     assert launcher.returncode == 0, err
     log = err + ((task_dir / "supervisor.log").read_text() if (task_dir / "supervisor.log").exists() else "")
     assert f"output from worker {name} refused: job 7 attempt 0 is not on it" in log, log
+    assert f"output from worker {name} refused: job 9 attempt 0 is not on it" in log, log
     assert f"dropped worker {name}: Object missing required field" in log, log
     assert f"dropped worker {name}: a message of more than" in log, log
     assert tail_bytes(corral, task_id, "0") == b"real 0\n"
@@ -239,7 +247,7 @@ echo "real {{{{params.i}}}}"
         assert {(k.job, k.attempt) for k in reader.logs()} <= {(0, 0)}
         assert all(b"fake" not in reader.read(k) for k in reader.logs())
     after = raw_records(corral, task_id)[len(before) :]
-    assert not [r for r in after if "fake" in json.dumps(r) or r.get("job") == 7], after
+    assert not [r for r in after if "fake" in json.dumps(r) or r.get("job") in (7, 9)], after
     assert all(r["type"] not in ("CORRUPT", "TORN") for r in after)
     assert alive_workers(slurm, task_id) == []
 

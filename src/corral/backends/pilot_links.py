@@ -83,6 +83,9 @@ class Links:
             self.disconnect(peer)
             return
         self.on_hello(now)
+        if client.rest:  # a worker that did not wait for the answer: its first messages
+            peer.early = client.rest
+            self.readable(fd)
 
     def _resend(self, peer: Peer, known: set[tuple[int, int]]) -> None:
         """After a (re)connect: jobs recorded as handed to it that it does not know go again

@@ -47,6 +47,7 @@ class Peer:
     stopping: bool = False
     withdrawing: set[int] = field(default_factory=set)  # jobs asked back (Withdraw), no answer yet
     acked: int = -1  # last report seq the launcher asked to forget
+    early: bytes = b""  # sent right after the hello, read with it: the stream's first bytes
 
     @property
     def connected(self) -> bool:
@@ -83,7 +84,8 @@ class Peer:
     def receive(self) -> tuple[list[ToLauncher], bool]:
         """Messages read now, and whether the connection is still open. WireError: garbage."""
         assert self.conn is not None
-        chunks: list[bytes] = []
+        chunks: list[bytes] = [self.early] if self.early else []
+        self.early = b""
         open_ = True
         while True:
             try:

@@ -42,6 +42,7 @@ class Client:
     inbox: bytearray = field(default_factory=bytearray)
     outbox: bytes = b""
     done: bool = False  # its request is read (or refused): no more reading
+    rest: bytes = b""  # what came after the request's line: a released stream's first bytes
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -137,7 +138,8 @@ class ControlServer:
 
     def release(self, client: Client, deadline: float | None = None) -> socket.socket | None:
         """Hand a client's socket over (a stream that outlives one answer: an executor's
-        watch); with `deadline`, keep serving it but allow it that long for its answer."""
+        watch); with `deadline`, keep serving it but allow it that long for its answer.
+        Bytes the client sent after its request were read already: they are `client.rest`."""
         if deadline is not None:
             client.deadline = deadline
             return None
@@ -193,6 +195,7 @@ class ControlServer:
                 return self._complete(client, bytes(client.inbox))
             end = chunk.find(b"\n")
             if end >= 0:
+                client.rest = chunk[end + 1 :]
                 return self._complete(client, bytes(client.inbox + chunk[:end]))
             client.inbox += chunk
             if len(client.inbox) > MAX_REQUEST:
