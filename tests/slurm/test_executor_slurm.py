@@ -53,7 +53,10 @@ def test_fifty_calls_with_one_retry_on_slurm(root: Path, tmp_path: Path) -> None
     assert starts == {str(i): 2 for i in range(50)}  # each failed once, then succeeded once
     recs = [decode(p) for p in read_journal(root / ident / "journal").payloads]
     handed = [r for r in recs if isinstance(r, Submitted)]
-    assert handed and sum(len(r.jobs) for r in handed) == 101
+    # 50 calls, 50 retries and the square: 101 hand-overs, or more when a job prefetched on a
+    # busy worker was moved to an idle one (handed over again, a new Submitted; never run
+    # twice: the starts above)
+    assert handed and sum(len(r.jobs) for r in handed) >= 101
     assert all(i.startswith("pilot:") for r in handed for i in r.ids)  # no batch job per call
 
 
