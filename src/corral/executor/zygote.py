@@ -242,12 +242,7 @@ def _become(cwd: str, stdout: str, stderr: str, mode: int, dir_mode: int) -> Non
     os.dup2(err, 2)
     for fd in {null, out, err} - {0, 1, 2}:
         os.close(fd)
-    try:  # a new job's directory: one mkdir (its parent exists), else mkdir -p
-        os.mkdir(cwd, dir_mode)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        os.makedirs(cwd, dir_mode, exist_ok=True)
+    reaper.make_workdir(cwd, dir_mode)
     os.chdir(cwd)
 
 

@@ -202,12 +202,7 @@ class Reaper:
         directory (entered here, as root) and its logs through the descriptors it inherits."""
         ours = cwd.startswith(self.task_prefix)
         mode = self.dir_mode if ours else 0o777  # a sandbox of the user's own gets the umask's
-        try:  # a new job's directory: one mkdir (its parent exists), else mkdir -p
-            os.mkdir(cwd, mode)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            os.makedirs(cwd, mode, exist_ok=True)
+        make_workdir(cwd, mode)
         if ident is not None and ours:
             os.chown(cwd, ident[1], ident[2], follow_symlinks=False)
         os.chdir(cwd)
@@ -377,6 +372,16 @@ def main(argv: list[str], make=Reaper) -> int:  # type: ignore[no-untyped-def]
             writing = False
     reaper.publish()
     return 0
+
+
+def make_workdir(cwd: str, mode: int) -> None:
+    """A run's working directory: one mkdir (a new job's, whose parent exists), else mkdir -p."""
+    try:
+        os.mkdir(cwd, mode)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(cwd, mode, exist_ok=True)
 
 
 if __name__ == "__main__":
