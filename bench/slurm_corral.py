@@ -40,13 +40,7 @@ def spec_text(cmd: str, jobs: int, poll: float, pilot: str | None, shell: bool =
     # quoted: YAML reads a bare true as a boolean
     line = f"  cmd: '{cmd}'\n" if shell else f"  argv: {json.dumps(cmd.split())}\n"
     return (
-        "name: bench\n"
-        "backend: slurm\n"
-        f"slurm: {{{slurm}}}\n"
-        "job:\n"
-        f"{line}"
-        "params:\n"
-        f"  i: {{range: [0, {jobs}]}}\n"
+        f"name: bench\nbackend: slurm\nslurm: {{{slurm}}}\njob:\n{line}params:\n  i: {{range: [0, {jobs}]}}\n"
     )
 
 

@@ -68,8 +68,11 @@ def main() -> None:
         done, kept = _runs(corral, env)
         if done >= next_report:
             rss[done] = _rss_kb(sup.pid)
-            print(f"{done:>7} runs  {done / (time.time() - start):6.0f} runs/s  journal max {biggest} B  "
-                  f"RSS {rss[done]} kB  kept {kept}", flush=True)
+            print(
+                f"{done:>7} runs  {done / (time.time() - start):6.0f} runs/s  journal max {biggest} B  "
+                f"RSS {rss[done]} kB  kept {kept}",
+                flush=True,
+            )
             next_report = done + runs // 10
     elapsed = time.time() - start
     read = subprocess.run([*corral, "read", "soak"], capture_output=True, text=True, env=env).stdout
@@ -82,8 +85,10 @@ def main() -> None:
     print(f"checkpoint {ckpt.stat().st_size if ckpt.exists() else 0} B; runs kept in the fold {kept}")
     print("supervisor RSS kB by runs: " + ", ".join(f"{k}: {v}" for k, v in sorted(rss.items())))
     logs = root / "soak" / "logs"
-    print(f"reaper.log (rewritten with the journal): largest seen {biggest_ledger} B, "
-          f"now {ledger.stat().st_size if ledger.exists() else 0} B")
+    print(
+        f"reaper.log (rewritten with the journal): largest seen {biggest_ledger} B, "
+        f"now {ledger.stat().st_size if ledger.exists() else 0} B"
+    )
     print(f"not compacted: logs/ {len(os.listdir(logs)) if logs.exists() else 0} files")
     print(f"work directory: {work}")
 

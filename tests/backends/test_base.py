@@ -50,7 +50,9 @@ def test_a_local_journal_gets_the_local_backend(tmp_path: Path) -> None:
         engine.writer.close()
 
 
-def test_slurm_steps_inside_an_allocation_gets_its_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slurm_steps_inside_an_allocation_gets_its_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SLURM_JOB_ID", "1")  # the check reads the environment only
     layout = Layout(tmp_path / "root", "e1")
     engine = create(layout, load_spec(_spec(tmp_path, "slurm-steps")), context={}, backends=KINDS)

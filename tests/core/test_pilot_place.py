@@ -66,7 +66,9 @@ rooms_st = st.dictionaries(
     max_size=4,
 )
 needs_st = st.lists(
-    st.builds(Need, st.sampled_from([0.0, 1.0, 2.0]), st.just(0), st.sampled_from([None, 10.0, 100.0, 900.0])),
+    st.builds(
+        Need, st.sampled_from([0.0, 1.0, 2.0]), st.just(0), st.sampled_from([None, 10.0, 100.0, 900.0])
+    ),
     max_size=40,
 )
 
@@ -117,7 +119,9 @@ def test_as_many_are_asked_back_as_idle_slots_newest_first() -> None:
     queued=st.dictionaries(st.sampled_from("abcd"), st.lists(st.integers(0, 50), unique=True, max_size=6)),
     waiting=st.integers(0, 2),
 )
-def test_withdrawals_never_exceed_the_free_slots_nor_come_from_a_worker_with_one(rooms, queued, waiting) -> None:
+def test_withdrawals_never_exceed_the_free_slots_nor_come_from_a_worker_with_one(
+    rooms, queued, waiting
+) -> None:
     from corral.core.pilot import withdrawals
 
     asked = withdrawals({n: [(j, Need()) for j in js] for n, js in queued.items()}, rooms, waiting, 0.0)

@@ -42,7 +42,8 @@ def test_bad_slurm_options_fail_in_one_line_before_anything_is_written(
 
 def test_an_executor_on_slurm_runs_on_pilot_workers_by_default() -> None:
     pilot = ensemble_for(None, "slurm", None).slurm.pilot
-    assert pilot is not None and (pilot.workers, pilot.cpus, pilot.time, pilot.idle_timeout) == (1, 4, 3600, 60)
+    assert pilot is not None
+    assert (pilot.workers, pilot.cpus, pilot.time, pilot.idle_timeout) == (1, 4, 3600, 60)
     wide = ensemble_for(20, "slurm", {"poll_interval": 0.5}).slurm
     assert wide.poll_interval == 0.5 and wide.pilot is not None
     assert (wide.pilot.cpus, wide.pilot.workers, wide.pilot.max_workers) == (8, 3, 3)  # 24 slots >= 20

@@ -38,7 +38,9 @@ def _running(corral: Corral, task_id: str) -> dict[str, Any] | None:
     return None
 
 
-def test_a_live_slurm_task_shows_its_nodes_runs_and_their_resources(slurm: SlurmClient, tmp_path: Path) -> None:
+def test_a_live_slurm_task_shows_its_nodes_runs_and_their_resources(
+    slurm: SlurmClient, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
     corral = Corral(root)
@@ -67,7 +69,9 @@ processes:
 
         history = corral("read", task_id, check=True).stdout
         assert "] busy[0] -> RUNNING (pid " in history and "[node " in history, history
-        lines = [json.loads(line) for line in corral("read", task_id, "--json", check=True).stdout.splitlines()]
+        lines = [
+            json.loads(line) for line in corral("read", task_id, "--json", check=True).stdout.splitlines()
+        ]
         assert any(r.get("node") and r["type"] == "RunUpdate" and r["state"] == "RUNNING" for r in lines)
 
         with app_client(create_app(root, TOKEN)) as client:

@@ -388,7 +388,11 @@ params: {{i: [1]}}
         ("slurm", "{nodes: 2}", "nodes"),
         ("local", "{workers: 1}", "slurm.pilot: needs backend: slurm"),
         ("slurm", '{stream_logs: "yes"}', "slurm.pilot.stream_logs: expected bool, got str"),
-        ("slurm", "{stream_logs: true, stream_spool: 1000}", "slurm.pilot.stream_spool: must be at least 1MiB"),
+        (
+            "slurm",
+            "{stream_logs: true, stream_spool: 1000}",
+            "slurm.pilot.stream_spool: must be at least 1MiB",
+        ),
         ("slurm", "{stream_spool: lots}", "slurm.pilot.stream_spool"),
     ],
 )

@@ -97,7 +97,9 @@ def run(tmp_path: Path, stages: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[
     monkeypatch.setattr(os, "fdatasync", counted)
     tmp_path.mkdir(exist_ok=True)
     spec = tmp_path / "e.yaml"
-    spec.write_text("name: e\nbackend: slurm\njob_limit: 3\njob:\n  cmd: 'true'\nparams:\n  i: {range: [0, 7]}\n")
+    spec.write_text(
+        "name: e\nbackend: slurm\njob_limit: 3\njob:\n  cmd: 'true'\nparams:\n  i: {range: [0, 7]}\n"
+    )
     backend = Handing(stages)
     layout = Layout(tmp_path / "root", "e")
     engine = create(layout, load_spec(spec), context={}, backends={"slurm": Kind(backend)})
@@ -108,7 +110,9 @@ def run(tmp_path: Path, stages: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[
     return backend, [decode(p) for p in read_journal(layout.journal).payloads]
 
 
-def test_a_recording_submit_shares_the_admissions_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_recording_submit_shares_the_admissions_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend, recs = run(tmp_path, True, monkeypatch)
     assert all(n > 0 for n in backend.pending_at_submit)  # the admissions were not durable yet
     assert backend.pending_at_send and all(n == 0 for n in backend.pending_at_send)  # sent once durable

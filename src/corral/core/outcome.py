@@ -91,9 +91,7 @@ def judge(obs: Observation) -> Verdict | None:
         return None  # the batch system may not list a fresh submission yet
     state, reason = _end(obs, node_ended)
     code = obs.node_exit if node_ended else None
-    requeue = (
-        obs.requeue and obs.seen in REQUEUE and not obs.kill_requested and obs.requeues < MAX_REQUEUES
-    )
+    requeue = obs.requeue and obs.seen in REQUEUE and not obs.kill_requested and obs.requeues < MAX_REQUEUES
     return Verdict(state, reason, code, requeue)
 
 
