@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh machine, then run the whole test suite:
-# lint (ruff), types (mypy), and pytest, including the Slurm tests against a real single-node
-# Slurm that this script starts (when run as root with apt).
+# lint and formatting (ruff), types (mypy), and pytest, including the Slurm tests against a real
+# single-node Slurm that this script starts (when run as root with apt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,7 @@ fi
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 
 python3 -m ruff check src tests bench
+python3 -m ruff format --check src tests bench
 python3 -m mypy
 lint-imports  # the layer contracts in pyproject.toml ([tool.importlinter])
 
