@@ -256,9 +256,10 @@ def test_a_job_prefetched_behind_long_ones_moves_to_an_idle_worker(
     corral, spec_file, pilot_ids, slurm, gate, tmp_path
 ):
     """The first worker (4 CPUs) takes 4 long jobs (gated) and prefetches job 4 behind them; a
-    second worker, started for the jobs still waiting, runs those and then idles: job 4 is
-    asked back from the first worker (where it never started) and runs on the second, once,
-    while the long jobs still run. Every hand-over is in the journal."""
+    second worker, started for the jobs still waiting, has free slots: job 4 (older than the
+    jobs waiting in the launcher) is asked back from the first worker (where it never started)
+    and runs on the second, once, while the long jobs still run. Every hand-over is in the
+    journal."""
     task_id = new_id("pm")
     pilot_ids.append(task_id)
     g = gate()
@@ -287,8 +288,10 @@ params: {{i: {{range: [0, 13]}}}}
         handed = handed_to(corral, task_id)
         (first,) = {w for j in range(4) for w in handed[j]}
         assert handed[4][0] == first and len(handed[4]) == 2 and handed[4][1] != first, handed
-        assert all(first not in handed[j] for j in range(5, 13)), handed
-        assert (runs / "4").read_text().count("\n") == 1  # it ran once, on the second worker
+        # a newer job prefetched by the first worker once job 4 left it was asked back too
+        assert all(handed[j][-1] != first for j in range(4, 13)), handed
+        for j in range(4, 13):
+            assert (runs / str(j)).read_text().count("\n") == 1  # each ran once
         g.release()
         _, err = launcher.communicate(timeout=120)
     finally:

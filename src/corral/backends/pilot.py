@@ -14,25 +14,23 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import msgspec
-
+from corral.backends.pilot_hand import Hand
 from corral.backends.pilot_ledger import LEDGER
 from corral.backends.pilot_links import PREFIX, Links
 from corral.backends.pilot_peer import Peer, write_status
 from corral.backends.pilot_sink import OutputSink
 from corral.backends.pilot_slurm import WorkerJobs, pilot_dir
-from corral.backends.pilot_wire import Kill, Run, Stop, Withdraw
+from corral.backends.pilot_wire import Kill, Stop
 from corral.backends.slurm_client import SlurmClient
 from corral.backends.slurm_errors import SlurmError
 from corral.backends.slurm_layout import one_line
 from corral.core import pilot as policy
 from corral.core.outcome import Seen
-from corral.core.records import Note, Submitted, Transition
+from corral.core.records import Note, Transition
 from corral.core.states import TaskState
 from corral.errors import UserError
 from corral.spec.model import Pilot, Slurm, Task
@@ -65,9 +63,11 @@ class PilotBackend(Backend):
     closed: bool = False
     slurm_jobs: WorkerJobs = field(init=False)
     links: Links | None = None
+    hand: Hand = field(init=False)
 
     def __post_init__(self) -> None:
         self.slurm_jobs = WorkerJobs(self.root, self.task_id, self.slurm, self.pilot, self.client)
+        self.hand = Hand(self._engine, self.peers, self.waiting, self._links)
 
     @property
     def max_workers(self) -> int:
@@ -75,8 +75,9 @@ class PilotBackend(Backend):
 
     def attach(self, engine: Engine) -> None:
         self.engine = engine
+        hand = self.hand
         self.links = Links(
-            engine, self.peers, self._run_message, self._hello_placed, self._refused, self._returned
+            engine, self.peers, hand.run_message, self._room_changed, self._refused, hand.returned
         )
         if self.pilot.stream_logs:
             self.links.sink = OutputSink(self.root / self.task_id)
@@ -93,8 +94,8 @@ class PilotBackend(Backend):
     def _refused(self) -> str | None:
         return "the ensemble has ended" if self.closed else None
 
-    def _hello_placed(self, now: float) -> None:
-        self._place(now)
+    def _room_changed(self, now: float) -> None:
+        self.hand.place(now)
         self._write_status(now)
 
     # -- before anything is recorded ----------------------------------------------------------
@@ -129,7 +130,7 @@ class PilotBackend(Backend):
                 engine.record(Transition(job, TaskState.FAILED.value, now, reason, rt.attempt))
                 continue
             self.waiting.append(job)
-        self._place(now)
+        self.hand.place(now)
         self._grow(now)
         if self.next_poll == 0.0:
             self.next_poll = now + self.slurm.poll_interval
@@ -151,8 +152,7 @@ class PilotBackend(Backend):
         self._observe(now)
         self._judge(now)
         self._stop_idle(now)
-        self._place(now)
-        self._rebalance()
+        self.hand.place(now)
         self._grow(now)
         self._write_status(now)
 
@@ -219,77 +219,6 @@ class PilotBackend(Backend):
         peer = Peer(name, now)
         self.peers[name] = peer
         return peer
-
-    # -- workers: placing jobs ----------------------------------------------------------------
-
-    def _run_message(self, job: int) -> Run:
-        engine = self._engine()
-        rt = engine.sup.jobs[job]
-        task = engine.sup.task_for(job)  # rendered (the fold keeps it unrendered)
-        if task.sandbox is None:  # where a local run would start: ROOT/ID/jobs/JOB
-            task = msgspec.structs.replace(task, sandbox=str(engine.layout.job_dir(job, True)))
-        return Run(job=job, attempt=rt.attempt, task=msgspec.to_builtins(task))
-
-    def _place(self, now: float) -> None:
-        """Hand waiting jobs to connected workers (core chooses which): recorded, then sent
-        after commit."""
-        engine = self._engine()
-        sup = engine.sup
-        ready = [p for p in self.peers.values() if p.connected and not p.stopping and not p.cancelled]
-        if not ready or not self.waiting:
-            return
-        read = 0  # waiting jobs core looked at (it stops once every worker is full)
-
-        def candidates() -> Iterator[tuple[int, policy.Need]]:
-            nonlocal read
-            for job in self.waiting:
-                read += 1
-                rt = sup.jobs.get(job)
-                if rt is not None and rt.state is TaskState.SUBMITTED:
-                    yield job, policy.need_of(rt.spec)
-
-        picks = policy.place(candidates(), {p.name: p.room() for p in ready}, now)
-        head = [self.waiting.popleft() for _ in range(read)]
-        self.waiting.extendleft(
-            reversed(
-                [j for j in head if j not in picks and self._engine().sup.job_state(j) is TaskState.SUBMITTED]
-            )
-        )
-        given: dict[str, list[int]] = {}
-        for job, name in picks.items():
-            rt = sup.jobs[job]
-            self.peers[name].jobs[job] = (rt.attempt, policy.need_of(rt.spec))
-            self.peers[name].idle_since = None
-            given.setdefault(name, []).append(job)
-        for name, batch in given.items():
-            engine.record(Submitted(batch, "pilot", now, [PREFIX + name] * len(batch)))
-            messages = [self._run_message(job) for job in batch]
-            engine.after_commit(self._links().send(self.peers[name], messages))
-
-    def _rebalance(self) -> None:
-        """Ask busy workers back for jobs waiting there that an idle worker could start now
-        (core chooses); a job given back (Returned) is placed again."""
-        sup, now = self._engine().sup, time.time()
-        ready = [p for p in self.peers.values() if p.connected and not p.stopping and not p.cancelled]
-        if len(ready) < 2:
-            return
-        queued = {
-            p.name: [
-                (job, need)
-                for job, (_, need) in p.jobs.items()
-                if job not in p.withdrawing and sup.job_state(job) is TaskState.SUBMITTED
-            ]
-            for p in ready
-        }
-        rooms = {p.name: p.room() for p in ready}
-        for name, job in policy.withdrawals(queued, rooms, len(self.waiting), now):
-            peer = self.peers[name]
-            peer.withdrawing.add(job)
-            peer.queue(Withdraw(job=job, attempt=peer.jobs[job][0]))
-
-    def _returned(self, job: int, now: float) -> None:
-        self.waiting.appendleft(job)
-        self._place(now)
 
     # -- workers: Slurm ---------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ class Links:
     engine: Engine
     peers: dict[str, Peer]
     run_message: Callable[[int], Run]  # a job's Run, as recorded
-    on_hello: Callable[[float], None]  # a worker (re)connected: place jobs
+    on_room: Callable[[float], None]  # a worker (re)connected, or a slot kept for a job came free
     refused: Callable[[], str | None]  # why no worker may connect now (None: they may)
     on_returned: Callable[[int, float], None]  # a job given back: it waits for a worker again
     by_fd: dict[int, Peer] = field(default_factory=dict)
@@ -82,7 +82,7 @@ class Links:
         if not peer.flush():
             self.disconnect(peer)
             return
-        self.on_hello(now)
+        self.on_room(now)
         if client.rest:  # a worker that did not wait for the answer: its first messages
             peer.early = client.rest
             self.readable(fd)
@@ -199,7 +199,7 @@ class Links:
         job = message.job
         if job not in peer.withdrawing or not self.holds(peer, job, message.attempt):
             return
-        peer.withdrawing.discard(job)
+        del peer.withdrawing[job]
         if self.engine.sup.jobs[job].state is not TaskState.SUBMITTED:
             return  # its Start came first: it runs there (the worker would not give it back)
         del peer.jobs[job]
@@ -232,10 +232,12 @@ class Links:
             return  # not (or no longer) this worker's: a duplicate, or judged LOST before
         if rt.terminal or sup.submitted.get(job) != PREFIX + peer.name:
             return
-        peer.withdrawing.discard(job)
+        kept = peer.withdrawing.pop(job, None)  # asked back too late: it runs here
         if isinstance(message, Start):
             if rt.state is TaskState.SUBMITTED:
                 engine.record(Transition(job, TaskState.ACTIVE.value, now, "", rt.attempt))
+            if kept is not None:
+                self.on_room(now)  # the slot kept for it elsewhere is free again
             return
         del peer.jobs[job]
         if not peer.jobs:

@@ -45,7 +45,7 @@ class Peer:
     running: int = 0  # as its last beat said
     cancelled: bool = False
     stopping: bool = False
-    withdrawing: set[int] = field(default_factory=set)  # jobs asked back (Withdraw), no answer yet
+    withdrawing: dict[int, str] = field(default_factory=dict)  # asked back, no answer yet -> for whom
     acked: int = -1  # last report seq the launcher asked to forget
     early: bytes = b""  # sent right after the hello, read with it: the stream's first bytes
 

@@ -9,6 +9,7 @@ connection, when a worker was last heard of) and asks this module:
   ended, or squeue forgot it): never while the first run may still be alive.
 - `place` (with `fits`, `runs_now`): which worker takes each waiting job (a free slot first,
   a small prefetch, declared resources, walltime left); `unfit_reason`: no worker ever could.
+- `withdrawals`: prefetched jobs asked back for a free slot elsewhere, oldest job first.
 - `wanted_workers`: how many worker jobs to submit for the jobs waiting.
 - `reported_end`: a worker's report of a job's end -> the job's state in the launcher's journal.
 - `should_stop`: an idle worker that may leave.
@@ -28,6 +29,7 @@ VANISHED_GRACE = 30.0  # a worker missing from squeue this soon after submission
 WALLTIME_MARGIN = 5.0  # seconds kept free at the end of a worker's allocation
 PREFETCH = 2  # the launcher admits up to this many times its workers' CPUs in jobs
 PREFETCH_SHARE = 4  # a worker holds its CPUs' worth of jobs plus one per this many CPUs
+STUCK = 2.0  # a worker that started no job for this long holds its prefetched jobs behind long ones
 
 
 class WorkerVerdict(enum.Enum):
@@ -94,13 +96,15 @@ class Room:
     jobs: int = 0
     cpus_used: float = 0.0
     memory_used: int = 0
+    kept: int = 0  # of `jobs`: slots kept for jobs asked back from other workers (withdrawals)
 
 
 def cap(room: Room) -> int:
     """Jobs a worker holds at most: a slot each, plus a small prefetch of `cpus // PREFETCH_SHARE`
     (none below that many CPUs), which waits there to hide the round trip. A job prefetched can
-    wait behind long jobs while another worker idles: so few are (moving them back is not done)."""
-    return room.cpus + room.cpus // PREFETCH_SHARE
+    wait behind long jobs while another worker idles: so few are, and `withdrawals` moves it.
+    No prefetch while a slot is kept for a job asked back: the worker would start it there."""
+    return room.cpus + (0 if room.kept else room.cpus // PREFETCH_SHARE)
 
 
 def in_time(need: Need, room: Room, now: float) -> bool:
@@ -130,8 +134,8 @@ def runs_now(need: Need, room: Room, now: float) -> bool:
     return in_time(need, room, now) and _within(need, room, room.cpus)
 
 
-def taken(room: Room, need: Need) -> Room:
-    """The room once it holds one job more."""
+def taken(room: Room, need: Need, kept: bool = False) -> Room:
+    """The room once it holds one job more (`kept`: a slot kept for a job on its way)."""
     return Room(
         room.cpus,
         room.memory,
@@ -139,6 +143,7 @@ def taken(room: Room, need: Need) -> Room:
         room.jobs + 1,
         room.cpus_used + need.cpus,
         room.memory_used + need.memory,
+        room.kept + kept,
     )
 
 
@@ -171,32 +176,64 @@ def place(jobs: Iterable[tuple[int, Need]], rooms: Mapping[str, Room], now: floa
     return out
 
 
-def withdrawals(
-    queued: Mapping[str, Sequence[tuple[int, Need]]], rooms: Mapping[str, Room], waiting: int, now: float
-) -> list[tuple[str, int]]:
-    """Jobs to ask back from busy workers, for workers with a free slot: (worker, job).
+Age = tuple[float, int]  # when a job entered the launcher's queue (SUBMITTED), then its number
 
-    `queued`: per worker, the jobs it holds that have not started (the launcher heard no Start),
-    oldest first. Only when no job waits in the launcher (`waiting`: those go first) and only
-    from a worker with no free slot (its queued jobs wait behind running ones), newest first,
-    each one only if another worker's free slot would start it at once. The worker gives back
-    only what has not started there (never a job run twice)."""
-    if waiting > 0:
-        return []
-    free = {name: r for name, r in rooms.items() if runs_now(Need(), r, now) and r.jobs < r.cpus}
-    out: list[tuple[str, int]] = []
-    for name, jobs in sorted(queued.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        room = rooms.get(name)
-        if room is None or room.jobs < room.cpus or name in free:
-            continue
-        for job, need in reversed(jobs):
-            to = next((n for n, r in free.items() if n != name and runs_now(need, r, now)), None)
-            if to is None:
-                continue
-            free[to] = taken(free[to], need)
-            if free[to].jobs >= free[to].cpus:
-                del free[to]
-            out.append((name, job))
+
+def _has_free_slot(room: Room, now: float) -> bool:
+    return room.jobs < room.cpus and runs_now(Need(), room, now)
+
+
+def _start_at(need: Need, free: dict[str, Room], now: float, other_than: str = "") -> str | None:
+    """The free worker `place` would start the job at (the most free slots), and take it."""
+    ok = [name for name, r in free.items() if name != other_than and runs_now(need, r, now)]
+    if not ok:
+        return None
+    pick = max(ok, key=lambda n: free[n].cpus - free[n].jobs)
+    free[pick] = taken(free[pick], need)
+    if not _has_free_slot(free[pick], now):
+        del free[pick]
+    return pick
+
+
+def withdrawals(
+    queued: Mapping[str, Sequence[tuple[Age, int, Need]]],
+    rooms: Mapping[str, Room],
+    waiting: Iterable[tuple[Age, Need]],
+    now: float,
+    started: Mapping[str, float],
+) -> list[tuple[str, int, str]]:
+    """Jobs to ask back from busy workers for free slots: (from worker, job, to worker).
+
+    Free slots go to the oldest jobs first, wherever they wait: `waiting` (the launcher's
+    queue, in the order `place` hands it out) or `queued` (per worker, its prefetched jobs:
+    held there, not started; oldest first). A prefetched job older than the launcher's next
+    waiting job is asked back from a worker with no free slot that started no job for STUCK
+    seconds (`started`: when each worker last started one; it waits behind long ones: behind
+    short ones it starts sooner than a round trip would move it) for a free slot elsewhere
+    that starts it at once; the launcher keeps that slot for it until the answer. The worker
+    gives back only what has not started there (never a job run twice). `waiting` is read
+    lazily, no further than the free slots go."""
+    free = {name: r for name, r in rooms.items() if _has_free_slot(r, now)}
+    candidates = sorted(
+        (age, name, job, need)
+        for name, jobs in queued.items()
+        if name in rooms and not _has_free_slot(rooms[name], now) and now - started.get(name, now) >= STUCK
+        for age, job, need in jobs
+    )
+    out: list[tuple[str, int, str]] = []
+    if not free or not candidates:
+        return out
+    ahead = iter(waiting)
+    head = next(ahead, None)
+    for age, name, job, need in candidates:
+        while free and head is not None and head[0] < age:
+            _start_at(head[1], free, now)  # an older job from the launcher's queue comes first
+            head = next(ahead, None)
+        if not free:
+            break
+        to = _start_at(need, free, now, other_than=name)
+        if to is not None:
+            out.append((name, job, to))
     return out
 
 

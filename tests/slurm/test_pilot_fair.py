@@ -1,0 +1,71 @@
+"""Pilot workers against the real local Slurm: the order jobs get free slots in (a job
+prefetched behind long ones does not starve while newer jobs stream through another worker).
+
+Helpers and conventions as in test_pilot_ensemble.py and test_pilot_sched.py (worker jobs
+named corral-pilot-ID, each test cancels only its own). Waits are on the launcher's journal,
+workers.json and squeue, with generous deadlines; nothing sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+from test_pilot_ensemble import job_list, new_id, raw_records
+from test_pilot_sched import handed_to
+
+
+def test_a_prefetched_job_does_not_wait_for_the_long_job_while_newer_ones_stream_past(
+    corral, spec_file, pilot_ids, slurm, gate, tmp_path
+):
+    """The first worker (4 CPUs) runs 4 long jobs (gated) and holds job 4, prefetched behind
+    them. A second worker starts for the 120 short jobs that follow (a stream: the launcher's
+    queue stays full while they run). Job 4 is older than all of them: it is asked back at the
+    second worker's first free slot and runs there, once, while the long jobs still run and
+    most of the stream still waits (before: only once the launcher's queue was empty)."""
+    task_id = new_id("pf")
+    pilot_ids.append(task_id)
+    g = gate()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    stream = 120
+    spec = spec_file(f"""
+name: pf
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 1, max_workers: 2, cpus: 4, time: "5:00", idle_timeout: 60}}
+job:
+  cmd: "echo $SLURM_JOB_ID >> {runs}/{{{{params.i}}}}; if [ {{{{params.i}}}} -lt 4 ]; then {g.cmd}; else sleep 0.5; fi"
+params: {{i: {{range: [0, {5 + stream}]}}}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+    try:
+
+        def job4_done() -> bool:
+            if corral.view(task_id) is None:
+                return False
+            return any(r["job"] == 4 and r["state"] == "SUCCESS" for r in job_list(corral, task_id))
+
+        corral.wait_for(job4_done, timeout=300, interval=0.5)
+        records = raw_records(corral, task_id)
+        started = next(
+            i
+            for i, r in enumerate(records)
+            if r["type"] == "Transition" and r["job"] == 4 and r["state"] == "ACTIVE"
+        )
+        before = {job for r in records[:started] if r["type"] == "Submitted" for job in r["jobs"] if job >= 5}
+        assert len(before) < stream // 2, (len(before), sorted(before))
+        handed = handed_to(corral, task_id)
+        (first,) = {w for j in range(4) for w in handed[j]}
+        assert handed[4][0] == first and handed[4][-1] != first, handed[4]
+        assert all(r["state"] == "ACTIVE" for r in job_list(corral, task_id) if r["job"] < 4)
+        g.release()
+        _, err = launcher.communicate(timeout=300)
+    finally:
+        if launcher.poll() is None:
+            corral("kill", task_id)
+            launcher.communicate(timeout=120)
+    assert launcher.returncode == 0, err
+    jobs = job_list(corral, task_id)
+    assert len(jobs) == 5 + stream
+    assert all(r["state"] == "SUCCESS" and r["attempts"] == 1 for r in jobs), jobs
+    for j in range(5 + stream):
+        assert (runs / str(j)).read_text().count("\n") == 1, j  # none ran twice
