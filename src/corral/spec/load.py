@@ -84,7 +84,7 @@ def spec_from_python(obj: object, file: str | None = None) -> Task | Ensemble:
     if isinstance(obj, Task | Ensemble):
         try:
             data = msgspec.to_builtins(obj, str_keys=True)
-        except TypeError as exc:
+        except (TypeError, RecursionError) as exc:
             raise SpecError(f"cannot convert: {exc}", file=file) from None
         cls: type[Task] | type[Ensemble] = type(obj)
         if cls is Task:
@@ -159,6 +159,13 @@ _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)$")
 
 def parse_text(text: str, fmt: str, file: str | None = None) -> object:
     """Parse `text` to builtins; syntax errors become SpecErrors with the line when known."""
+    try:
+        return _parse(text, fmt, file)
+    except RecursionError:  # the parsers recurse per level: [[[[...]]]] exhausts the stack
+        raise SpecError("nested too deeply to parse", file=file, hint="a spec is a few levels deep") from None
+
+
+def _parse(text: str, fmt: str, file: str | None) -> object:
     if fmt == "yaml":
         try:
             return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
