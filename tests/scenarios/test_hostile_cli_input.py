@@ -4,6 +4,8 @@ and nothing under the root; or, for numbers that are legal, a supervisor that ca
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 ONE = 'name: one\nprocesses: [{name: a, cmd: "true"}]\n'
@@ -11,6 +13,10 @@ BIG = 10**26
 
 BAD_SPECS = {
     "deep": ("name: x\nprocesses: " + "[" * 50_000 + "]" * 50_000, "nested too deeply"),
+    "huge_int": (f'name: x\nprocesses: [{{name: a, cmd: "true", max_failures: {BIG}}}]', "processes[0].max_failures"),
+    "huge_size": ('name: x\nresources: {memory: 9999999999999999TB}\nprocesses: [{name: a, cmd: "true"}]', "resources.memory"),
+    "huge_param": (f'name: x\njob: {{cmd: "echo {{{{params.a}}}}"}}\nparams: {{a: [{BIG}]}}', "params.a[0]"),
+    "surrogate": ('name: x\nprocesses: [{name: a, cmd: "echo \\udcff"}]', "processes[0].cmd"),
 }
 
 
@@ -29,3 +35,33 @@ def test_a_spec_corral_cannot_record_is_one_line_and_nothing_is_made(corral, spe
     _refused(corral(command, str(spec), "--id", "bad"), needle)
     assert f"{case}.yaml" in corral(command, str(spec), "--id", "bad").stderr
     assert not (corral.root / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--set", "x=caf\udce9"],  # a Latin-1 byte from the shell, e.g. a file name: --set x=$(ls)
+        ["-P", "p\udcff=80"],
+    ],
+)
+def test_an_argument_that_is_not_utf8_is_refused_before_anything_is_recorded(corral, spec_file, args):
+    spec = spec_file('name: x\nprocesses: [{name: a, cmd: "echo {{params.x}}"}]\n')
+    _refused(corral("run", str(spec), "--id", "latin", "--set", "x=1", *args), "not valid UTF-8")
+    assert not (corral.root / "latin").exists()
+
+
+def test_a_spec_under_a_path_that_is_not_utf8_is_refused(corral, tmp_path: Path):
+    where = tmp_path / "caf\udce9"  # the directory is the byte 0xe9: a Latin-1 'é'
+    where.mkdir()
+    (where / "one.yaml").write_text(ONE)
+    _refused(corral("run", str(where / "one.yaml"), "--id", "one"), "not valid UTF-8")
+    assert not (corral.root / "one").exists()
+
+
+def test_a_root_that_is_not_utf8_is_one_line(corral, spec_file, tmp_path: Path):
+    root = tmp_path / "root\udcff"
+    spec = spec_file(ONE)
+    for args in (["run", str(spec), "--id", "one"], ["status"], ["read", "one"]):
+        result = corral("--root", str(root), *args)
+        _refused(result, "not valid UTF-8")
+    assert not root.exists()

@@ -35,3 +35,37 @@ DEPTH = 100_000
 )
 def test_a_deeply_nested_document_is_one_error_not_a_recursion_error(tmp_path: Path, name: str, text: str) -> None:
     assert "nested too deeply" in _error(tmp_path, name, text)
+
+
+BIG = 10**26
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (f'name: x\nprocesses: [{{name: a, cmd: "true", max_failures: {BIG}}}]', "processes[0].max_failures"),
+        ('name: x\nresources: {memory: 99999999999999999999TB}\nprocesses: [{name: a, cmd: "true"}]', "resources.memory"),
+        (f'name: x\njob: {{cmd: "echo {{{{params.a}}}}"}}\nparams: {{a: [1, {BIG}]}}', "params.a[1]"),
+        (f'name: x\njob: {{cmd: "true"}}\nparams: {{a: {{range: [0, {BIG}]}}}}', "params.a.range[1]"),
+        (f'name: x\njob: {{cmd: "true"}}\nretries: {2**64}', "retries"),
+    ],
+    ids=["max_failures", "memory", "param", "range", "retries"],
+)
+def test_an_integer_beyond_64_bits_names_its_field(tmp_path: Path, text: str, field: str) -> None:
+    message = _error(tmp_path, "big.yaml", text)
+    assert f": {field}: integer" in message and "does not fit in 64 bits" in message, message
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "field"),
+    [
+        ("s.yaml", 'name: x\nprocesses: [{name: a, cmd: "echo \\udcff"}]', "processes[0].cmd"),
+        ("s.json", '{"name": "x", "processes": [{"name": "a", "argv": ["echo", "\\ud800"]}]}', "processes[0].argv[1]"),
+        ("k.yaml", 'name: x\nprocesses: [{name: a, cmd: "true", env: {"\\udcff": v}}]', "processes[0].env"),
+        ("p.yaml", 'name: x\njob: {cmd: "true"}\nparams: {a: ["\\udcff"]}', "params.a[0]"),
+    ],
+    ids=["cmd", "argv", "env_key", "param"],
+)
+def test_text_that_is_not_utf8_names_its_field(tmp_path: Path, name: str, text: str, field: str) -> None:
+    message = _error(tmp_path, name, text)
+    assert f": {field}: " in message and "not valid UTF-8" in message, message

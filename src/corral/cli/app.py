@@ -94,7 +94,14 @@ def cli(ctx: click.Context, root: Path | None) -> None:
     """corral: run tasks and ensembles of processes, and never lose track of them."""
     from corral.supervisor.layout import default_root
 
-    ctx.obj = (root or default_root()).absolute()
+    where = (root or default_root()).absolute()
+    try:  # paths under the root are recorded (journal, control socket): they must be text
+        str(where).encode("utf-8")
+    except UnicodeEncodeError:
+        from corral.cli.common import fail
+
+        fail(f"--root {str(where)!r}: the path is not valid UTF-8; use another directory")
+    ctx.obj = where
 
 
 def main() -> None:

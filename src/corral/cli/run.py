@@ -90,13 +90,25 @@ def run(
     check_id(task_id)
     where = Layout(root(), task_id)
     prepared = render_for_run(subject, where, port_map, params, file=spec)
-    context: dict[str, Any] = {"ports": port_map, "params": params, "spec_file": str(Path(spec).absolute())}
+    context: dict[str, Any] = {"ports": port_map, "params": params, "spec_file": _recorded_path(spec)}
     if listen is not None:
         context["listen"] = listen  # in the journal: a recovery listens there again
     if detach:
         detached(task_id, detach_start(where, prepared, context, spec, group), as_json)
         return
     finish(new_engine(where, prepared, context, spec, group=group, backends=KINDS), quiet, as_json)
+
+
+def _recorded_path(spec: str) -> str:
+    """The spec's absolute path, which the journal records (as UTF-8 text)."""
+    path = str(Path(spec).absolute())
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(
+            f"{path!r}: the spec's path is not valid UTF-8 (the journal records it); rename it"
+        ) from None
+    return path
 
 
 def detached(task_id: str, pid: int, as_json: bool) -> None:

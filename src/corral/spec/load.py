@@ -22,6 +22,7 @@ import yaml
 from corral.spec.errors import SpecError, did_you_mean
 from corral.spec.model import Ensemble, Task
 from corral.spec.normalise import normalise_ensemble, normalise_task
+from corral.spec.recordable import check_recordable
 from corral.spec.validate import validate_ensemble, validate_task
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml"}
@@ -200,6 +201,7 @@ _SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+|\.\.\.)\]")
 
 
 def _convert(data: object, cls: type[T], file: str | None) -> T:
+    check_recordable(data, file)  # the journal records the spec: every value must encode there
     try:
         return msgspec.convert(data, cls, str_keys=True)
     except msgspec.ValidationError as exc:

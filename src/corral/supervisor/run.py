@@ -40,6 +40,10 @@ def parse_assignments(items: Iterable[str], flag: str) -> list[tuple[str, str]]:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise UserError(f"{flag} {item}: expected NAME=VALUE")
+        try:  # the value is recorded in the journal, whose strings are UTF-8
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"{flag} {item!r}: not valid UTF-8 text (the journal records it)") from None
         out.append((name, value))
     return out
 
