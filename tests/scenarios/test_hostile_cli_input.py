@@ -17,6 +17,7 @@ BAD_SPECS = {
     "huge_size": ('name: x\nresources: {memory: 9999999999999999TB}\nprocesses: [{name: a, cmd: "true"}]', "resources.memory"),
     "huge_param": (f'name: x\njob: {{cmd: "echo {{{{params.a}}}}"}}\nparams: {{a: [{BIG}]}}', "params.a[0]"),
     "surrogate": ('name: x\nprocesses: [{name: a, cmd: "echo \\udcff"}]', "processes[0].cmd"),
+    "nul": ('name: x\nprocesses: [{name: a, cmd: "echo a\\0b"}]', "processes[0].cmd"),
 }
 
 

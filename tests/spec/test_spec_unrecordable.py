@@ -69,3 +69,20 @@ def test_an_integer_beyond_64_bits_names_its_field(tmp_path: Path, text: str, fi
 def test_text_that_is_not_utf8_names_its_field(tmp_path: Path, name: str, text: str, field: str) -> None:
     message = _error(tmp_path, name, text)
     assert f": {field}: " in message and "not valid UTF-8" in message, message
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('name: x\nprocesses: [{name: a, cmd: "echo a\\0b"}]', "processes[0].cmd"),
+        ('name: x\nprocesses: [{name: a, argv: [echo, "a\\0b"]}]', "processes[0].argv[1]"),
+        ('name: x\nsandbox: "/tmp/a\\0b"\nprocesses: [{name: a, cmd: "true"}]', "sandbox"),
+        ('name: x\njob: {processes: [{name: a, cmd: "true\\0"}]}', "job.processes[0].cmd"),
+        ('name: x\njob: {argv: [echo, "\\0"]}', "job.argv[1]"),
+    ],
+    ids=["cmd", "argv", "sandbox", "job_process", "job_argv"],
+)
+def test_a_nul_in_a_command_is_refused_at_load(tmp_path: Path, text: str, field: str) -> None:
+    """It failed every run at exec ('embedded null byte') instead of the spec at load."""
+    message = _error(tmp_path, "nul.yaml", text)
+    assert f": {field}: contains NUL" in message, message

@@ -205,6 +205,8 @@ class _Checker:
         """Names every template may use. `bound[root]` lists allowed attributes (None: any)."""
         for path, text in fields:
             full = _join(self.prefix, path)
+            if "\0" in text:  # exec (argv, environment, the working directory) cannot pass it
+                raise self.fail(path, "contains NUL", "a command line, argument or path cannot hold one")
             for name in referenced_names(text, full, self.file):
                 root, _, attr = name.partition(".")
                 if root not in bound:
