@@ -18,6 +18,10 @@ BAD_SPECS = {
     "huge_param": (f'name: x\njob: {{cmd: "echo {{{{params.a}}}}"}}\nparams: {{a: [{BIG}]}}', "params.a[0]"),
     "surrogate": ('name: x\nprocesses: [{name: a, cmd: "echo \\udcff"}]', "processes[0].cmd"),
     "nul": ('name: x\nprocesses: [{name: a, cmd: "echo a\\0b"}]', "processes[0].cmd"),
+    "too_many_jobs": (
+        'name: x\njob: {cmd: "true"}\nparams: {a: {range: [10000000000]}, b: {range: [10000000000]}}',
+        "params: makes 100000000000000000000 jobs",
+    ),
 }
 
 

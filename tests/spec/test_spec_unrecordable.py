@@ -7,15 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from corral.spec import ParamSpace
 from corral.spec.errors import SpecError
 from corral.spec.load import load_spec
+from corral.spec.model import Ensemble
 
 
 def _error(tmp_path: Path, name: str, text: str) -> str:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     with pytest.raises(SpecError) as info:
-        load_spec(path)
+        spec = load_spec(path)
+        if isinstance(spec, Ensemble):  # the job count is known once the space is built
+            ParamSpace.from_ensemble(spec, base_dir=str(tmp_path), file=str(path))
     message = str(info.value)
     assert "\n" not in message and message.startswith(str(path)), message
     return message
@@ -86,3 +90,26 @@ def test_a_nul_in_a_command_is_refused_at_load(tmp_path: Path, text: str, field:
     """It failed every run at exec ('embedded null byte') instead of the spec at load."""
     message = _error(tmp_path, "nul.yaml", text)
     assert f": {field}: contains NUL" in message, message
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        "{a: {range: [100000]}, b: {range: [100000]}}",  # 10^10: fits len(), not a job number
+        "{a: {range: [10000000000]}, b: {range: [10000000000]}, c: {range: [10000000000]}}",  # 10^30
+        f"{{a: {{range: [{-(2**63)}, {2**63 - 1}]}}}}",  # one range longer than len() can say
+    ],
+    ids=["1e10", "1e30", "2e64"],
+)
+def test_a_matrix_of_more_jobs_than_job_numbers_is_refused(tmp_path: Path, params: str) -> None:
+    message = _error(tmp_path, "many.yaml", f'name: x\njob: {{cmd: "true"}}\nparams: {params}')
+    assert ": params: makes " in message and "more than 2147483647" in message, message
+
+
+def test_the_largest_matrix_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "max.yaml"
+    path.write_text(f'name: x\njob: {{cmd: "true"}}\nparams: {{a: {{range: [{2**31 - 1}]}}}}')
+    spec = load_spec(path)
+    assert isinstance(spec, Ensemble)
+    space = ParamSpace.from_ensemble(spec, file=str(path))
+    assert len(space) == 2**31 - 1 and space[2**31 - 2] == {"a": 2**31 - 2}

@@ -196,7 +196,7 @@ def inspect(spec: str, ports: tuple[str, ...], sets: tuple[str, ...], task_id: s
     if isinstance(prepared, Ensemble):
         from corral.spec import ParamSpace
 
-        space = ParamSpace.from_ensemble(prepared, base_dir=str(Path(spec).absolute().parent))
+        space = ParamSpace.from_ensemble(prepared, base_dir=str(Path(spec).absolute().parent), file=spec)
         data = {
             "ensemble": data,
             "jobs": len(space),

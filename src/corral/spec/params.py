@@ -29,6 +29,7 @@ from corral.spec.errors import SpecError
 from corral.spec.model import Ensemble, Range
 
 _INT64 = (-(2**63), 2**63 - 1)
+MAX_JOBS = 2**31 - 1  # job numbers are 31-bit everywhere (core's arrays, the control protocol)
 
 
 def _number_or_text(text: str) -> object:
@@ -125,6 +126,13 @@ class ParamTable:
         return tuple(c[i] for c in self.columns)
 
 
+def _length(axis: Sequence[object]) -> int:
+    """len(axis), also for a range too long for len() (more than 2**63 - 1 numbers)."""
+    if isinstance(axis, range):
+        return max(0, -((axis.start - axis.stop) // axis.step))
+    return len(axis)
+
+
 class ParamSpace:
     """A sequence of job parameters: `space[i]` is the dict of job i, `len(space)` the count."""
 
@@ -143,11 +151,11 @@ class ParamSpace:
         self.table = table
         self._keys = tuple(matrix)
         self._axes = tuple(matrix.values())
-        self._radix = tuple(len(a) for a in self._axes)
+        self._radix = tuple(_length(a) for a in self._axes)
         base = table.rows if table is not None else 1
         for n in self._radix:
             base *= n
-        self._base = base
+        self._base = base  # may pass MAX_JOBS here; from_ensemble refuses such a space
         self.extra: list[dict[str, object]] = []
 
     # -- building --
@@ -165,9 +173,17 @@ class ParamSpace:
                 path = Path(base_dir) / path
             table = load_params_file(path, shown=ens.params_file, spec_file=file)
         try:
-            return cls(matrix, table)
+            space = cls(matrix, table)
         except ValueError as exc:
             raise SpecError(str(exc), file=file, path="params_file") from None
+        if space.base > MAX_JOBS:
+            raise SpecError(
+                f"makes {space.base} jobs, more than {MAX_JOBS}",
+                file=file,
+                path="params",
+                hint="a job is numbered in 31 bits; split it into several ensembles",
+            )
+        return space
 
     @classmethod
     def from_rows(cls, rows: Sequence[Mapping[str, object]]) -> ParamSpace:

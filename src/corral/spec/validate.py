@@ -362,7 +362,7 @@ def validate_ensemble(ens: Ensemble, file: str | None = None) -> None:
                 )
             if len(r) == 3 and r[2] == 0:
                 raise check.fail(f"{path}.range", "step must not be 0")
-            if len(range(*r)) == 0:
+            if not range(*r):  # len() would overflow past 2**63 - 1 numbers
                 raise check.fail(f"{path}.range", f"range({', '.join(map(str, r))}) is empty")
         elif not values:
             raise check.fail(path, "no values", "an empty list would make zero jobs")

@@ -68,7 +68,7 @@ def render_for_run(
     from corral.spec import job_task
 
     base = str(Path(file).absolute().parent) if file else None
-    space = specs.ParamSpace.from_ensemble(subject, base_dir=base)
+    space = specs.ParamSpace.from_ensemble(subject, base_dir=base, file=file)
     if len(space):
         Jobs(layout, subject, job_task(subject.job, subject.name), space, file=file).task_for(0)
     if subject.params_file and base and not os.path.isabs(subject.params_file):
