@@ -4,6 +4,7 @@ and nothing under the root; or, for numbers that are legal, a supervisor that ca
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,15 @@ def test_a_root_that_is_not_utf8_is_one_line(corral, spec_file, tmp_path: Path):
         result = corral("--root", str(root), *args)
         _refused(result, "not valid UTF-8")
     assert not root.exists()
+
+
+def test_a_job_retried_more_than_1024_times_neither_crashes_the_supervisor_nor_recover(corral, spec_file):
+    """The backoff was retry_backoff * 2 ** (attempt - 1) as an int: at attempt 1025 it no longer
+    converted to a float, and every fold of the journal (run, status, recover) raised."""
+    spec = spec_file('name: r\njob: {cmd: "exit 1"}\nretries: 1030\nretry_backoff: 0\n')
+    result = corral("run", str(spec), "--id", "retry", "-q", timeout=900)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    view = corral.status("retry")
+    assert view["state"] == "FAILED" and view["jobs"]["failed"] == 1
+    listed = json.loads(corral("status", "retry", "--jobs", "--json", check=True).stdout)
+    assert listed[0]["job_list"][0]["attempts"] == 1031

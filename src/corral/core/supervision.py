@@ -304,7 +304,9 @@ class Supervision:
         if cause is Cause.REQUEUE:
             self.requeues[job] = self.requeues.get(job, 0) + 1
         delay = 0.0 if cause is Cause.RETRY_FAILED else self.policy.retry_backoff
-        delay = min(60.0, delay * (2 ** max(0, rt.attempt - 1)))
+        # a float power, its exponent bounded: 2 ** 1024 as an int does not convert to a
+        # float (a job's 1025th attempt crashed every fold of the journal, recover included)
+        delay = min(60.0, delay * 2.0 ** min(max(0, rt.attempt - 1), 1000))
         heapq.heappush(self.retry_at, (rec.at + delay, job))
         self.retry_due[job] = rec.at + delay
         self.failed_jobs.discard(job)
