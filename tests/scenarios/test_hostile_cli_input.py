@@ -23,6 +23,7 @@ BAD_SPECS = {
         'name: x\njob: {cmd: "true"}\nparams: {a: {range: [10000000000]}, b: {range: [10000000000]}}',
         "params: makes 100000000000000000000 jobs",
     ),
+    "retries": ('name: x\njob: {cmd: "true"}\nretries: 100000', "retries: must be <= 65000"),
 }
 
 

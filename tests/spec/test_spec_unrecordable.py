@@ -113,3 +113,8 @@ def test_the_largest_matrix_still_loads(tmp_path: Path) -> None:
     assert isinstance(spec, Ensemble)
     space = ParamSpace.from_ensemble(spec, file=str(path))
     assert len(space) == 2**31 - 1 and space[2**31 - 2] == {"a": 2**31 - 2}
+
+
+def test_more_retries_than_attempts_can_count_is_refused(tmp_path: Path) -> None:
+    message = _error(tmp_path, "r.yaml", 'name: x\njob: {cmd: "true"}\nretries: 70000')
+    assert ": retries: must be <= 65000" in message, message

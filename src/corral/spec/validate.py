@@ -27,6 +27,8 @@ from corral.spec.model import (
 from corral.spec.template import JOB_FIELDS, ROOTS, TASK_FIELDS, referenced_names, unbound_hint
 
 MAX_NAME = 100
+# attempts of a job are a 16-bit array in core; Slurm requeues (5 at most) add attempts too
+MAX_RETRIES = 65_000
 MAX_WORKERS = 10_000  # pilot workers of one ensemble (Slurm arrays are limited well below)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # POSIX portable user names (plus the trailing $ of machine accounts); 32 is useradd's limit
@@ -333,6 +335,9 @@ def validate_ensemble(ens: Ensemble, file: str | None = None) -> None:
     fields = _job(check, ens.job)
     check.at_least("job_limit", ens.job_limit, 0)
     check.at_least("retries", ens.retries, 0)
+    if ens.retries > MAX_RETRIES:
+        hint = "a job's attempts are counted in 16 bits"
+        raise check.fail("retries", f"must be <= {MAX_RETRIES}, got {ens.retries}", hint)
     check.at_least("retry_backoff", ens.retry_backoff, 0)
     if ens.halt.failures is not None:
         check.at_least("halt.failures", ens.halt.failures, 1)
