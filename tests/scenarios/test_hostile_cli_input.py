@@ -74,6 +74,29 @@ def test_a_root_that_is_not_utf8_is_one_line(corral, spec_file, tmp_path: Path):
     assert not root.exists()
 
 
+def test_a_kill_grace_of_1e300_seconds_kills_and_the_supervisor_carries_on(corral, spec_file, gate):
+    """The TERM-to-KILL deadline, 1e300 s away, overflowed poll()'s time_t: the supervisor died
+    with a traceback in the middle of the kill and left the task CLEANING."""
+    hold = gate()
+    spec = spec_file(
+        f"name: g\nkill_grace: 1e300\nfinalization_wait: 1e300\n"
+        f"processes: [{{name: a, cmd: '{hold.cmd}', timeout: 1e300, max_failures: 0}}]\n"
+    )
+    corral("run", str(spec), "--id", "grace", "--detach", check=True)
+    corral.wait_for(lambda: _state_of(corral, "grace", "a") == "RUNNING", timeout=120)
+    killed = corral("kill", "grace", timeout=300)
+    assert killed.returncode == 0 and "grace: KILLED" in killed.stdout, killed.stderr
+    assert "Traceback" not in (corral.root / "grace" / "supervisor.log").read_text()
+
+
+def _state_of(corral, task_id: str, process: str) -> str | None:  # type: ignore[no-untyped-def]
+    view = corral.view(task_id)
+    for proc in (view or {}).get("processes", []):
+        if proc["name"] == process and proc["runs"]:
+            return str(proc["runs"][-1]["state"])
+    return None
+
+
 def test_a_job_retried_more_than_1024_times_neither_crashes_the_supervisor_nor_recover(corral, spec_file):
     """The backoff was retry_backoff * 2 ** (attempt - 1) as an int: at attempt 1025 it no longer
     converted to a float, and every fold of the journal (run, status, recover) raised."""

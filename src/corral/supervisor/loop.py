@@ -15,6 +15,9 @@ import signal
 from typing import Any
 
 _HANDLED = (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# the longest single wait: a deadline years away (kill_grace: 1e300) overflows poll()'s
+# time_t; waking once an hour before it changes nothing, the caller only waits again
+LONGEST_WAIT = 3600.0
 
 
 class Loop:
@@ -68,6 +71,8 @@ class Loop:
         """(tag, fd) of every descriptor ready within `timeout` (None: until one is)."""
         assert self._selector is not None and self._wake is not None
         ready: list[tuple[str, int]] = []
+        if timeout is not None:
+            timeout = min(timeout, LONGEST_WAIT)
         for key, _ in self._selector.select(timeout):
             if key.data == "wake":
                 with contextlib.suppress(BlockingIOError):
