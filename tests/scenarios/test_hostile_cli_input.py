@@ -14,8 +14,14 @@ BIG = 10**26
 
 BAD_SPECS = {
     "deep": ("name: x\nprocesses: " + "[" * 50_000 + "]" * 50_000, "nested too deeply"),
-    "huge_int": (f'name: x\nprocesses: [{{name: a, cmd: "true", max_failures: {BIG}}}]', "processes[0].max_failures"),
-    "huge_size": ('name: x\nresources: {memory: 9999999999999999TB}\nprocesses: [{name: a, cmd: "true"}]', "resources.memory"),
+    "huge_int": (
+        f'name: x\nprocesses: [{{name: a, cmd: "true", max_failures: {BIG}}}]',
+        "processes[0].max_failures",
+    ),
+    "huge_size": (
+        'name: x\nresources: {memory: 9999999999999999TB}\nprocesses: [{name: a, cmd: "true"}]',
+        "resources.memory",
+    ),
     "huge_param": (f'name: x\njob: {{cmd: "echo {{{{params.a}}}}"}}\nparams: {{a: [{BIG}]}}', "params.a[0]"),
     "surrogate": ('name: x\nprocesses: [{name: a, cmd: "echo \\udcff"}]', "processes[0].cmd"),
     "nul": ('name: x\nprocesses: [{name: a, cmd: "echo a\\0b"}]', "processes[0].cmd"),

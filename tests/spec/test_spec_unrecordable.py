@@ -37,7 +37,9 @@ DEPTH = 100_000
     ],
     ids=["yaml", "json", "toml"],
 )
-def test_a_deeply_nested_document_is_one_error_not_a_recursion_error(tmp_path: Path, name: str, text: str) -> None:
+def test_a_deeply_nested_document_is_one_error_not_a_recursion_error(
+    tmp_path: Path, name: str, text: str
+) -> None:
     assert "nested too deeply" in _error(tmp_path, name, text)
 
 
@@ -48,7 +50,10 @@ BIG = 10**26
     ("text", "field"),
     [
         (f'name: x\nprocesses: [{{name: a, cmd: "true", max_failures: {BIG}}}]', "processes[0].max_failures"),
-        ('name: x\nresources: {memory: 99999999999999999999TB}\nprocesses: [{name: a, cmd: "true"}]', "resources.memory"),
+        (
+            'name: x\nresources: {memory: 99999999999999999999TB}\nprocesses: [{name: a, cmd: "true"}]',
+            "resources.memory",
+        ),
         (f'name: x\njob: {{cmd: "echo {{{{params.a}}}}"}}\nparams: {{a: [1, {BIG}]}}', "params.a[1]"),
         (f'name: x\njob: {{cmd: "true"}}\nparams: {{a: {{range: [0, {BIG}]}}}}', "params.a.range[1]"),
         (f'name: x\njob: {{cmd: "true"}}\nretries: {2**64}', "retries"),
@@ -64,7 +69,11 @@ def test_an_integer_beyond_64_bits_names_its_field(tmp_path: Path, text: str, fi
     ("name", "text", "field"),
     [
         ("s.yaml", 'name: x\nprocesses: [{name: a, cmd: "echo \\udcff"}]', "processes[0].cmd"),
-        ("s.json", '{"name": "x", "processes": [{"name": "a", "argv": ["echo", "\\ud800"]}]}', "processes[0].argv[1]"),
+        (
+            "s.json",
+            '{"name": "x", "processes": [{"name": "a", "argv": ["echo", "\\ud800"]}]}',
+            "processes[0].argv[1]",
+        ),
         ("k.yaml", 'name: x\nprocesses: [{name: a, cmd: "true", env: {"\\udcff": v}}]', "processes[0].env"),
         ("p.yaml", 'name: x\njob: {cmd: "true"}\nparams: {a: ["\\udcff"]}', "params.a[0]"),
     ],
