@@ -1,5 +1,6 @@
 """Pilot workers against the real local Slurm: the order jobs get free slots in (a job
-prefetched behind long ones does not starve while newer jobs stream through another worker).
+prefetched behind long ones does not starve while newer jobs stream through another worker)
+and the launcher's re-check of its workers' time left (a limit cut while a worker runs).
 
 Helpers and conventions as in test_pilot_ensemble.py and test_pilot_sched.py (worker jobs
 named corral-pilot-ID, each test cancels only its own). Waits are on the launcher's journal,
@@ -69,3 +70,82 @@ params: {{i: {{range: [0, {5 + stream}]}}}}
     assert all(r["state"] == "SUCCESS" and r["attempts"] == 1 for r in jobs), jobs
     for j in range(5 + stream):
         assert (runs / str(j)).read_text().count("\n") == 1, j  # none ran twice
+
+
+def test_a_worker_whose_time_limit_is_cut_while_it_runs_gets_no_job_that_would_outlast_it(
+    corral, spec_file, pilot_ids, slurm, gate
+):
+    """A worker (10 minutes) runs job 0 (gated); its Slurm time limit is cut while it runs
+    (`scontrol update TimeLimit=`) to leave it 60-120 s. The launcher asks Slurm for its
+    workers' time left again (every second here: CORRAL_PILOT_LEFT_EVERY, internal) and sees
+    the new end: job 1, declaring a walltime of 150 s, is not handed to it although it has a
+    free slot, but to a second worker started for it; nothing is LOST."""
+    import math
+    import subprocess
+    import time
+
+    from test_pilot_sched import workers_view
+
+    task_id = new_id("pt")
+    pilot_ids.append(task_id)
+    g = gate()  # job 0 keeps the first worker busy and the ensemble open
+    spec = spec_file(f"""
+name: pt
+backend: slurm
+slurm:
+  poll_interval: 0.5
+  pilot: {{workers: 1, max_workers: 2, cpus: 2, time: "10:00", idle_timeout: 300}}
+job:
+  cmd: "if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
+  resources: {{walltime: 150}}
+params: {{i: [0]}}
+""")
+    launcher = corral.start("run", str(spec), "--id", task_id, "-q", env={"CORRAL_PILOT_LEFT_EVERY": "1"})
+    try:
+        (worker,) = corral.wait_for(
+            lambda: [w for w in workers_view(corral.root, task_id) if w["connected"]], timeout=300
+        )
+        name = worker["worker"]
+        corral.wait_for(lambda: handed_to(corral, task_id).get(0), timeout=60, interval=0.2)
+        assert worker["ends_at"] - time.time() > 155  # job 0 (150 s) fitted
+        left = corral.wait_for(lambda: slurm.time_left([name]).get(name), timeout=60, interval=0.5)
+        minutes = math.ceil((600 - left + 60) / 60)  # 60 to 120 s left once cut
+        subprocess.run(["scontrol", "update", f"JobId={name}", f"TimeLimit={minutes}"], check=True)
+
+        def cut_seen() -> bool:
+            view = [w for w in workers_view(corral.root, task_id) if w["worker"] == name]
+            return bool(view) and view[0]["ends_at"] - time.time() < 150
+
+        corral.wait_for(cut_seen, timeout=120, interval=0.5)
+        corral("submit", "--ensemble", task_id, "--set", "i=1", check=True)
+        (to,) = corral.wait_for(lambda: handed_to(corral, task_id).get(1), timeout=300, interval=0.5)
+        assert to != name, handed_to(corral, task_id)
+        g.release()
+        _, err = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            corral("kill", task_id)
+            launcher.communicate(timeout=120)
+    assert launcher.returncode == 0, err
+    jobs = job_list(corral, task_id)
+    assert [(r["job"], r["state"], r["attempts"]) for r in jobs] == [(0, "SUCCESS", 1), (1, "SUCCESS", 1)]
+    records = raw_records(corral, task_id)
+    assert not [r for r in records if r["type"] == "Transition" and r["state"] == "LOST"]
+
+
+def test_a_bad_left_every_is_refused_before_anything_is_recorded(corral, spec_file, pilot_ids, monkeypatch):
+    task_id = new_id("pb")
+    pilot_ids.append(task_id)
+    spec = spec_file("""
+name: pb
+backend: slurm
+slurm: {pilot: {workers: 1, cpus: 1, time: "1:00"}}
+job: {cmd: "true"}
+params: {i: [0]}
+""")
+    monkeypatch.setitem(corral.env, "CORRAL_PILOT_LEFT_EVERY", "soon")
+    result = corral("run", str(spec), "--id", task_id, "-q")
+    assert result.returncode == 2, result
+    (line,) = result.stderr.strip().splitlines()
+    assert "CORRAL_PILOT_LEFT_EVERY='soon'" in line and "Traceback" not in result.stderr
+    assert not (corral.root / task_id / "journal").exists()

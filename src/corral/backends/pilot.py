@@ -23,7 +23,7 @@ from corral.backends.pilot_ledger import LEDGER
 from corral.backends.pilot_links import PREFIX, Links
 from corral.backends.pilot_peer import Peer, write_status
 from corral.backends.pilot_sink import OutputSink
-from corral.backends.pilot_slurm import WorkerJobs, pilot_dir
+from corral.backends.pilot_slurm import WorkerJobs, left_every, pilot_dir
 from corral.backends.pilot_wire import Kill, Stop
 from corral.backends.slurm_client import SlurmClient
 from corral.backends.slurm_errors import SlurmError
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from corral.supervisor.engine import Engine
 
 STATUS_EVERY = 1.0  # seconds between two writes of pilot/workers.json
-LEFT_EVERY = 30.0  # seconds between two asks for the running workers' time left
 
 __all__ = ["PREFIX", "PilotBackend", "pilot_dir"]
 
@@ -60,6 +59,7 @@ class PilotBackend(Backend):
     found: bool = True  # False after a recovery: the first poll looks for workers by name
     status_at: float = 0.0
     left_at: float = 0.0
+    left_every: float = field(default_factory=left_every)  # seconds between two asks of time left
     closed: bool = False
     slurm_jobs: WorkerJobs = field(init=False)
     links: Links | None = None
@@ -261,7 +261,7 @@ class PilotBackend(Backend):
             peer.seen = None if seen is None else seen.get(peer.name)
             if peer.seen is Seen.RUNNING and peer.running_since is None:
                 peer.running_since = now
-        if now - self.left_at >= LEFT_EVERY:
+        if now - self.left_at >= self.left_every:
             # its allocation's end, as Slurm holds it now (a time limit can change while it runs)
             self.left_at = now
             running = [p.name for p in self.peers.values() if p.seen is Seen.RUNNING and p.connected]

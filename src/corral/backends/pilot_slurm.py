@@ -7,7 +7,9 @@ poll, one scancel. What Slurm's answers mean is core's (core/pilot.py `judge_wor
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,20 @@ from corral.backends.slurm_sbatch import SbatchRequest
 from corral.core.outcome import Seen
 from corral.errors import UserError
 from corral.spec.model import Pilot, Slurm
+
+LEFT_EVERY = 30.0  # seconds between two asks for the running workers' time left
+
+
+def left_every(environ: Mapping[str, str] = os.environ) -> float:
+    """LEFT_EVERY, or CORRAL_PILOT_LEFT_EVERY (internal, for tests: seconds, 0.1 to 1e6)."""
+    text = environ.get("CORRAL_PILOT_LEFT_EVERY", "")
+    try:
+        value = float(text) if text else LEFT_EVERY
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 1e6:
+        raise UserError(f"CORRAL_PILOT_LEFT_EVERY={text[:40]!r}: expected seconds between 0.1 and 1e6")
+    return value
 
 
 def pilot_dir(root: Path, task_id: str) -> Path:
