@@ -7,7 +7,8 @@ here; a chunk that would leave a gap is refused (`append_at`), one already there
 resend after a reconnect). `flush` after each read (the bytes are in the files before the
 journal records the job's end), `sync` before the Ack that lets the worker forget them.
 Memory: the writer buffers at most FLUSH_BYTES, and a worker sends at most its window before
-an Ack, so nothing here grows with the output.
+an Ack, so nothing here grows with the output; one that ignores its window is read a few MiB
+per wake-up (Peer.receive), each read written before the next (tests/slurm/test_pilot_flood.py).
 """
 
 from __future__ import annotations
