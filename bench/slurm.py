@@ -3,6 +3,7 @@
     python bench/slurm.py                                   # a few minutes: 160 x sleep 0.5, 400 x /bin/true
     python bench/slurm.py --sleep-jobs 2000 --true-jobs 10000 --systems pilot,hq,array,sbatch
     python bench/slurm.py --workloads rss --queued 100000   # memory only
+    python bench/slurm.py --workloads stream --stream-jobs 2000  # stream_logs false vs true
 
 Needs the local Slurm (scripts/slurm-up.sh; 16 advertised CPUs here). Systems:
 
@@ -17,7 +18,10 @@ Needs the local Slurm (scripts/slurm-up.sh; 16 advertised CPUs here). Systems:
 Workloads: `sleep` (N x `sleep 0.5`; ideal = N x 0.5 s / advertised CPUs), `true`
 (N x `/bin/true`; jobs/s end to end), `executor` (--calls trivial Python calls through
 corral.Executor(backend="slurm"), with arrays and with pilot workers) and `rss` (peak RSS of the
-pilot's launcher and worker, and of HyperQueue, with --queued jobs of `sleep 600` queued).
+pilot's launcher and worker, and of HyperQueue, with --queued jobs of `sleep 600` queued) and
+`stream` (--stream-jobs x `/bin/echo` of one line on pilot workers, `stream_logs: false` then
+`true`: jobs/s and the files and directories the run left under its directory, the shared file
+system on a cluster).
 Goals for the pilot: sleep >= 3 x faster than sbatch-per-job and within 1.3 x of ideal; true
 >= 500 jobs/s; launcher and worker < 100 MB each with 100,000 jobs queued.
 
@@ -44,6 +48,7 @@ from slurm_peers import hq_rss_queued, hyperqueue_missing, run_array, run_hyperq
 
 SYSTEMS = ("sbatch", "array", "corral", "pilot", "hq")
 WORKLOADS = {"sleep": "sleep 0.5", "true": "/bin/true"}
+STREAM = "/bin/echo one line of output from a job"
 Row = Result | Skipped
 
 
@@ -149,14 +154,47 @@ def memory(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[st
     return lines
 
 
+def streamed(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[str]:
+    """Pilot workers with stream_logs false, then true, on the same small-output jobs."""
+    jobs = args.stream_jobs
+    lines = [f"{jobs} x {STREAM} on pilot workers: output to a file per run, or streamed", "",
+             f"{'':<26}{'finished s':>11}{'jobs/s':>9}{'ok':>7}{'files':>8}{'dirs':>8}"]  # fmt: skip
+    if args.missing.get("pilot"):
+        return [*lines, f"{'corral pilot':<26}skipped: {args.missing['pilot']}"]
+    rows: list[Result] = []
+    for stream in (False, True):
+        name = f"pilot stream_logs: {'true' if stream else 'false'}"
+        pilot = args.pilot.rstrip().removesuffix("}") + ", stream_logs: true}" if stream else args.pilot
+        wait_idle()
+        print(f"{STREAM} x {jobs}: {name} ...", file=sys.stderr, flush=True)
+        try:
+            row = run_corral(work, STREAM, jobs, args.poll, env, pilot, args.shell, name=name)
+        except BenchFailed as e:
+            lines.append(f"{name:<26}failed: {e}")
+            continue
+        rows.append(row)
+        files, dirs = row.made
+        lines.append(f"{name:<26}{row.finished:>11.1f}{row.rate:>9.1f}{row.ok:>7}{files:>8}{dirs:>8}")
+    if len(rows) == 2:
+        plain, streamed_row = rows
+        lines.append(
+            f"stream_logs: {streamed_row.rate / plain.rate:.2f} x the jobs/s of a file per run; "
+            f"{sum(streamed_row.made)} inodes left against {sum(plain.made)}"
+        )
+    return lines
+
+
 def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sleep-jobs", type=int, default=160, help="jobs of `sleep 0.5` (full size: 2000)")
     ap.add_argument("--true-jobs", type=int, default=400, help="jobs of `/bin/true` (full size: 10000)")
     ap.add_argument("--queued", type=int, default=100_000, help="jobs queued for the rss workload")
+    ap.add_argument("--stream-jobs", type=int, default=400, help="jobs of the stream workload")
     ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
     ap.add_argument(
-        "--workloads", default="sleep,true,executor,rss", help="comma list of sleep, true, executor, rss"
+        "--workloads",
+        default="sleep,true,executor,rss,stream",
+        help="comma list of sleep, true, executor, rss, stream",
     )
     ap.add_argument("--calls", type=int, default=50, help="calls of the executor workload")
     ap.add_argument("--cpus", type=int, default=0, help="CPUs of a pilot worker and of HQ's job (0: all)")
@@ -172,7 +210,7 @@ def parse() -> argparse.Namespace:
     args.systems = [s for s in args.systems.split(",") if s]
     args.workloads = [w for w in args.workloads.split(",") if w]
     bad = [s for s in args.systems if s not in SYSTEMS]
-    bad += [w for w in args.workloads if w not in (*WORKLOADS, "executor", "rss")]
+    bad += [w for w in args.workloads if w not in (*WORKLOADS, "executor", "rss", "stream")]
     if bad:
         ap.error(f"unknown system or workload: {', '.join(bad)}")
     return args
@@ -204,6 +242,9 @@ def main() -> None:
                 continue
             if kind == "executor":
                 out += ["", *executor(args, work, env)]
+                continue
+            if kind == "stream":
+                out += ["", *streamed(args, work, env)]
                 continue
             jobs = args.sleep_jobs if kind == "sleep" else args.true_jobs
             ideal = jobs * 0.5 / args.cpus if kind == "sleep" else None

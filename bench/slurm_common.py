@@ -20,6 +20,15 @@ class BenchFailed(Exception):
     """One system of the bench failed; the others still run and the table says why."""
 
 
+def made_under(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(files, directories) under PATH: the inodes a run left on the (shared) file system."""
+    files = dirs = 0
+    for _, subdirs, names in os.walk(path):
+        files += len(names)
+        dirs += len(subdirs)
+    return files, dirs
+
+
 def fail(why: str) -> NoReturn:
     raise BenchFailed(why)
 
@@ -33,6 +42,7 @@ class Result:
     ok: int = 0  # jobs that succeeded
     commands: dict[str, int] = field(default_factory=dict)  # Slurm commands issued
     note: str = ""
+    made: tuple[int, int] = (0, 0)  # (files, directories) under the run's directory (corral)
 
     @property
     def rate(self) -> float:

@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from slurm_common import PREFIX, Result, fail
+from slurm_common import PREFIX, Result, fail, made_under
 
 # The pilot block the bench uses; --pilot overrides it (a YAML flow mapping) while the
 # spelling of the pilot's fields settles. {cpus}: --cpus (default: the advertised CPUs).
@@ -59,7 +59,14 @@ def pilot_missing(root: Path, env: dict[str, str], pilot: str) -> str | None:
 
 
 def run_corral(
-    root: Path, cmd: str, jobs: int, poll: float, env: dict[str, str], pilot: str | None, shell: bool = True
+    root: Path,
+    cmd: str,
+    jobs: int,
+    poll: float,
+    env: dict[str, str],
+    pilot: str | None,
+    shell: bool = True,
+    name: str = "",
 ) -> Result:
     spec = root / f"bench-{uuid.uuid4().hex[:6]}.yaml"
     spec.write_text(spec_text(cmd, jobs, poll, pilot, shell))
@@ -90,8 +97,8 @@ def run_corral(
         note = (f"first hand-over to last end {inside:.1f} s = {jobs / inside if inside else 0:.0f} jobs/s; "
                 f"cpu ms/job: launcher {launcher_cpu / jobs * 1000:.2f}, worker {own:.2f}, "
                 f"its reaper {helpers:.2f}, runs {runs:.2f}")  # fmt: skip
-    name = "corral pilot" if pilot else "corral (arrays)"
-    return Result(name, jobs, submit, finished, ok, commands, note=note)
+    name = name or ("corral pilot" if pilot else "corral (arrays)")
+    return Result(name, jobs, submit, finished, ok, commands, note=note, made=made_under(root / run_id))
 
 
 class CpuSampler:
