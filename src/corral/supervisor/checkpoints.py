@@ -215,24 +215,25 @@ def fold_onto(layout: Layout, sup: Supervision, jobs: Any, payloads: list[bytes]
     """Decode and fold `payloads` (the frames from journal offset `start` on) into `sup`; a
     record the decoder or the fold refuses is RecordRejected, naming its offset. Returns the
     records."""
+    from corral.core.batchfold import FoldFailed, fold_batch
     from corral.core.records import Opened
-    from corral.supervisor.folding import apply_record
+    from corral.supervisor.folding import added_to
     from corral.supervisor.replaying import decode_all, paused_gc, rejected
     from corral.supervisor.session import absorb_head
 
     records = decode_all(layout, payloads, None, start)
-    index = 0
+    index = first = 0
     try:
         if records and type(records[0]) is Opened:  # a new fold: a compacted head is restored
             index = 1
             first = absorb_head(sup, jobs, records)
-        else:
-            first = 0
         with paused_gc():
-            for index, rec in enumerate(records[first:], first):  # noqa: B007 (index names the bad record)
-                apply_record(sup, jobs, rec)
+            fold_batch(sup, records[first:], added_to(jobs))
     except OSError:
         raise
+    except FoldFailed as failed:
+        assert isinstance(failed.__cause__, Exception)
+        raise rejected(layout, payloads, None, first + failed.index, failed.__cause__, start=start) from None
     except Exception as exc:
         raise rejected(layout, payloads, None, index, exc, start=start) from None
     return records

@@ -21,7 +21,7 @@ from corral.supervisor.layout import Layout
 if TYPE_CHECKING:
     from corral.spec.params import ParamSpace
 
-__all__ = ["Jobs", "apply_record", "policy_for", "supervision_for"]
+__all__ = ["Jobs", "added_to", "apply_record", "policy_for", "supervision_for"]
 
 
 @dataclass
@@ -153,3 +153,12 @@ def apply_record(sup: Supervision, jobs: Jobs | None, rec: Record) -> None:
     if type(rec) is JobsAdded and jobs is not None:
         jobs.space.add(rec.params)
     sup.apply(rec)
+
+
+def added_to(jobs: Jobs | None) -> Callable[[JobsAdded], object] | None:
+    """What a batch fold (core.batchfold) calls for each JobsAdded before folding it: the
+    parameter space grows first, as in `apply_record`."""
+    if jobs is None:
+        return None
+    space = jobs.space
+    return lambda rec: space.add(rec.params)

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from corral import spec as specs  # templating and params load on first use (lazy)
-from corral.core.records import Attached, JobsAdded, Note, Opened, Record
+from corral.core.batchfold import FoldFailed, fold_batch
+from corral.core.records import Attached, Note, Opened, Record
 from corral.core.supervision import Supervision
 from corral.journal import (
     JournalLocked,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from corral.supervisor.engine import Engine
 from corral.supervisor import proc, safefs
 from corral.supervisor.backend import BackendKind, BackendKinds, backend_name
-from corral.supervisor.folding import Jobs, supervision_for
+from corral.supervisor.folding import Jobs, added_to, supervision_for
 from corral.supervisor.layout import Layout
 from corral.supervisor.replaying import decode_all, paused_gc, rejected
 
@@ -85,21 +86,19 @@ def _fold(
 ) -> tuple[Supervision, Jobs | None]:
     """Fold every record; one that leads to an impossible state is RecordRejected (one line)."""
     assert isinstance(records[0], Opened)
-    index = 0
+    index = start = 0
     try:
         sup, jobs = supervision_for(records[0], layout, keep)
         index = 1  # a bad checkpoint at the head (compaction) is named by its first part
         start = absorb_head(sup, jobs, records)
-        index = start
-        apply = sup.apply  # the replay's hot loop (bench/replay.py): no call but the fold's
         rest = islice(records, start, None) if start else records
         with paused_gc():
-            for index, rec in enumerate(rest, start):  # noqa: B007 (index names the bad record)
-                if type(rec) is JobsAdded and jobs is not None:
-                    jobs.space.add(rec.params)
-                apply(rec)
+            fold_batch(sup, rest, added_to(jobs))  # the replay's hot loop (bench/replay.py)
     except OSError:
         raise  # the world, not the journal (a params file gone): its own message
+    except FoldFailed as failed:
+        assert isinstance(failed.__cause__, Exception)
+        raise rejected(layout, payloads, offsets, start + failed.index, failed.__cause__) from None
     except Exception as exc:
         raise rejected(layout, payloads, offsets, index, exc) from None
     return sup, jobs
