@@ -1,4 +1,5 @@
-"""A driver program for the durability tests: python driver_script.py ROOT ID LOG GATE N FIRST.
+"""A driver program for the durability tests: python driver_script.py ROOT ID LOG GATE N FIRST
+[WORKERS] (max_workers, N unless given).
 
 Submits calls counted(LOG, i, gate) for i < N (calls i < FIRST get no gate and finish at
 once), prints "finished" once those have, then every result as "result I V" and "done".
@@ -21,7 +22,8 @@ cloudpickle.register_pickle_by_value(calls)
 
 def main() -> None:
     root, ident, log, gate, n, first = sys.argv[1:7]
-    with corral.Executor(id=ident, root=root, max_workers=int(n)) as ex:
+    workers = int(sys.argv[7]) if len(sys.argv) > 7 else int(n)
+    with corral.Executor(id=ident, root=root, max_workers=workers) as ex:
         futs = [ex.submit(calls.counted, log, i, None if i < int(first) else gate) for i in range(int(n))]
         for f in futs[: int(first)]:
             f.result(timeout=120)

@@ -10,6 +10,7 @@ the ledger) or creates it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -30,6 +31,8 @@ from corral.supervisor.session import SessionError, create, has_records, take_ov
 
 RUNNER = "corral.executor.runner"
 ZYGOTE = [sys.executable, "-m", "corral.executor.zygote"]
+SLOTS = "--slots="  # zygote.SLOTS (not imported: the zygote's imports are kept small)
+AHEAD = 1  # calls handed to the zygote ahead of a free slot, per slot
 
 
 def ensemble_for(
@@ -101,7 +104,11 @@ def _engine(layout: Layout, spec: Ensemble) -> Engine:
     else:
         engine = create(layout, spec, context={"executor": 1}, backends=KINDS)
     if spec.backend == "local" and isinstance(engine.backend, LocalBackend):
-        engine.backend.launcher.helper = ZYGOTE
+        # the zygote runs `slots` calls at once and holds as many more, handed over ahead
+        # (their runs LAUNCHING): a slot that frees up starts the next without a round trip
+        slots = engine.sup.policy.job_limit
+        engine.sup.policy = dataclasses.replace(engine.sup.policy, job_limit=slots * (1 + AHEAD))
+        engine.backend.launcher.helper = [*ZYGOTE, f"{SLOTS}{slots}"]
     Book(engine)
     engine.writer.commit()
     return engine

@@ -21,6 +21,17 @@ for the supervisor (never while a request is waiting to be read). A spare that d
 means an ordinary fork. A module the zygote imports (warm.py) retires the spares (forked
 before it). The zygote's own pipe closing (it ended) ends the spares.
 
+Slots and the queue: started with `--slots=N` (the executor's max_workers), the zygote runs
+N calls at once and holds the spawn requests beyond them, oldest first (a `Q` ledger line
+each: handed over, not started); the supervisor hands over up to twice N (daemon.py), each
+journaled LAUNCHING before it is sent. A call that ends frees its slot and the next starts in
+the same turn, its S line written with the E line before it: the slot does not wait for the
+supervisor. A stopped call (SIGSTOP: it waits for calls of its own) does not hold its slot
+(waitpid reports stops and continues). A withdrawal (a kill before the pid came back) drops a
+held call: it ends by that signal with pid 0, never started. When the request pipe closes (the
+supervisor is gone), every held call starts at once, before the X line, so that a successor
+finds each of them started exactly once.
+
 The environment: the zygote adopts the supervisor's (the reaper's first frame) as its own,
 so that a call's process changes only what its run adds (CORRAL_JOB...): rebuilding the whole
 environment in every call cost more than a third of a trivial call's CPU. Log files and the
@@ -47,21 +58,65 @@ from corral.supervisor import reaper
 
 RUNNER = ["-m", "corral.executor.runner"]
 MAX_SPARES = 4
+SLOTS = "--slots="  # the zygote's first argument: how many calls run at once
 _OUT = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
 
 Spare = tuple[int, int, int]  # a forked call-to-be: (pid, start ticks, its pipe)
 
 
 class CallReaper(reaper.Reaper):
-    def __init__(self, ledger: str, console: tuple[int, int] | None) -> None:
+    def __init__(self, ledger: str, console: tuple[int, int] | None, slots: int = 0) -> None:
         super().__init__(ledger, console)
+        self.slots = slots  # calls running at once (0: no limit); more wait in `queue`
+        self.queue: list[tuple] = []  # type: ignore[type-arg]  # spawn requests, oldest first
+        self.paused: set[int] = set()  # calls stopped (SIGSTOP): their slot is free
         self.to_warm: list[str] = []  # calls forked whose module may be worth importing here
         self.tried: set[str] = set()  # modules tried (see warm.py)
         self.spares: list[Spare] = []
         self.adopted: dict[str, str] | None = None  # the environment made ours (see _adopt)
         self.quiet = 0  # calls in a row that brought no module to try (see _note_module)
 
+    def reap(self) -> None:
+        """Ends, and stops and continues: a stopped call (it waits for others) frees its slot."""
+        while self.runs:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED | os.WCONTINUED)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if os.WIFSTOPPED(status):
+                self.paused.add(pid)
+            elif os.WIFCONTINUED(status):
+                self.paused.discard(pid)
+            else:
+                self.ended(pid, status)
+
+    def requests_closed(self) -> None:
+        """The supervisor is gone (or done): every call it handed over starts now, slots or
+        not, so that the X line that follows means what it says (nothing left to start) and a
+        successor finds each of them started, exactly once."""
+        while self.queue:
+            self._start(self.queue.pop(0))
+
+    def withdraw(self, key: tuple, sig: int) -> None:  # type: ignore[type-arg]
+        """A queued call killed before it started never starts: it ends by `sig`, pid 0."""
+        for req in self.queue:
+            if tuple(req[:3]) == tuple(key):
+                self.queue.remove(req)
+                job, process, run = key
+                now = time.time()
+                self.lines.append(f"E\t{job}\t{process}\t{run}\t0\t{-sig}\t{now:.6f}\n")
+                self.events.append(reaper.frame(("E", job, process, run, 0, -sig, now)))
+                return
+
+    def _free(self) -> bool:
+        return not self.slots or len(self.runs) - len(self.paused & self.runs.keys()) < self.slots
+
     def publish(self) -> None:
+        while self.queue and self._free():  # a slot that came free this turn: at once
+            self._start(self.queue.pop(0))
+        self.paused &= self.runs.keys()
         super().publish()  # the turn's events are out first: what follows is off their path
         warmed, tried = False, len(self.tried)
         while self.to_warm:
@@ -98,6 +153,16 @@ class CallReaper(reaper.Reaper):
         self.spares.clear()
 
     def spawn(self, req: tuple) -> None:  # type: ignore[type-arg]
+        """A call starts when a slot is free, in the order handed over; it waits here (its
+        run LAUNCHING in the journal) until then: see publish."""
+        if self.queue or not self._free():
+            self.queue.append(req)
+            job, process, run = req[:3]  # Q: handed over, not started (a reader skips it)
+            self.lines.append(f"Q\t{job}\t{process}\t{run}\t{time.time():.6f}\n")
+        else:
+            self._start(req)
+
+    def _start(self, req: tuple) -> None:  # type: ignore[type-arg]
         job, process, run, argv, env, cwd, stdout, stderr = req[:8]
         user = req[8] if len(req) > 8 else None
         if len(argv) != 4 or argv[1:3] != RUNNER or stdout is None or stderr is None or user:
@@ -251,4 +316,5 @@ if __name__ == "__main__":
         with contextlib.suppress(Exception):
             _stdio.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     gc.freeze()  # what is imported now stays shared with every forked call (no copy-on-write)
-    sys.exit(reaper.main(sys.argv, make=CallReaper))
+    _slots = int(sys.argv.pop(1)[len(SLOTS) :]) if sys.argv[1].startswith(SLOTS) else 0
+    sys.exit(reaper.main(sys.argv, make=lambda ledger, console: CallReaper(ledger, console, _slots)))

@@ -33,6 +33,7 @@ from corral.supervisor.spawn import Ledger, Spawner, command_argv
 log = logging.getLogger("corral.supervisor")
 
 Command = Callable[[list[str], Task, str], list[str]]
+_ENDING = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)  # a run not started yet need not start
 
 
 class Launcher:
@@ -57,6 +58,7 @@ class Launcher:
         self.adopted: dict[int, tuple[RunKey, int]] = {}  # pidfd -> (key, pid), after recovery
         # runs asked of the reaper whose pid has not come back yet, with the signals they await
         self.launching: dict[RunKey, list[int]] = {}
+        self._held: list[tuple[RunKey, int]] = []  # kills sent after this turn's requests (flush)
         self.spawner: Spawner | None = None  # our reaper, started on the first spawn
         self.rotator = Rotator()
         self.mirror = Mirror()  # destination: both -> the console too, from the files
@@ -188,20 +190,32 @@ class Launcher:
         return spawner
 
     def flush(self) -> None:
-        """Send the turn's spawn requests to the reaper in one write."""
+        """Send the turn's spawn requests to the reaper in one write; then the kills held
+        back (see signal)."""
         if self.spawner is not None and self.spawner.pending:
             if not self.spawner.flush():
                 self.reaper_gone()
             self.crash.hit("sent")  # the reaper has the requests, the pids are not back yet
+        held, self._held = self._held, []
+        for key, sig in held:
+            self.signal(key, sig, hold=False)
 
-    def signal(self, key: RunKey, sig: int) -> None:
-        """Signal a run's whole tree: its process group, then descendants that escaped it."""
+    def signal(self, key: RunKey, sig: int, *, hold: bool = True) -> None:
+        """Signal a run's whole tree: its process group, then descendants that escaped it.
+        A kill while runs are being launched waits for this turn's requests (`hold`)."""
         waiting = self.launching.get(key)
         if waiting is not None:  # asked of the reaper, pid not back yet: signal it on arrival
+            if sig in _ENDING and self.spawner is not None and not any(s in _ENDING for s in waiting):
+                self.spawner.withdraw(key, sig)  # or never start it, if it still can
             waiting.append(sig)
             return
         run = self.run_of(key)
         if run is None or not run.pid:
+            return
+        if hold and sig in _ENDING and self.launching:
+            # after this turn's requests (flush): a slot this kill frees must not start a call
+            # that the same turn withdraws (the call zygote reads its requests before it reaps)
+            self._held.append((key, sig))
             return
         self.signal_tree(key, run.pid, run.start_ticks, sig, paused=run.state is RunState.PAUSED)
 
@@ -254,7 +268,9 @@ class Launcher:
             if kind == "S":
                 self._started(key, event[4], event[5], event[6])
             elif kind == "E":
-                if self.children.pop(event[4], None) is not None:
+                pid = event[4]  # 0: withdrawn before it started (see Spawner.withdraw)
+                ours = self.children.pop(pid, None) if pid else self.launching.pop(key, None)
+                if ours is not None:
                     self.crash.hit("reap")
                     self.end_run(key, event[5], event[6])
             elif kind == "F" and self.launching.pop(key, None) is not None:
@@ -278,7 +294,7 @@ class Launcher:
             label = f"{key[1]}[{key[2]}]" if not self.env.ensemble else f"{key[0]}.{key[1]}[{key[2]}]"
             self.mirror.watch(key, label, path + ".stdout", path + ".stderr")
         for sig in waiting:
-            self.signal(key, sig)
+            self.signal(key, sig, hold=False)
 
     def reaper_gone(self) -> None:
         """The reaper died under us (someone killed it). Its runs are now our children (we are

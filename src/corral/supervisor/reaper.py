@@ -9,8 +9,9 @@ run. The reaper:
 - receives on fd 3 frames of a 4-byte little-endian length and a `marshal` payload: first
   the environment runs start from (the supervisor's), then spawn requests
   `(job, process, run, argv, env, cwd, stdout, stderr)` (`env`: what the run adds to that
-  environment; `stdout`/`stderr`: files to append to, or None for the console), and
-  `("hangup",)` when the terminal went away (console runs then get /dev/null);
+  environment; `stdout`/`stderr`: files to append to, or None for the console), `("withdraw",
+  job, process, run, signal)` (a run killed before its pid came back: the call zygote may
+  hold it unstarted), `("hangup",)` when the terminal went away (console runs: /dev/null);
 - creates `cwd` if needed, changes to it and `posix_spawn`s the command in a session
   of its own with default signal dispositions (so the run's pid is its process group, and
   SIGPIPE is not left ignored as Python leaves it), then changes back to `/`;
@@ -18,7 +19,7 @@ run. The reaper:
   write per batch and BEFORE telling the supervisor:
       S <job> <process> <run> <pid> <start ticks> <reaper pid> <time>
       F <job> <process> <run> <error> <time>            (the spawn itself failed)
-      E <job> <process> <run> <pid> <status> <time>     (status < 0: killed by that signal)
+      E <job> <process> <run> <pid> <status> <time>     (status < 0: by that signal; pid 0: withdrawn)
       R <reaper pid> <start ticks> <time>   (written by the supervisor that started it)
       X <reaper pid> <time>   (its request pipe closed: nothing it was asked for is left to start)
 - sends the same events to the supervisor on fd 4, as frames like the requests.
@@ -234,14 +235,22 @@ class Reaper:
                 return
             if pid == 0:
                 return
-            key = self.runs.pop(pid, None)
-            if key is None:
-                continue
+            self.ended(pid, status)
+
+    def ended(self, pid: int, status: int) -> None:
+        key = self.runs.pop(pid, None)
+        if key is not None:
             code = os.waitstatus_to_exitcode(status)
             now = time.time()
             job, process, run = key
             self.lines.append(f"E\t{job}\t{process}\t{run}\t{pid}\t{code}\t{now:.6f}\n")
             self.events.append(frame(("E", job, process, run, pid, code, now)))
+
+    def withdraw(self, key: tuple, sig: int) -> None:  # type: ignore[type-arg]
+        """The call zygote's: drop a run it holds unstarted (here each started at once)."""
+
+    def requests_closed(self) -> None:
+        """The call zygote's: start every run it holds, before the X line."""
 
     def publish(self) -> None:
         """The ledger first (it is what survives), then the supervisor."""
@@ -298,6 +307,8 @@ def _take(reaper: Reaper, req: tuple | dict) -> None:  # type: ignore[type-arg]
         assert isinstance(req, dict)
         reaper.base = req
         reaper.path = req.get("PATH", os.defpath)
+    elif req[0] == "withdraw":  # a run killed before its pid came back (see withdraw)
+        reaper.withdraw(req[1:4], req[4])
     elif req == ("hangup",):  # the terminal is gone: let go of it
         if reaper.console is not None:
             for stream in reaper.console:
@@ -357,6 +368,7 @@ def main(argv: list[str], make=Reaper) -> int:  # type: ignore[no-untyped-def]
                     # must know whether a run launched by its predecessor will still start
                     requests_open = False
                     poll.unregister(3)
+                    reaper.requests_closed()
                     reaper.lines.append(f"X\t{reaper.me}\t{time.time():.6f}\n")
                     continue
                 inbox += data

@@ -95,6 +95,12 @@ class Spawner:
         job, process, run = key
         self._out += _reaper.frame((job, process, run, list(argv), dict(env), cwd, stdout, stderr, user))
 
+    def withdraw(self, key: RunKey, sig: int) -> None:
+        """A run asked for and killed before its pid came back: a reaper that holds it, not
+        started (the call zygote's queue), drops it and reports it ended by `sig`, pid 0;
+        one that started it already ignores this (the signal goes to the pid on arrival)."""
+        self._out += _reaper.frame(("withdraw", *key, sig))
+
     def hangup(self) -> None:
         """The terminal went away: console runs started from now on write to /dev/null."""
         self.hung_up = True
@@ -118,7 +124,8 @@ class Spawner:
 
     def events(self) -> list[Any]:
         """The events that arrived: ("S", job, process, run, pid, ticks, at), ("F", job,
-        process, run, reason, at) and ("E", job, process, run, pid, status, at)."""
+        process, run, reason, at) and ("E", job, process, run, pid, status, at) (pid 0: withdrawn
+        before it started)."""
         try:
             while True:
                 data = os.read(self._ev_r, 1 << 20)
