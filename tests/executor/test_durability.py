@@ -150,3 +150,26 @@ def test_shutdown_with_cancel_futures_requeues(root: Path, tmp_path: Path) -> No
         assert [f.result(timeout=120) for f in futs] == [0, 1, 4, 9]
     starts = Counter(log.read_text().split())
     assert starts == {"0": 2, "1": 2, "2": 1, "3": 1}  # the killed ones ran again, the rest once
+
+
+def test_corral_lose_never_starts_a_call_held_in_the_zygotes_queue(root: Path, tmp_path: Path) -> None:
+    log, gate = tmp_path / "starts", tmp_path / "gate"
+    ex = corral.Executor(id="lost", root=root, max_workers=1)
+    futs = [ex.submit(calls.counted, str(log), i, str(gate)) for i in range(3)]
+    ledger = root / "lost" / "reaper.log"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.read_text().split() == ["0"] and _queued(ledger) == {"1"}):
+        assert time.monotonic() < deadline, (log.exists() and log.read_text(), _queued(ledger))
+        time.sleep(0.05)
+    env = {k: v for k, v in os.environ.items() if k != "CORRAL_TASK_ID"}
+    lose = [sys.executable, "-m", "corral", "--root", str(root), "lose", "lost"]
+    assert subprocess.run(lose, env=env, capture_output=True, timeout=120).returncode == 0
+    gate.touch()
+    while not any(line.startswith("X\t") for line in ledger.read_text().splitlines()):
+        assert time.monotonic() < deadline  # the zygote let go: nothing left to start
+        time.sleep(0.05)
+    assert log.read_text().split() == ["0"]  # the held call was withdrawn, never started
+    for f in futs[:2]:  # the running one and the held one: both ended, neither succeeded
+        with pytest.raises(corral.CallFailed):
+            f.result(timeout=60)
+    ex.shutdown(wait=False)

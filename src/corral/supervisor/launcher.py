@@ -135,6 +135,14 @@ class Launcher:
             os.close(fd)
         self.adopted.clear()
 
+    def withdraw_all(self) -> None:
+        """Runs asked for and not started (the call zygote holds some) never start (lose:
+        before the kills, whose freed slots must not start them)."""
+        if self.spawner is not None and self.launching:
+            for key in self.launching:
+                self.spawner.withdraw(key, SIGKILL)
+            self.flush()
+
     def tell_hangup(self, hung_up: bool) -> None:
         self.hung_up = self.hung_up or hung_up
         if self.hung_up:

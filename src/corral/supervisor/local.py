@@ -118,6 +118,7 @@ class LocalBackend(Backend):
         self.sweeper.sweep([])
 
     def lose(self, runs: Mapping[RunKey, tuple[int, int]], jobs: list[int]) -> None:
+        self.launcher.withdraw_all()
         for key, (pid, ticks) in runs.items():
             self.launcher.signal_tree(key, pid, ticks, SIGKILL)
         self.sweeper.sweep([(job, True) for job in jobs])
