@@ -165,5 +165,36 @@ def test_a_version_1_checkpoint_still_restores_and_a_damaged_table_is_refused() 
         restore(Supervision("ensemble", "e", lambda _j: task, 50), damaged)
     with pytest.raises(ValueError):
         restore(
-            Supervision("ensemble", "e", lambda _j: task, 50), msgspec.structs.replace(current, version=3)
+            Supervision("ensemble", "e", lambda _j: task, 50), msgspec.structs.replace(current, version=99)
         )
+
+
+def test_an_ensembles_inline_params_are_named_not_copied() -> None:
+    """Version 3: the Opened record (the spec, with its inline params) is the journal's first
+    record; the checkpoint keeps its crc, and restores only with that record."""
+    import msgspec
+
+    from corral.core.records import encode
+    from corral.spec.model import Ensemble, JobTemplate, Process, Task
+
+    ens = Ensemble(
+        name="e", job=JobTemplate(cmd="echo {{params.n}}"), params={"n": [f"value-{i}" for i in range(5000)]}
+    )
+    opened = Opened("ensemble", "e", msgspec.to_builtins(ens), 1.0, "h", "b")
+    task = Task("job", (Process("main", cmd="x"),))
+    sup = Supervision("ensemble", "e", lambda _j: task, 5000)
+    sup.apply(opened)
+    data = encode_checkpoint(capture(sup, 1, 1.0))
+    assert len(encode(opened)) > 45_000 and len(data) < 1_000  # it was both, 54 KB: the list twice
+    restored = Supervision("ensemble", "e", lambda _j: task, 5000)
+    restore(restored, decode_checkpoint(data), opened)
+    assert restored.opened == opened
+    other = msgspec.structs.replace(opened, spec={**opened.spec, "params": {"n": ["w"] * 5000}})
+    for wrong in (other, None):
+        with pytest.raises(ValueError, match="Opened"):
+            restore(Supervision("ensemble", "e", lambda _j: task, 5000), decode_checkpoint(data), wrong)
+    # version 2 carried the record itself: still restored from its own copy
+    old = msgspec.structs.replace(capture(sup, 1, 1.0), version=2, opened=opened, opened_crc=0)
+    restored = Supervision("ensemble", "e", lambda _j: task, 5000)
+    restore(restored, decode_checkpoint(encode_checkpoint(old)))
+    assert restored.opened is not None and encode(restored.opened) == encode(opened)  # tuples came back lists

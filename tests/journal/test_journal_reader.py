@@ -79,3 +79,31 @@ def test_any_payloads_round_trip(tmp_path: Path, batches: list[list[bytes]]) -> 
     assert contents.payloads == expected
     assert not contents.torn_tail
     assert list(follow(path, stop=lambda: True)) == expected
+
+
+def test_first_payload_reads_only_a_whole_valid_first_frame(tmp_path: Path) -> None:
+    import os
+
+    from test_journal_legacy import v1_journal
+
+    from corral.journal import first_payload
+    from corral.journal.frame import HEADER
+
+    def first(data: bytes) -> bytes | None:
+        path = tmp_path / "j"
+        path.write_bytes(data)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return first_payload(fd)
+        finally:
+            os.close(fd)
+
+    frames = encode_frame(b"opened" * 50) + encode_frame(b"next")
+    assert first(HEADER + frames) == b"opened" * 50
+    assert first(v1_journal([b"old", b"next"])) == b"old"
+    assert first(HEADER + frames[:40]) is None  # torn
+    flipped = bytearray(HEADER + frames)
+    flipped[30] ^= 1
+    assert first(bytes(flipped)) is None  # its crc
+    assert first(b"") is None and first(HEADER) is None and first(b"garbage" * 10) is None
+    assert first(HEADER + b"\xff\xff\xff\x7f" + bytes(8)) is None  # a length past any frame

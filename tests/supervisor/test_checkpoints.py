@@ -149,3 +149,25 @@ def test_a_supervisor_that_resumed_from_the_checkpoint_counts_every_record(
         assert isinstance(after[1], Compacted) and after[1].records == frames - 1  # all but Opened
     finally:
         engine.writer.close()
+
+
+def test_inline_params_are_in_the_journal_once_not_in_its_checkpoints(tmp_path: Path) -> None:
+    """An ensemble's params given as a list live in its Opened record; neither the readers'
+    checkpoint file nor a compaction's head copies them (they name the record by its crc)."""
+    from corral.supervisor.compaction import Compactor
+
+    records = _records("e1", 20_000, 30)
+    opened_size = len(encode(records[0]))
+    layout, _ = _journal(tmp_path, records, 60)
+    ckpt_size = os.path.getsize(checkpoints.path_of(layout))
+    assert opened_size > 50_000 and ckpt_size < 3_000  # it was both: the list twice
+    assert _table(checkpoints.fold_journal(layout)) == _table(replay(layout)[0])
+    before = os.path.getsize(layout.journal)
+    writer, _ = open_for_append(layout.journal, create=False)
+    with writer:
+        sup, _ = replay(layout)
+        Compactor(layout, writer, lambda _point: None).compact(sup, 200.0)
+    head = [r for r in replay(layout)[1] if isinstance(r, Compacted)]
+    assert head and sum(len(p.data) for p in head) < 3_000
+    assert os.path.getsize(layout.journal) < before  # the Opened record once, and a small head
+    assert _table(replay(layout)[0]) == _table(sup)

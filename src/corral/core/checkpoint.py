@@ -8,7 +8,9 @@ folding everything (tests/core/test_checkpoint.py checks it on random journals).
 The job table (state, attempts, exit code of every job) is three packed arrays, compressed
 (version 2; version 1, uncompressed, is still read: a compacted journal's head may be one); no
 job's parameters but those of jobs added later (`added`): the others derive from the ensemble's
-parameter space, rebuilt from the Opened record. Jobs still in
+parameter space, rebuilt from the Opened record. That record (the spec, with an ensemble's
+inline params) is not copied either (version 3): it is the journal's first record, named by its
+crc (`opened_crc`), and `restore` is given it; versions 1 and 2 carry it. Jobs still in
 memory (live, or waiting for a retry decision; every job of a task) keep their whole runtime.
 What is not folded from records (heartbeats, wake-up heaps, `dirty`) is not captured: every
 restored runtime is marked dirty, so the next `decide()` looks at it again.
@@ -25,13 +27,13 @@ from typing import Any
 
 import msgspec
 
-from corral.core.records import Attached, Compacted, JobsAdded, Note, Opened
+from corral.core.records import Attached, Compacted, JobsAdded, Note, Opened, encode
 from corral.core.states import TASK_LIVE, Halted, RunState, TaskState
 from corral.core.supervision import Supervision
 from corral.core.task import ProcessRuntime, Run, TaskRuntime
 
-CHECKPOINT_VERSION = 2  # 2: the job table's arrays compressed (zlib), run_totals
-READABLE = (1, 2)  # a compacted journal's head of version 1 still reads
+CHECKPOINT_VERSION = 3  # 2: the job table's arrays compressed (zlib), run_totals; 3: opened_crc
+READABLE = (1, 2, 3)  # a compacted journal's head of version 1 or 2 still reads
 _RUN_FIELDS = tuple(f.name for f in fields(Run))
 # Supervision fields a checkpoint does not hold: decide-time caches, rebuilt or not journaled
 # (a test checks every other field is captured, so a new one cannot be forgotten)
@@ -111,6 +113,14 @@ class Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     compacted_at: float | None = None
     abandoned: list[str] = []  # scheduler ids the watchdog gave up on (cancelled again on recovery)
     run_totals: list[int] = []  # runs launched, failed, lost in the history (version 2)
+    # crc32 of the fold's Opened record, encoded (version 3: `opened` is None, the journal's
+    # first record is that Opened; 0: the fold had none)
+    opened_crc: int = 0
+
+
+def opened_crc(opened: Opened) -> int:
+    """What a checkpoint keeps of the journal's Opened record: enough to know it is the same."""
+    return zlib.crc32(encode(opened))
 
 
 def _packed(values: array) -> bytes:  # type: ignore[type-arg]
@@ -165,7 +175,7 @@ def capture(sup: Supervision, records: int, at: float) -> Checkpoint:
         sup.kind,
         sup.id,
         sup.keep_finished,
-        sup.opened,
+        None,  # the journal's first record: opened_crc names it
         sup.total,
         sup.next_new,
         sup.state.value,
@@ -195,6 +205,7 @@ def capture(sup: Supervision, records: int, at: float) -> Checkpoint:
         sup.compacted_at,
         sorted(sup.abandoned),
         list(sup.run_totals),
+        opened_crc(sup.opened) if sup.opened is not None else 0,
     )
 
 
@@ -216,6 +227,16 @@ def _runtime(sup: Supervision, image: JobImage) -> TaskRuntime:
     return rt
 
 
+def _opened(ckpt: Checkpoint, given: Opened | None) -> Opened | None:
+    """The fold's Opened record: the checkpoint's own (versions 1, 2), else the one given,
+    when it is the one the checkpoint names."""
+    if ckpt.opened is not None or not ckpt.opened_crc:
+        return ckpt.opened
+    if given is None or opened_crc(given) != ckpt.opened_crc:
+        raise ValueError("checkpoint: of a journal with another Opened record")
+    return given
+
+
 def _jobs_in(states: array, codes: set[int]) -> set[int]:  # type: ignore[type-arg]
     """The jobs whose state code is one of `codes`: a search of the table's bytes (one per
     job) in C, not a Python loop over 100,000 jobs of which a few hold a slot."""
@@ -230,14 +251,16 @@ def _jobs_in(states: array, codes: set[int]) -> set[int]:  # type: ignore[type-a
     return found
 
 
-def restore(sup: Supervision, ckpt: Checkpoint) -> None:
-    """Make `sup`, an empty fold of the same journal (same Opened record), the checkpoint's.
+def restore(sup: Supervision, ckpt: Checkpoint, opened: Opened | None = None) -> None:
+    """Make `sup`, an empty fold of the same journal (same Opened record), the checkpoint's;
+    `opened`: the journal's Opened record (default: `sup.opened`), which a checkpoint of
+    version 3 names and does not hold.
 
-    Raises ValueError when the checkpoint does not fit (another kind, id or job count).
+    Raises ValueError when the checkpoint does not fit (another kind, id, job count or Opened).
     """
     if ckpt.version not in READABLE or ckpt.kind != sup.kind or ckpt.id != sup.id:
         raise ValueError("checkpoint: of another journal or version")
-    sup.opened = ckpt.opened
+    sup.opened = _opened(ckpt, sup.opened if opened is None else opened)
     for added in ckpt.added:
         sup.apply(added)  # grows the table (the caller has grown the parameter space)
     v = ckpt.version

@@ -14,7 +14,7 @@ from .errors import (
     RecordRejected,
 )
 from .frame import HEADER, MAX_FRAME, ScanResult, Stop, encode_frame, scan, scan_journal
-from .reader import JournalContents, RawFrame, follow, iter_raw, read_journal
+from .reader import JournalContents, RawFrame, first_payload, follow, iter_raw, read_journal
 from .writer import JournalWriter, RepairInfo, lock_holder, lock_taken, open_for_append
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "ScanResult",
     "Stop",
     "encode_frame",
+    "first_payload",
     "follow",
     "iter_raw",
     "lock_holder",

@@ -14,8 +14,11 @@ from typing import NamedTuple
 
 from .errors import JournalCorrupt, JournalUnreadable, open_journal_fd
 from .frame import (
+    FRAME_HEAD,
+    FRAME_OVERHEAD,
     HEADER_SIZE,
     LEGACY_VERSION,
+    MAX_FRAME,
     Stop,
     header_problem,
     header_version,
@@ -66,6 +69,22 @@ def read_journal(path: str | os.PathLike[str]) -> JournalContents:
         assert result.error_offset is not None and result.reason is not None
         raise JournalCorrupt(path, result.error_offset, result.reason)
     return JournalContents(result.payloads, result.offsets, result.end, torn_tail=result.stop is Stop.TORN)
+
+
+def first_payload(fd: int) -> bytes | None:
+    """The payload of the journal's first frame (its crcs checked), read from the open file
+    `fd` with two small reads; None when there is no whole, valid first frame."""
+    head = os.pread(fd, HEADER_SIZE + FRAME_OVERHEAD, 0)
+    if header_problem(head) is not None or len(head) < HEADER_SIZE + FRAME_OVERHEAD:
+        return None
+    if header_version(head) == LEGACY_VERSION:  # frames of another shape: a bounded read
+        size = HEADER_SIZE + FRAME_OVERHEAD + MAX_FRAME
+    else:
+        size = HEADER_SIZE + FRAME_OVERHEAD + FRAME_HEAD.unpack_from(head, HEADER_SIZE)[0]
+        if size > HEADER_SIZE + FRAME_OVERHEAD + MAX_FRAME:
+            return None
+    payloads = scan_journal(os.pread(fd, size, 0)).payloads
+    return payloads[0] if payloads else None
 
 
 def iter_raw(path: str | os.PathLike[str]) -> Iterator[RawFrame]:

@@ -30,15 +30,18 @@ from typing import Any
 import msgspec
 
 from corral.core.checkpoint import Checkpoint, capture, decode_checkpoint, encode_checkpoint, restore
+from corral.core.records import Opened, decode
 from corral.core.supervision import Supervision
+from corral.journal import first_payload
 from corral.journal.watch import Tail
 from corral.supervisor import safefs
 from corral.supervisor.layout import Layout
 from corral.supervisor.stamps import journal_stamp
 
 MAGIC = b"CORRALK\x00"
-VERSION = 4  # 3: `records` counts the frames before the offset (2 wrote 0); 4: core.checkpoint
-# version 2 (compressed job table, run totals). Older files are ignored: a replay
+VERSION = 5  # 3: `records` counts the frames before the offset (2 wrote 0); 4: core.checkpoint
+# version 2 (compressed job table, run totals); 5: version 3 (the Opened record is the
+# journal's first, not copied). Older files are ignored: a replay
 _HEAD = struct.Struct("<8sHHQIIQQqq")
 HEADER_SIZE = _HEAD.size  # the payload (a core.checkpoint.Checkpoint) follows
 _CHUNK = 1 << 20
@@ -122,6 +125,7 @@ class Loaded:
     checkpoint: Checkpoint
     journal_offset: int
     journal_inode: int  # the journal file it was checked against
+    opened: Opened | None = None  # the journal's first record (the checkpoint names it)
 
 
 def load(layout: Layout) -> Loaded | None:
@@ -146,13 +150,17 @@ def load(layout: Layout) -> Loaded | None:
             untouched = stamp == journal_stamp(st) and st.st_size == offset
             if not untouched and (st.st_size < offset or extend_crc(jfd, (0, 0), offset) != prefix_crc):
                 return None
+            first = first_payload(jfd)  # inside the prefix just checked: the Opened record
         finally:
             os.close(jfd)
         # a compaction removes the checkpoint before it renames the new journal in: if ours is
         # still there, the journal we checked it against is the one it was written for
         if os.stat(path_of(layout)).st_ino != os.fstat(fd).st_ino:
             return None
-        return Loaded(decode_checkpoint(payload), offset, st.st_ino)
+        opened = decode(first) if first is not None else None
+        if not isinstance(opened, Opened):
+            return None
+        return Loaded(decode_checkpoint(payload), offset, st.st_ino, opened)
     except (OSError, struct.error, msgspec.DecodeError, msgspec.ValidationError):
         return None
     finally:
@@ -169,14 +177,15 @@ def restored(layout: Layout, keep_finished: bool | None) -> tuple[Supervision, A
     if loaded is None:
         return None
     ckpt = loaded.checkpoint
-    if ckpt.opened is None or (keep_finished is not None and keep_finished != ckpt.keep_finished):
+    opened = ckpt.opened or loaded.opened  # version 3 names the journal's own
+    if opened is None or (keep_finished is not None and keep_finished != ckpt.keep_finished):
         return None
     try:
-        sup, jobs = supervision_for(ckpt.opened, layout, ckpt.keep_finished)
+        sup, jobs = supervision_for(opened, layout, ckpt.keep_finished)
         if jobs is not None:
             for added in ckpt.added:
                 jobs.space.add(added.params)
-        restore(sup, ckpt)
+        restore(sup, ckpt, loaded.opened)
     except Exception:  # does not fit its own Opened record: not to be trusted, replay instead
         return None
     return sup, jobs, loaded.journal_offset, loaded.journal_inode, ckpt.records

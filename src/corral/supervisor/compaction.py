@@ -60,7 +60,8 @@ def absorb_head(sup: Supervision, jobs: Any, records: Sequence[Record]) -> int:
     if jobs is not None:
         for added in ckpt.added:  # the parameter space grows before the table does
             jobs.space.add(added.params)
-    restore(sup, ckpt)
+    head = records[0]
+    restore(sup, ckpt, head if isinstance(head, Opened) else None)  # version 3 names it
     sup.compacted, sup.compacted_at = ckpt.records, ckpt.at
     return 1 + len(parts)
 
