@@ -1,5 +1,6 @@
 """Size and restore cost of a 100,000-job ensemble's checkpoint: the job table raw (checkpoint
-version 1) beside compressed (version 2), in one run.
+version 1) beside compressed (version 3: as version 2, and the Opened record named, not copied),
+in one run.
 
     PYTHONPATH=src python bench/checkpoint_size.py
 
@@ -21,18 +22,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import readers
 
 from corral.core.checkpoint import Checkpoint, decode_checkpoint, encode_checkpoint, restore
+from corral.core.records import Opened, decode
+from corral.journal import read_journal
 from corral.supervisor import checkpoints
+from corral.supervisor.folding import supervision_for
 from corral.supervisor.layout import Layout
-from corral.supervisor.session import supervision_for
 
 
-def _raw(ckpt: Checkpoint) -> Checkpoint:
-    """The same checkpoint as version 1 wrote it: the arrays' bytes uncompressed, no totals."""
+def _raw(ckpt: Checkpoint, opened: Opened) -> Checkpoint:
+    """The same checkpoint as version 1 wrote it: the arrays' bytes uncompressed, no totals,
+    the Opened record copied."""
     import zlib
 
     return msgspec.structs.replace(
         ckpt,
         version=1,
+        opened=opened,
+        opened_crc=0,
         states=zlib.decompress(ckpt.states),
         attempts=zlib.decompress(ckpt.attempts),
         exit_codes=zlib.decompress(ckpt.exit_codes),
@@ -46,22 +52,23 @@ def main() -> None:
     data = (root / "e" / "checkpoint").read_bytes()
     payload = data[checkpoints.HEADER_SIZE :]
     ckpt = decode_checkpoint(payload)
-    assert ckpt.opened is not None
-    raw = encode_checkpoint(_raw(ckpt))
+    opened = decode(read_journal(root / "e" / "journal").payloads[0])
+    assert isinstance(opened, Opened)
+    raw = encode_checkpoint(_raw(ckpt, opened))
     layout = Layout(root, "e")
 
     def restore_cpu(blob: bytes) -> float:
         times = []
         for _ in range(15):
-            sup, _jobs = supervision_for(ckpt.opened, layout, False)  # type: ignore[arg-type]
+            sup, _jobs = supervision_for(opened, layout, False)
             start = time.process_time()
-            restore(sup, decode_checkpoint(blob))
+            restore(sup, decode_checkpoint(blob), opened)
             times.append(time.process_time() - start)
         return statistics.median(times)
 
     print("checkpoint of a finished 100,000-job ensemble:")
     print(
-        f"  payload       version 1 (raw table) {len(raw):>8} B   version 2 {len(payload):>6} B"
+        f"  payload       version 1 (raw table) {len(raw):>8} B   version 3 {len(payload):>6} B"
         f"   x {len(raw) / len(payload):5.0f} smaller"
     )
     print(
