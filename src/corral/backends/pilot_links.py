@@ -42,7 +42,7 @@ class Links:
     run_message: Callable[[int], Run]  # a job's Run, as recorded
     on_room: Callable[[float], None]  # a worker (re)connected, or a slot kept for a job came free
     refused: Callable[[], str | None]  # why no worker may connect now (None: they may)
-    on_returned: Callable[[int, float], None]  # a job given back: it waits for a worker again
+    on_returned: Callable[[int, float, str], None]  # a job given back, and whose place was kept for it
     by_fd: dict[int, Peer] = field(default_factory=dict)
     sink: OutputSink | None = None  # stream_logs: the workers' output files
 
@@ -199,11 +199,11 @@ class Links:
         job = message.job
         if job not in peer.withdrawing or not self.holds(peer, job, message.attempt):
             return
-        del peer.withdrawing[job]
+        to = peer.withdrawing.pop(job)
         if self.engine.sup.jobs[job].state is not TaskState.SUBMITTED:
             return  # its Start came first: it runs there (the worker would not give it back)
         del peer.jobs[job]
-        self.on_returned(job, now)
+        self.on_returned(job, now, to)
 
     def recover_ends(self, peer: Peer, ledger: Path, now: float) -> None:
         """A gone worker's ends it could not report (cut off): read back from its ledger, they

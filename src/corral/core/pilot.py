@@ -97,14 +97,22 @@ class Room:
     cpus_used: float = 0.0
     memory_used: int = 0
     kept: int = 0  # of `jobs`: slots kept for jobs asked back from other workers (withdrawals)
+    stuck: bool = False  # its jobs are long ones (`stuck`): a job prefetched there would wait
+
+
+def stuck(held: int, cpus: int, last_start: float | None, now: float) -> bool:
+    """A worker whose slots all run and that started no job for STUCK seconds runs long jobs:
+    a job prefetched there waits behind them (behind short ones it starts within a moment)."""
+    return held >= cpus and last_start is not None and now - last_start >= STUCK
 
 
 def cap(room: Room) -> int:
     """Jobs a worker holds at most: a slot each, plus a small prefetch of `cpus // PREFETCH_SHARE`
-    (none below that many CPUs), which waits there to hide the round trip. A job prefetched can
-    wait behind long jobs while another worker idles: so few are, and `withdrawals` moves it.
-    No prefetch while a slot is kept for a job asked back: the worker would start it there."""
-    return room.cpus + (0 if room.kept else room.cpus // PREFETCH_SHARE)
+    (none below that many CPUs), which waits there to hide the round trip. None on a stuck
+    worker (a job would wait behind long ones; one prefetched before is moved by `withdrawals`),
+    nor while a slot is kept there for a job asked back (the worker would start the prefetched
+    job in it)."""
+    return room.cpus + (0 if room.kept or room.stuck else room.cpus // PREFETCH_SHARE)
 
 
 def in_time(need: Need, room: Room, now: float) -> bool:
@@ -144,6 +152,7 @@ def taken(room: Room, need: Need, kept: bool = False) -> Room:
         room.cpus_used + need.cpus,
         room.memory_used + need.memory,
         room.kept + kept,
+        room.stuck,
     )
 
 
@@ -183,15 +192,26 @@ def _has_free_slot(room: Room, now: float) -> bool:
     return room.jobs < room.cpus and runs_now(Need(), room, now)
 
 
-def _start_at(need: Need, free: dict[str, Room], now: float, other_than: str = "") -> str | None:
-    """The free worker `place` would start the job at (the most free slots), and take it."""
-    ok = [name for name, r in free.items() if name != other_than and runs_now(need, r, now)]
-    if not ok:
-        return None
-    pick = max(ok, key=lambda n: free[n].cpus - free[n].jobs)
-    free[pick] = taken(free[pick], need)
-    if not _has_free_slot(free[pick], now):
-        del free[pick]
+def _good(room: Room, now: float) -> bool:
+    """A job placed there starts at once, or soon: a free slot, or a prefetch behind short jobs."""
+    return _has_free_slot(room, now) or (not room.stuck and fits(Need(), room, now))
+
+
+def _take(need: Need, good: dict[str, Room], now: float, other_than: str = "") -> str | None:
+    """Where `place` would put the job among the good places (a free slot first, the most
+    free; else a prefetch, the fewest held beyond slots), and take it there."""
+    names = [n for n in good if n != other_than]
+    ok = [n for n in names if runs_now(need, good[n], now)]
+    if ok:
+        pick = max(ok, key=lambda n: good[n].cpus - good[n].jobs)
+    else:
+        later = [n for n in names if fits(need, good[n], now)]
+        if not later:
+            return None
+        pick = min(later, key=lambda n: good[n].jobs - good[n].cpus)
+    good[pick] = taken(good[pick], need)
+    if not _good(good[pick], now):
+        del good[pick]
     return pick
 
 
@@ -200,38 +220,36 @@ def withdrawals(
     rooms: Mapping[str, Room],
     waiting: Iterable[tuple[Age, Need]],
     now: float,
-    started: Mapping[str, float],
 ) -> list[tuple[str, int, str]]:
-    """Jobs to ask back from busy workers for free slots: (from worker, job, to worker).
+    """Jobs to ask back from stuck workers for good places elsewhere: (from worker, job, to).
 
-    Free slots go to the oldest jobs first, wherever they wait: `waiting` (the launcher's
-    queue, in the order `place` hands it out) or `queued` (per worker, its prefetched jobs:
-    held there, not started; oldest first). A prefetched job older than the launcher's next
-    waiting job is asked back from a worker with no free slot that started no job for STUCK
-    seconds (`started`: when each worker last started one; it waits behind long ones: behind
-    short ones it starts sooner than a round trip would move it) for a free slot elsewhere
-    that starts it at once; the launcher keeps that slot for it until the answer. The worker
-    gives back only what has not started there (never a job run twice). `waiting` is read
-    lazily, no further than the free slots go."""
-    free = {name: r for name, r in rooms.items() if _has_free_slot(r, now)}
+    Good places (a free slot, or a prefetch on a worker that is not stuck: the job starts at
+    once or within a moment) go to the oldest jobs first, wherever they wait: `waiting` (the
+    launcher's queue, in the order `place` hands it out) or `queued` (per worker, its
+    prefetched jobs: held there, not started; oldest first). A job prefetched by a stuck worker
+    with no free slot (behind long jobs) that is older than the launcher's next waiting job is
+    asked back for a good place elsewhere, which the launcher keeps for it until the answer.
+    The worker gives back only what has not started there (never a job run twice). `waiting`
+    is read lazily, no further than the good places go."""
+    good = {name: r for name, r in rooms.items() if _good(r, now)}
     candidates = sorted(
         (age, name, job, need)
         for name, jobs in queued.items()
-        if name in rooms and not _has_free_slot(rooms[name], now) and now - started.get(name, now) >= STUCK
+        if name in rooms and rooms[name].stuck and not _has_free_slot(rooms[name], now)
         for age, job, need in jobs
     )
     out: list[tuple[str, int, str]] = []
-    if not free or not candidates:
+    if not good or not candidates:
         return out
     ahead = iter(waiting)
     head = next(ahead, None)
     for age, name, job, need in candidates:
-        while free and head is not None and head[0] < age:
-            _start_at(head[1], free, now)  # an older job from the launcher's queue comes first
+        while good and head is not None and head[0] < age:
+            _take(head[1], good, now)  # an older job from the launcher's queue comes first
             head = next(ahead, None)
-        if not free:
+        if not good:
             break
-        to = _start_at(need, free, now, other_than=name)
+        to = _take(need, good, now, other_than=name)
         if to is not None:
             out.append((name, job, to))
     return out
