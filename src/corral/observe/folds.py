@@ -13,11 +13,12 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from corral.core.batchfold import FoldFailed, fold_batch
 from corral.core.records import Compacted, JobsAdded, Opened, Record, decode
 from corral.core.supervision import Supervision
 from corral.journal import JournalCorrupt, Stop, scan, scan_journal
 from corral.supervisor.compaction import absorb_head
-from corral.supervisor.folding import Jobs, supervision_for
+from corral.supervisor.folding import Jobs, added_to, supervision_for
 from corral.supervisor.layout import Layout
 from corral.supervisor.session import SessionError
 
@@ -109,8 +110,12 @@ def _new_fold(layout: Layout, fd: int, inode: int, size: int) -> Fold:
         start = absorb_head(sup, jobs, _head(result.payloads))
     except ValueError as exc:
         raise SessionError(f"{layout.journal}: its head checkpoint cannot be read: {exc}") from None
-    for payload in result.payloads[start:] if start else result.payloads:
-        fold._apply(payload)
+    payloads = result.payloads[start:] if start else result.payloads
+    try:  # decoded one by one as the fold goes: the first bad record raises, as in _apply
+        fold_batch(sup, map(decode, payloads), added_to(jobs))
+    except FoldFailed as failed:
+        assert isinstance(failed.__cause__, Exception)
+        raise failed.__cause__ from None
     fold.consumed = result.end
     fold.apply_from(fd, size)
     return fold
