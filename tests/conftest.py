@@ -1,4 +1,10 @@
-"""Shared fixtures: a root directory per test, the real CLI, and no process left behind."""
+"""Shared fixtures: a root directory per test, the real CLI, and no process left behind; a
+client for the real Slurm.
+
+The Slurm cluster is started before pytest by ``scripts/slurm-up.sh`` (CI does it in
+``.ci/run``). Without a usable cluster the tests that ask for `slurm` skip with the reason,
+unless ``CORRAL_REQUIRE_SLURM=1``, in which case they fail.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +18,8 @@ from pathlib import Path
 
 import pytest
 
-
-def _marked(root: Path) -> list[int]:
-    needle = f"\0CORRAL_ROOT={root}\0".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if needle in b"\0" + f.read():
-                    found.append(int(entry))
-        except OSError:
-            pass
-    return found
+from corral.backends.slurm_client import SlurmClient
+from root_processes import marked
 
 
 class Corral:
@@ -91,7 +85,7 @@ def corral(tmp_path: Path) -> Iterator[Corral]:
     root = tmp_path / "root"
     root.mkdir()
     yield Corral(root)
-    for pid in _marked(root):
+    for pid in marked(root):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -135,3 +129,29 @@ def gate(tmp_path: Path):  # type: ignore[no-untyped-def]
         return Gate(tmp_path / f"gate{next(made)}")
 
     return make
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The test runs under umask 022, the common default that would leave new files readable
+    by all (privacy tests use it: `pytestmark = pytest.mark.usefixtures("umask_022")`)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CORRAL_REQUIRE_SLURM") == "1":
+        pytest.fail(f"Slurm required (CORRAL_REQUIRE_SLURM=1) but {reason}", pytrace=False)
+    pytest.skip(f"no usable Slurm: {reason} (start one with scripts/slurm-up.sh as root)")
+
+
+@pytest.fixture(scope="session")
+def slurm() -> SlurmClient:
+    """A client for the local cluster; skips (or fails) when there is none."""
+    client = SlurmClient(timeout=30)
+    if not client.available():
+        _unavailable("sbatch/squeue are not installed")
+    if not client.sinfo_ok():
+        _unavailable("sinfo does not answer or no partition is up")
+    return client

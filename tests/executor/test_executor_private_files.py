@@ -3,26 +3,15 @@ under a umask of 022 (the calls' logs, payloads and results included)."""
 
 from __future__ import annotations
 
-import os
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import executor_calls as calls
 import pytest
 
 import corral
+from file_modes import mode, regular_files
 
-
-@pytest.fixture(autouse=True)
-def _umask_022() -> Iterator[None]:
-    old = os.umask(0o022)
-    yield
-    os.umask(old)
-
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
+pytestmark = pytest.mark.usefixtures("umask_022")
 
 
 def test_call_logs_payloads_and_results_are_private(root: Path) -> None:
@@ -31,10 +20,10 @@ def test_call_logs_payloads_and_results_are_private(root: Path) -> None:
             f"t{i}" for i in range(4)
         ]
     task = root / "private"
-    files = [p for p in task.rglob("*") if p.is_file() and not p.is_symlink()]
+    files = regular_files(task)
     names = {p.name for p in files}
     assert any(n.endswith(".stdout") for n in names) and any(n.endswith(".stderr") for n in names)
     assert any(n.endswith(".in") for n in names) and any(n.endswith(".out") for n in names)
-    assert {str(p): oct(_mode(p)) for p in files if _mode(p) != 0o600} == {}
+    assert {str(p): oct(mode(p)) for p in files if mode(p) != 0o600} == {}
     dirs = [task, *[d for d in task.rglob("*") if d.is_dir()]]
-    assert {str(d): oct(_mode(d)) for d in dirs if _mode(d) != 0o700} == {}
+    assert {str(d): oct(mode(d)) for d in dirs if mode(d) != 0o700} == {}

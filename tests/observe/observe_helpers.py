@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from root_processes import marked
+
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -70,21 +72,6 @@ class Corral:
         views = [v for v in status_json(self, task_id) if v["id"] == task_id]
         assert views
         return views[0]
-
-
-def marked(root: Path) -> list[int]:
-    """Processes started under this root (every run carries CORRAL_ROOT in its environment)."""
-    needle = f"\0CORRAL_ROOT={root}\0".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if needle in b"\0" + f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:

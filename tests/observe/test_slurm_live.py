@@ -12,22 +12,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from observe_helpers import TOKEN, Corral, app_client, cleanup, wait_for
 
 from corral.backends.slurm_client import SlurmClient
 from corral.observe.app import create_app
-
-
-@pytest.fixture(scope="module")
-def slurm() -> SlurmClient:
-    client = SlurmClient(timeout=30)
-    if not (client.available() and client.sinfo_ok()):
-        reason = "no usable Slurm (start one with scripts/slurm-up.sh as root)"
-        if os.environ.get("CORRAL_REQUIRE_SLURM") == "1":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return client
 
 
 def _running(corral: Corral, task_id: str) -> dict[str, Any] | None:

@@ -3,27 +3,14 @@ through the API, on the local single-node Slurm."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
 from observe_helpers import TOKEN, Corral, app_client, cleanup
 
 from corral.backends.slurm_client import SlurmClient
 from corral.observe.app import create_app
-
-
-@pytest.fixture(scope="module")
-def slurm() -> SlurmClient:
-    client = SlurmClient(timeout=30)
-    if not (client.available() and client.sinfo_ok()):
-        reason = "no usable Slurm (start one with scripts/slurm-up.sh as root)"
-        if os.environ.get("CORRAL_REQUIRE_SLURM") == "1":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return client
 
 
 def test_a_slurm_jobs_log_is_served(slurm: SlurmClient, tmp_path: Path) -> None:

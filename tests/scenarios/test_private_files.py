@@ -9,38 +9,26 @@ import importlib
 import io
 import json
 import os
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from other_user import NOBODY, as_nobody, shared_root
 
+from file_modes import mode, regular_files
+
 __all__ = ["shared_root"]  # a fixture, used by name
 
 
-@pytest.fixture(autouse=True)
-def _umask_022() -> Iterator[None]:
-    old = os.umask(0o022)
-    yield
-    os.umask(old)
-
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
-
-
-def _files(task: Path) -> list[Path]:
-    return [p for p in task.rglob("*") if p.is_file() and not p.is_symlink()]
+pytestmark = pytest.mark.usefixtures("umask_022")
 
 
 def test_a_task_is_private_under_umask_022(corral) -> None:
     corral("simplerun", "--id", "t", "--", "sh", "-c", "echo out; echo err >&2", check=True)
     task = corral.root / "t"
-    assert _mode(task) == 0o700 and _mode(task / "logs") == 0o700
-    names = {p.name for p in _files(task)}
+    assert mode(task) == 0o700 and mode(task / "logs") == 0o700
+    names = {p.name for p in regular_files(task)}
     assert {"journal", "journal.lock", "reaper.log", "simple.0.stdout", "simple.0.stderr"} <= names
-    assert {p.name: _mode(p) for p in _files(task)} == {n: 0o600 for n in names}
+    assert {p.name: mode(p) for p in regular_files(task)} == {n: 0o600 for n in names}
 
 
 def test_a_detached_ensemble_is_private_too(corral, spec_file) -> None:
@@ -49,16 +37,18 @@ def test_a_detached_ensemble_is_private_too(corral, spec_file) -> None:
     assert "supervised by pid" in out.stdout
     corral.wait_for(lambda: corral.status("e")["state"] == "SUCCESS")
     task = corral.root / "e"
-    assert {"supervisor.log", "status.json"} <= {p.name for p in _files(task)}
-    assert all(_mode(p) == 0o600 for p in _files(task)), {str(p): oct(_mode(p)) for p in _files(task)}
-    assert all(_mode(p) == 0o700 for p in [task, *[d for d in task.rglob("*") if d.is_dir()]])
+    assert {"supervisor.log", "status.json"} <= {p.name for p in regular_files(task)}
+    assert all(mode(p) == 0o600 for p in regular_files(task)), {
+        str(p): oct(mode(p)) for p in regular_files(task)
+    }
+    assert all(mode(p) == 0o700 for p in [task, *[d for d in task.rglob("*") if d.is_dir()]])
 
 
 def test_group_readable_shares_with_the_group_but_never_the_lock(corral) -> None:
     corral("simplerun", "--group-readable", "--id", "g", "--", "echo", "hi", check=True)
     task = corral.root / "g"
-    assert _mode(task) == 0o750 and _mode(task / "logs") == 0o750
-    modes = {p.name: _mode(p) for p in _files(task)}
+    assert mode(task) == 0o750 and mode(task / "logs") == 0o750
+    modes = {p.name: mode(p) for p in regular_files(task)}
     assert modes.pop("journal.lock") == 0o600
     assert set(modes.values()) == {0o640}, modes
 

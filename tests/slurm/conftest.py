@@ -1,39 +1,22 @@
-"""Fixtures for tests against a real Slurm cluster.
-
-The cluster is started before pytest by ``scripts/slurm-up.sh`` (CI does it in ``.ci/run``).
-Without a usable cluster these tests skip with the reason, unless ``CORRAL_REQUIRE_SLURM=1``,
-in which case they fail.
-"""
+"""Fixtures for tests against a real Slurm cluster (the `slurm` client itself, which skips
+or fails without a usable cluster, is tests/conftest.py's: tests/observe use it too)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent.parent / "executor"))  # executor_calls, leftovers
+from leftovers import kill_leftovers
+
 from corral.backends.slurm_client import SlurmClient
 from corral.backends.slurm_states import SlurmJobInfo
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CORRAL_REQUIRE_SLURM") == "1":
-        pytest.fail(f"Slurm required (CORRAL_REQUIRE_SLURM=1) but {reason}", pytrace=False)
-    pytest.skip(f"no usable Slurm: {reason} (start one with scripts/slurm-up.sh as root)")
-
-
-@pytest.fixture(scope="session")
-def slurm() -> SlurmClient:
-    """A client for the local cluster; skips (or fails) when there is none."""
-    client = SlurmClient(timeout=30)
-    if not client.available():
-        _unavailable("sbatch/squeue are not installed")
-    if not client.sinfo_ok():
-        _unavailable("sinfo does not answer or no partition is up")
-    return client
-
 
 WaitFn = Callable[..., dict[str, SlurmJobInfo]]
 
@@ -61,11 +44,39 @@ def wait_terminal(slurm: SlurmClient) -> WaitFn:
     return wait
 
 
-@pytest.fixture
-def pilot_ids(slurm: SlurmClient) -> Iterator[list[str]]:
-    """Ensemble ids a test runs on pilot workers; their worker jobs (named corral-pilot-ID)
-    still in Slurm are cancelled afterwards (only this test's: the Slurm here is shared)."""
+def _new_ids(*names: str) -> Iterator[Callable[[str], str]]:
+    """Yields ``new(base)``, a new id (BASE-random) a call; afterwards cancels the Slurm jobs
+    named by NAMES (``{}`` standing for each id), only those: the Slurm here is shared."""
     ids: list[str] = []
-    yield ids
-    for task_id in ids:
-        subprocess.run(["scancel", f"--name=corral-pilot-{task_id}"], capture_output=True, check=False)
+
+    def new(base: str) -> str:
+        ids.append(f"{base}-{uuid.uuid4().hex[:6]}")
+        return ids[-1]
+
+    yield new
+    for ident in ids:
+        for name in names:
+            subprocess.run(["scancel", f"--name={name.format(ident)}"], capture_output=True, check=False)
+
+
+@pytest.fixture
+def pilot_id(slurm: SlurmClient) -> Iterator[Callable[[str], str]]:
+    """``pilot_id("pe")``: an id for an ensemble a test runs on pilot workers; its worker jobs
+    (named corral-pilot-ID) still in Slurm are cancelled afterwards."""
+    yield from _new_ids("corral-pilot-{}")
+
+
+@pytest.fixture
+def executor_id(slurm: SlurmClient) -> Iterator[Callable[[str], str]]:
+    """``executor_id("exs")``: an id for a `corral.Executor` on Slurm; its array tasks (named
+    corral-ID) and pilot workers (corral-pilot-ID) still in Slurm are cancelled afterwards."""
+    yield from _new_ids("corral-{}", "corral-pilot-{}")
+
+
+@pytest.fixture
+def executor_root(tmp_path: Path, slurm: SlurmClient) -> Iterator[Path]:
+    """The root of a test's `corral.Executor`s; what they leave running is killed afterwards."""
+    path = tmp_path / "root"
+    path.mkdir()
+    yield path
+    kill_leftovers(path)

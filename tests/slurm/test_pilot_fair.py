@@ -2,43 +2,37 @@
 prefetched behind long ones does not starve while newer jobs stream through another worker)
 and the launcher's re-check of its workers' time left (a limit cut while a worker runs).
 
-Helpers and conventions as in test_pilot_ensemble.py and test_pilot_sched.py (worker jobs
-named corral-pilot-ID, each test cancels only its own). Waits are on the launcher's journal,
+Helpers in slurm_helpers.py (worker jobs named corral-pilot-ID, each test cancels only its
+own, through conftest's pilot_id). Waits are on the launcher's journal,
 workers.json and squeue, with generous deadlines; nothing sleeps for a fixed time.
 """
 
 from __future__ import annotations
 
-from test_pilot_ensemble import job_list, new_id, raw_records
-from test_pilot_sched import handed_to
+import math
+import subprocess
+import time
+
+from slurm_helpers import handed_to, job_list, launched, pilot_spec, raw_records, workers_view
 
 
 def test_a_prefetched_job_does_not_wait_for_the_long_job_while_newer_ones_stream_past(
-    corral, spec_file, pilot_ids, slurm, gate, tmp_path
+    corral, spec_file, pilot_id, slurm, gate, tmp_path
 ):
     """The first worker (4 CPUs) runs 4 long jobs (gated) and holds job 4, prefetched behind
     them. A second worker starts for the 120 short jobs that follow (a stream: the launcher's
     queue stays full while they run). Job 4 is older than all of them: it is asked back at the
     second worker's first free slot and runs there, once, while the long jobs still run and
     most of the stream still waits (before: only once the launcher's queue was empty)."""
-    task_id = new_id("pf")
-    pilot_ids.append(task_id)
+    task_id = pilot_id("pf")
     g = gate()
     runs = tmp_path / "runs"
     runs.mkdir()
     stream = 120
-    spec = spec_file(f"""
-name: pf
-backend: slurm
-slurm:
-  poll_interval: 0.5
-  pilot: {{workers: 1, max_workers: 2, cpus: 4, time: "5:00", idle_timeout: 60}}
-job:
-  cmd: "echo $SLURM_JOB_ID >> {runs}/{{{{params.i}}}}; if [ {{{{params.i}}}} -lt 4 ]; then {g.cmd}; else sleep 0.5; fi"
-params: {{i: {{range: [0, {5 + stream}]}}}}
-""")
-    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
-    try:
+    pilot = 'workers: 1, max_workers: 2, cpus: 4, time: "5:00", idle_timeout: 60'
+    cmd = f"echo $SLURM_JOB_ID >> {runs}/{{{{params.i}}}}; if [ {{{{params.i}}}} -lt 4 ]; then {g.cmd}; else sleep 0.5; fi"
+    spec = spec_file(pilot_spec("pf", pilot, cmd, 5 + stream))
+    with launched(corral, spec, task_id) as launcher:
 
         def job4_done() -> bool:
             if corral.view(task_id) is None:
@@ -60,10 +54,6 @@ params: {{i: {{range: [0, {5 + stream}]}}}}
         assert all(r["state"] == "ACTIVE" for r in job_list(corral, task_id) if r["job"] < 4)
         g.release()
         _, err = launcher.communicate(timeout=300)
-    finally:
-        if launcher.poll() is None:
-            corral("kill", task_id)
-            launcher.communicate(timeout=120)
     assert launcher.returncode == 0, err
     jobs = job_list(corral, task_id)
     assert len(jobs) == 5 + stream
@@ -73,35 +63,19 @@ params: {{i: {{range: [0, {5 + stream}]}}}}
 
 
 def test_a_worker_whose_time_limit_is_cut_while_it_runs_gets_no_job_that_would_outlast_it(
-    corral, spec_file, pilot_ids, slurm, gate
+    corral, spec_file, pilot_id, slurm, gate
 ):
     """A worker (10 minutes) runs job 0 (gated); its Slurm time limit is cut while it runs
     (`scontrol update TimeLimit=`) to leave it 60-120 s. The launcher asks Slurm for its
     workers' time left again (every second here: CORRAL_PILOT_LEFT_EVERY, internal) and sees
     the new end: job 1, declaring a walltime of 150 s, is not handed to it although it has a
     free slot, but to a second worker started for it; nothing is LOST."""
-    import math
-    import subprocess
-    import time
-
-    from test_pilot_sched import workers_view
-
-    task_id = new_id("pt")
-    pilot_ids.append(task_id)
+    task_id = pilot_id("pt")
     g = gate()  # job 0 keeps the first worker busy and the ensemble open
-    spec = spec_file(f"""
-name: pt
-backend: slurm
-slurm:
-  poll_interval: 0.5
-  pilot: {{workers: 1, max_workers: 2, cpus: 2, time: "10:00", idle_timeout: 300}}
-job:
-  cmd: "if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
-  resources: {{walltime: 150}}
-params: {{i: [0]}}
-""")
-    launcher = corral.start("run", str(spec), "--id", task_id, "-q", env={"CORRAL_PILOT_LEFT_EVERY": "1"})
-    try:
+    pilot = 'workers: 1, max_workers: 2, cpus: 2, time: "10:00", idle_timeout: 300'
+    cmd = f"if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
+    spec = spec_file(pilot_spec("pt", pilot, cmd, 1, job="resources: {walltime: 150}"))
+    with launched(corral, spec, task_id, env={"CORRAL_PILOT_LEFT_EVERY": "1"}) as launcher:
         (worker,) = corral.wait_for(
             lambda: [w for w in workers_view(corral.root, task_id) if w["connected"]], timeout=300
         )
@@ -122,10 +96,6 @@ params: {{i: [0]}}
         assert to != name, handed_to(corral, task_id)
         g.release()
         _, err = launcher.communicate(timeout=120)
-    finally:
-        if launcher.poll() is None:
-            corral("kill", task_id)
-            launcher.communicate(timeout=120)
     assert launcher.returncode == 0, err
     jobs = job_list(corral, task_id)
     assert [(r["job"], r["state"], r["attempts"]) for r in jobs] == [(0, "SUCCESS", 1), (1, "SUCCESS", 1)]
@@ -133,9 +103,8 @@ params: {{i: [0]}}
     assert not [r for r in records if r["type"] == "Transition" and r["state"] == "LOST"]
 
 
-def test_a_bad_left_every_is_refused_before_anything_is_recorded(corral, spec_file, pilot_ids, monkeypatch):
-    task_id = new_id("pb")
-    pilot_ids.append(task_id)
+def test_a_bad_left_every_is_refused_before_anything_is_recorded(corral, spec_file, pilot_id, monkeypatch):
+    task_id = pilot_id("pb")
     spec = spec_file("""
 name: pb
 backend: slurm

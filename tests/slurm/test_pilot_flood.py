@@ -17,9 +17,15 @@ import socket
 import threading
 
 import psutil
-from test_pilot_ensemble import job_list, new_id
-from test_pilot_sched import held_workers
-from test_pilot_streamed import answer_line, fake_hello
+from slurm_helpers import (
+    answer_line,
+    control_endpoint,
+    fake_hello,
+    held_workers,
+    job_list,
+    launched,
+    pilot_spec,
+)
 
 from corral.journal import lock_holder
 
@@ -46,29 +52,18 @@ def read_run(conn: socket.socket) -> dict:
         got += chunk
 
 
-def test_a_worker_flooding_output_does_not_grow_the_launchers_memory(corral, spec_file, pilot_ids, slurm):
-    task_id = new_id("po")
-    pilot_ids.append(task_id)
-    spec = spec_file("""
-name: po
-backend: slurm
-slurm:
-  poll_interval: 0.5
-  extra: ["--hold"]
-  pilot: {workers: 1, max_workers: 1, cpus: 1, time: "10:00", idle_timeout: 300, silence: 600, stream_logs: true}
-job: {cmd: "true"}
-params: {i: [0]}
-""")
-    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
+def test_a_worker_flooding_output_does_not_grow_the_launchers_memory(corral, spec_file, pilot_id, slurm):
+    task_id = pilot_id("po")
+    pilot = 'workers: 1, max_workers: 1, cpus: 1, time: "10:00", idle_timeout: 300, silence: 600'
+    spec = spec_file(pilot_spec("po", pilot + ", stream_logs: true", "true", 1, slurm='extra: ["--hold"]'))
     task_dir = corral.root / task_id
-    try:
+    with launched(corral, spec, task_id) as launcher:
         (array,) = corral.wait_for(lambda: held_workers(slurm, task_id), timeout=120, interval=0.2)
         name = f"{array}_0"
         pid = lock_holder(task_dir / "journal")
         assert pid is not None
-        host, port = (task_dir / "control.tcp").read_text().strip().removeprefix("tcp://").rsplit(":", 1)
-        token = (task_dir / "token").read_text().strip()
-        conn = socket.create_connection((host, int(port)), timeout=60)
+        host, port, token = control_endpoint(task_dir)
+        conn = socket.create_connection((host, port), timeout=60)
         with conn:
             conn.sendall(fake_hello(token, name))
             assert answer_line(conn) == b'{"ok":true}\n'
@@ -103,10 +98,6 @@ params: {i: [0]}
             end = {"m": "end", "seq": CHUNKS + 1, "job": 0, "attempt": attempt, "at": 1.0, "state": "SUCCESS"}
             conn.sendall(json.dumps(end).encode() + b"\n")
             _, err = launcher.communicate(timeout=300)
-    finally:
-        if launcher.poll() is None:
-            corral("kill", task_id)
-            launcher.communicate(timeout=120)
     assert launcher.returncode == 0, err
     assert [(r["job"], r["state"]) for r in job_list(corral, task_id)] == [(0, "SUCCESS")]
     tail = corral("tail", task_id, "0", "-n", "1", check=True).stdout

@@ -1,69 +1,44 @@
 """Pilot workers' scheduling against the real local Slurm: walltime left, placement, idle
 workers leaving and coming back with demand, a gone worker's ledger.
 
-Helpers and conventions as in test_pilot_ensemble.py (worker jobs named corral-pilot-ID, each
-test cancels only its own). Waits are on files, the launcher's workers.json and squeue, with
-generous deadlines; nothing sleeps for a fixed time.
+Helpers in slurm_helpers.py (worker jobs named corral-pilot-ID, each test cancels only its
+own, through conftest's pilot_id). Waits are on files, the launcher's workers.json and squeue,
+with generous deadlines; nothing sleeps for a fixed time.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
-from pathlib import Path
 
-from test_pilot_ensemble import alive_workers, job_list, new_id, raw_records
-
-from corral.backends.slurm_client import SlurmClient
-
-
-def workers_view(root: Path, task_id: str) -> list[dict]:
-    try:
-        return list(json.loads((root / task_id / "pilot" / "workers.json").read_text())["workers"])
-    except (OSError, ValueError, KeyError):
-        return []
-
-
-def handed_to(corral, task_id: str) -> dict[int, list[str]]:
-    """job -> the workers it was handed to, in order (from the launcher's journal)."""
-    out: dict[int, list[str]] = {}
-    for rec in raw_records(corral, task_id):
-        if rec["type"] == "Submitted":
-            for job, ident in zip(rec["jobs"], rec["ids"], strict=True):
-                out.setdefault(job, []).append(ident.removeprefix("pilot:"))
-    return out
-
-
-def held_workers(slurm: SlurmClient, task_id: str) -> list[str]:
-    infos = slurm.squeue_named(f"corral-pilot-{task_id}")
-    return sorted({i.array_job_id or i.job_id for i in infos.values() if i.state.value == "PENDING"})
+from slurm_helpers import (
+    alive_workers,
+    handed_to,
+    held_workers,
+    job_list,
+    launched,
+    pilot_spec,
+    raw_records,
+    sigkill_launcher,
+    workers_view,
+)
 
 
 def test_a_worker_takes_no_job_whose_walltime_outlasts_its_allocation(
-    corral, spec_file, pilot_ids, slurm, gate
+    corral, spec_file, pilot_id, slurm, gate
 ):
     """The worker asks for 10 minutes, but its limit is cut to 2 while it waits in the queue:
     it counts what is left from Slurm's own limit. A job declaring 100 s fits while more than
     105 s are left (the margin is 5 s); the same job submitted once less is left goes to no
     worker until a new one (with its full 10 minutes) starts."""
-    task_id = new_id("pw")
-    pilot_ids.append(task_id)
+    task_id = pilot_id("pw")
     g = gate()  # job 0 keeps the ensemble open until job 1 was submitted
-    spec = spec_file(f"""
-name: pw
-backend: slurm
-slurm:
-  poll_interval: 0.5
-  extra: ["--hold"]
-  pilot: {{workers: 1, max_workers: 1, cpus: 2, time: "10:00", idle_timeout: 300}}
-job:
-  cmd: "if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
-  resources: {{walltime: 100}}
-params: {{i: [0]}}
-""")
-    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
-    try:
+    pilot = 'workers: 1, max_workers: 1, cpus: 2, time: "10:00", idle_timeout: 300'
+    cmd = f"if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
+    spec = spec_file(
+        pilot_spec("pw", pilot, cmd, 1, slurm='extra: ["--hold"]', job="resources: {walltime: 100}")
+    )
+    with launched(corral, spec, task_id) as launcher:
         (array,) = corral.wait_for(lambda: held_workers(slurm, task_id), timeout=120, interval=0.2)
         subprocess.run(["scontrol", "update", f"JobId={array}", "TimeLimit=2"], check=True)
         subprocess.run(["scontrol", "release", array], check=True)
@@ -91,46 +66,27 @@ params: {{i: [0]}}
         corral.wait_for(lambda: handed_to(corral, task_id).get(1), timeout=300, interval=0.5)
         (second,) = handed_to(corral, task_id)[1]
         assert second != worker["worker"] and second.startswith(array2 + "_")
-    finally:
-        if launcher.poll() is None:
-            corral("kill", task_id)
-        launcher.communicate(timeout=120)
+        _, err = launcher.communicate(timeout=300)  # the ensemble ends by itself
+    assert launcher.returncode == 0, err
     jobs = {row["job"]: row for row in job_list(corral, task_id)}
     assert jobs[0]["state"] == jobs[1]["state"] == "SUCCESS", jobs
 
 
-def test_a_gone_workers_ledger_gives_the_ends_it_could_not_report(corral, spec_file, pilot_ids, slurm, gate):
+def test_a_gone_workers_ledger_gives_the_ends_it_could_not_report(corral, spec_file, pilot_id, slurm, gate):
     """The launcher is SIGKILLed while a worker runs 4 jobs; they end while the worker is cut
     off, and the worker, idle and cut off, leaves (its Slurm job ends). The recovered launcher
     judges it gone and reads its ledger: the 4 jobs end SUCCESS (not LOST, not run again); the
     garbage and a job it never held, written into the ledger, are ignored and counted."""
-    import os
-    import signal
-
-    from corral.journal import lock_holder
-
-    task_id = new_id("pl")
-    pilot_ids.append(task_id)
+    task_id = pilot_id("pl")
     g = gate()
-    spec = spec_file(f"""
-name: pl
-backend: slurm
-slurm:
-  poll_interval: 0.5
-  pilot: {{workers: 1, cpus: 4, time: "5:00", idle_timeout: 5}}
-job: {{cmd: "{g.cmd}"}}
-params: {{i: {{range: [0, 4]}}}}
-""")
-    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
-    (worker,) = corral.wait_for(
-        lambda: [w for w in workers_view(corral.root, task_id) if w["running"] == 4],
-        timeout=300,
-        interval=0.2,
-    )
-    pid = lock_holder(corral.root / task_id / "journal")
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    launcher.wait(timeout=60)
+    spec = spec_file(pilot_spec("pl", 'workers: 1, cpus: 4, time: "5:00", idle_timeout: 5', g.cmd, 4))
+    with launched(corral, spec, task_id) as launcher:
+        (worker,) = corral.wait_for(
+            lambda: [w for w in workers_view(corral.root, task_id) if w["running"] == 4],
+            timeout=300,
+            interval=0.2,
+        )
+        sigkill_launcher(corral, task_id, launcher)
     g.release()  # the 4 jobs end while their worker is cut off
     ledger = corral.root / task_id / "pilot" / worker["worker"] / "ends"
     corral.wait_for(lambda: ledger.exists() and ledger.read_bytes().count(b"\n") == 4, timeout=120)
@@ -153,25 +109,15 @@ params: {{i: {{range: [0, 4]}}}}
     ], notes
 
 
-def test_short_jobs_go_to_the_idle_worker_not_behind_a_long_job(corral, spec_file, pilot_ids, slurm, gate):
+def test_short_jobs_go_to_the_idle_worker_not_behind_a_long_job(corral, spec_file, pilot_id, slurm, gate):
     """Two single-CPU workers, one long job (gated) and 12 short ones: while the long job runs,
     every short job is handed to the other worker (none waits behind the long one), and the
     long job's worker gets no job until its slot frees."""
-    task_id = new_id("pp")
-    pilot_ids.append(task_id)
+    task_id = pilot_id("pp")
     g = gate()
-    spec = spec_file(f"""
-name: pp
-backend: slurm
-slurm:
-  poll_interval: 0.5
-  pilot: {{workers: 2, cpus: 1, time: "5:00", idle_timeout: 60}}
-job:
-  cmd: "if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
-params: {{i: {{range: [0, 13]}}}}
-""")
-    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
-    try:
+    cmd = f"if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
+    spec = spec_file(pilot_spec("pp", 'workers: 2, cpus: 1, time: "5:00", idle_timeout: 60', cmd, 13))
+    with launched(corral, spec, task_id) as launcher:
 
         def shorts_done() -> bool:
             if corral.view(task_id) is None:
@@ -185,33 +131,19 @@ params: {{i: {{range: [0, 13]}}}}
         assert {j: w for j, w in handed.items() if long_worker in w} == {0: [long_worker]}, handed
         g.release()
         result = launcher.communicate(timeout=120)
-    finally:
-        if launcher.poll() is None:
-            corral("kill", task_id)
-            launcher.communicate(timeout=120)
     assert launcher.returncode == 0, result
     assert all(r["state"] == "SUCCESS" for r in job_list(corral, task_id))
 
 
-def test_idle_workers_leave_and_new_jobs_bring_a_new_one(corral, spec_file, pilot_ids, slurm, gate, tmp_path):
+def test_idle_workers_leave_and_new_jobs_bring_a_new_one(corral, spec_file, pilot_id, slurm, gate, tmp_path):
     """Two workers run the first jobs; the one left idle leaves after idle_timeout (its Slurm
     job ends by itself, status lists it no more) while job 0 (gated) keeps the other busy. Jobs
     submitted afterwards bring a new worker (demand), which runs them."""
-    task_id = new_id("pi")
-    pilot_ids.append(task_id)
+    task_id = pilot_id("pi")
     g = gate()
-    spec = spec_file(f"""
-name: pi
-backend: slurm
-slurm:
-  poll_interval: 0.5
-  pilot: {{workers: 2, cpus: 1, time: "5:00", idle_timeout: 3}}
-job:
-  cmd: "if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
-params: {{i: {{range: [0, 4]}}}}
-""")
-    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
-    try:
+    cmd = f"if [ {{{{params.i}}}} -eq 0 ]; then {g.cmd}; fi"
+    spec = spec_file(pilot_spec("pi", 'workers: 2, cpus: 1, time: "5:00", idle_timeout: 3', cmd, 4))
+    with launched(corral, spec, task_id) as launcher:
 
         def done(count: int) -> bool:
             if corral.view(task_id) is None:
@@ -244,39 +176,26 @@ params: {{i: {{range: [0, 4]}}}}
         assert new and not new & first, handed  # a new worker, submitted for them
         g.release()
         _, err = launcher.communicate(timeout=120)
-    finally:
-        if launcher.poll() is None:
-            corral("kill", task_id)
-            launcher.communicate(timeout=120)
     assert launcher.returncode == 0, err
     corral.wait_for(lambda: alive_workers(slurm, task_id) == [], timeout=60, interval=0.5)
 
 
 def test_a_job_prefetched_behind_long_ones_moves_to_an_idle_worker(
-    corral, spec_file, pilot_ids, slurm, gate, tmp_path
+    corral, spec_file, pilot_id, slurm, gate, tmp_path
 ):
     """The first worker (4 CPUs) takes 4 long jobs (gated) and prefetches job 4 behind them; a
     second worker, started for the jobs still waiting, has free slots: job 4 (older than the
     jobs waiting in the launcher) is asked back from the first worker (where it never started)
     and runs on the second, once, while the long jobs still run. Every hand-over is in the
     journal."""
-    task_id = new_id("pm")
-    pilot_ids.append(task_id)
+    task_id = pilot_id("pm")
     g = gate()
     runs = tmp_path / "runs"
     runs.mkdir()
-    spec = spec_file(f"""
-name: pm
-backend: slurm
-slurm:
-  poll_interval: 0.5
-  pilot: {{workers: 1, max_workers: 2, cpus: 4, time: "5:00", idle_timeout: 60}}
-job:
-  cmd: "echo $SLURM_JOB_ID >> {runs}/{{{{params.i}}}}; if [ {{{{params.i}}}} -lt 4 ]; then {g.cmd}; fi"
-params: {{i: {{range: [0, 13]}}}}
-""")
-    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
-    try:
+    pilot = 'workers: 1, max_workers: 2, cpus: 4, time: "5:00", idle_timeout: 60'
+    cmd = f"echo $SLURM_JOB_ID >> {runs}/{{{{params.i}}}}; if [ {{{{params.i}}}} -lt 4 ]; then {g.cmd}; fi"
+    spec = spec_file(pilot_spec("pm", pilot, cmd, 13))
+    with launched(corral, spec, task_id) as launcher:
 
         def shorts_done() -> bool:
             if corral.view(task_id) is None:
@@ -294,9 +213,5 @@ params: {{i: {{range: [0, 13]}}}}
             assert (runs / str(j)).read_text().count("\n") == 1  # each ran once
         g.release()
         _, err = launcher.communicate(timeout=120)
-    finally:
-        if launcher.poll() is None:
-            corral("kill", task_id)
-            launcher.communicate(timeout=120)
     assert launcher.returncode == 0, err
     assert all(r["state"] == "SUCCESS" and r["attempts"] == 1 for r in job_list(corral, task_id))

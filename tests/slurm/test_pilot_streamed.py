@@ -1,7 +1,7 @@
 """Pilot workers with `stream_logs` against the real local Slurm: job output goes over the
 worker's connection into one file pair per worker (ROOT/ID/pilot/WORKER/output.*), `corral tail`
 reads it exactly and `tail -f` follows it; a fake worker's output is refused without leaving a
-trace. Scaffolding: conftest's pilot_ids (cleanup of worker jobs), test_pilot_ensemble's readers."""
+trace. Scaffolding: conftest's pilot_id (cleanup of worker jobs), slurm_helpers.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,18 @@ import socket
 import subprocess
 import time
 
-from test_pilot_ensemble import alive_workers, job_list, new_id, raw_records
+from slurm_helpers import (
+    alive_workers,
+    answer_line,
+    control_endpoint,
+    fake_hello,
+    job_list,
+    launched,
+    pilot_spec,
+    raw_records,
+    sigkill_launcher,
+    workers_view,
+)
 
 from corral.journal.streamlog import StreamLogReader
 from corral.supervisor.streamed import output_base
@@ -28,23 +39,11 @@ def tail_bytes(corral, task_id: str, *args: str) -> bytes:  # type: ignore[no-un
 
 
 def spec_text(name: str, cmd: str, jobs: int, extra: str = "") -> str:
-    return f"""
-name: {name}
-backend: slurm
-slurm:
-  poll_interval: 0.5
-  pilot: {{workers: 1, cpus: 2, time: "5:00", stream_logs: true{extra}}}
-job:
-  cmd: |
-{"".join("    " + line + chr(10) for line in cmd.strip().splitlines())}
-params:
-  i: {{range: [0, {jobs}]}}
-"""
+    return pilot_spec(name, f'workers: 1, cpus: 2, time: "5:00", stream_logs: true{extra}', cmd, jobs)
 
 
-def test_streamed_output_is_exact_and_leaves_no_log_file(corral, spec_file, pilot_ids, slurm, tmp_path):
-    task_id = new_id("ps")
-    pilot_ids.append(task_id)
+def test_streamed_output_is_exact_and_leaves_no_log_file(corral, spec_file, pilot_id, slurm, tmp_path):
+    task_id = pilot_id("ps")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     corral.env["TMPDIR"] = str(scratch)  # the worker's node-local spool (sbatch passes it on)
@@ -86,9 +85,8 @@ def read_some(pipe, timeout: float) -> bytes:  # type: ignore[no-untyped-def]
     return pipe.read1(65536) if ready else b""
 
 
-def test_tail_follow_prints_a_running_jobs_output_until_it_ends(corral, spec_file, pilot_ids, gate):
-    task_id = new_id("pf")
-    pilot_ids.append(task_id)
+def test_tail_follow_prints_a_running_jobs_output_until_it_ends(corral, spec_file, pilot_id, gate):
+    task_id = pilot_id("pf")
     g = gate()
     cmd = f"""
 echo before
@@ -97,46 +95,31 @@ echo "to stderr" >&2
 echo after
 printf 'last, no newline'
 """
-    launcher = corral.start("run", str(spec_file(spec_text("pf", cmd, 1))), "--id", task_id, "-q")
-    corral.wait_for(lambda: (corral.root / task_id / "control.tcp").exists(), timeout=120)
-    follow = subprocess.Popen(
-        corral.argv("tail", "-f", task_id, "0"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=corral.env,
-    )
-    try:
-        seen = b""
-        deadline = time.monotonic() + 300
-        while b"before\n" not in seen:  # printed while the job runs (blocked on the gate)
-            assert time.monotonic() < deadline, seen
-            assert follow.poll() is None, follow.stderr.read() if follow.stderr else ""
-            seen += read_some(follow.stdout, 1.0)
-        g.release()
-        rest, err = follow.communicate(timeout=120)
-    finally:
-        follow.kill()
-    assert follow.returncode == 0, err
-    assert seen + rest == b"before\nafter\nlast, no newline"
-    _out, err = launcher.communicate(timeout=300)
+    with launched(corral, spec_file(spec_text("pf", cmd, 1)), task_id) as launcher:
+        corral.wait_for(lambda: (corral.root / task_id / "control.tcp").exists(), timeout=120)
+        follow = subprocess.Popen(
+            corral.argv("tail", "-f", task_id, "0"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=corral.env,
+        )
+        try:
+            seen = b""
+            deadline = time.monotonic() + 300
+            while b"before\n" not in seen:  # printed while the job runs (blocked on the gate)
+                assert time.monotonic() < deadline, seen
+                assert follow.poll() is None, follow.stderr.read() if follow.stderr else ""
+                seen += read_some(follow.stdout, 1.0)
+            g.release()
+            rest, err = follow.communicate(timeout=120)
+        finally:
+            follow.kill()
+        assert follow.returncode == 0, err
+        assert seen + rest == b"before\nafter\nlast, no newline"
+        _out, err = launcher.communicate(timeout=300)
     assert launcher.returncode == 0, err
     # an ended job: -f prints it whole and returns
     assert tail_bytes(corral, task_id, "-f", "0", "--stderr") == b"to stderr\n"
-
-
-def fake_hello(token: str, worker: str) -> bytes:
-    hello = {
-        "op": "pilot",
-        "token": token,
-        "worker": worker,
-        "host": "fake",
-        "pid": 1,
-        "cpus": 1,
-        "memory": 0,
-        "ends_at": 1e10,
-        "session": "fa4e",
-    }
-    return json.dumps(hello).encode() + b"\n"
 
 
 def fake_output(job: int, attempt: int, data: str) -> bytes:
@@ -156,15 +139,6 @@ def fake_output(job: int, attempt: int, data: str) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
-def answer_line(conn: socket.socket) -> bytes:
-    """The launcher's answer to a hello (its first line)."""
-    conn.settimeout(30)
-    got = b""
-    while b"\n" not in got and (chunk := conn.recv(1)):
-        got += chunk
-    return got
-
-
 def until_closed(conn: socket.socket) -> bytes:
     """Everything the launcher sends until it closes the connection (30 s at most)."""
     conn.settimeout(30)
@@ -177,63 +151,57 @@ def until_closed(conn: socket.socket) -> bytes:
     return got
 
 
-def test_a_fake_workers_output_is_refused(corral, spec_file, pilot_ids, slurm, gate):
-    task_id = new_id("ph")
-    pilot_ids.append(task_id)
+def test_a_fake_workers_output_is_refused(corral, spec_file, pilot_id, slurm, gate):
+    task_id = pilot_id("ph")
     g = gate()
     cmd = f"""
 echo "real {{{{params.i}}}}"
 {g.cmd}
 """
-    launcher = corral.start("run", str(spec_file(spec_text("ph", cmd, 1))), "--id", task_id, "-q")
-    task_dir = corral.root / task_id
-    status = task_dir / "pilot" / "workers.json"
+    with launched(corral, spec_file(spec_text("ph", cmd, 1)), task_id) as launcher:
+        task_dir = corral.root / task_id
 
-    def running_worker() -> str | None:
-        try:
-            workers = json.loads(status.read_text())["workers"]
-        except (OSError, ValueError):
-            return None
-        return next((w["worker"] for w in workers if w["running"] > 0 and w["connected"]), None)
+        def running_worker() -> str | None:
+            running = (w for w in workers_view(corral.root, task_id) if w["running"] > 0 and w["connected"])
+            return next((w["worker"] for w in running), None)
 
-    name = corral.wait_for(running_worker, timeout=300, interval=0.2)
-    host, port = (task_dir / "control.tcp").read_text().strip().removeprefix("tcp://").rsplit(":", 1)
-    token = (task_dir / "token").read_text().strip()
-    before = raw_records(corral, task_id)
+        name = corral.wait_for(running_worker, timeout=300, interval=0.2)
+        host, port, token = control_endpoint(task_dir)
+        before = raw_records(corral, task_id)
 
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
-        conn.sendall(fake_hello("wrong", name))
-        assert b"wrong or missing token" in until_closed(conn)
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
-        conn.sendall(fake_hello(token, name))  # the right token and a real worker's name
-        assert answer_line(conn) == b'{"ok":true}\n'
-        # output of a job that does not exist, and of job 0 at an attempt it is not at
-        conn.sendall(fake_output(7, 0, "fake 7\n") + fake_output(0, 3, "fake attempt\n"))
-        conn.shutdown(socket.SHUT_WR)  # the launcher reads them, then our end: it closes
-        until_closed(conn)
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
-        # pipelined: the hello and a message in one send, without waiting for the answer (the
-        # message is read with the hello, and must still be judged, not lost)
-        conn.sendall(fake_hello(token, name) + fake_output(9, 0, "fake 9\n"))
-        assert answer_line(conn) == b'{"ok":true}\n'
-        conn.shutdown(socket.SHUT_WR)
-        until_closed(conn)
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
-        conn.sendall(fake_hello(token, name))
-        assert answer_line(conn) == b'{"ok":true}\n'
-        conn.sendall(b'{"m":"out","seq":2,"job":0}\n')  # garbage: the stream is dropped
-        until_closed(conn)
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
-        conn.sendall(fake_hello(token, name))
-        assert answer_line(conn) == b'{"ok":true}\n'
-        try:
-            conn.sendall(b'{"m":"out","data":"' + b"A" * (2 << 20))  # a frame past the limit
-        except OSError:  # dropped before we finished sending it
-            pass
-        until_closed(conn)
+        with socket.create_connection((host, port), timeout=30) as conn:
+            conn.sendall(fake_hello("wrong", name))
+            assert b"wrong or missing token" in until_closed(conn)
+        with socket.create_connection((host, port), timeout=30) as conn:
+            conn.sendall(fake_hello(token, name))  # the right token and a real worker's name
+            assert answer_line(conn) == b'{"ok":true}\n'
+            # output of a job that does not exist, and of job 0 at an attempt it is not at
+            conn.sendall(fake_output(7, 0, "fake 7\n") + fake_output(0, 3, "fake attempt\n"))
+            conn.shutdown(socket.SHUT_WR)  # the launcher reads them, then our end: it closes
+            until_closed(conn)
+        with socket.create_connection((host, port), timeout=30) as conn:
+            # pipelined: the hello and a message in one send, without waiting for the answer (the
+            # message is read with the hello, and must still be judged, not lost)
+            conn.sendall(fake_hello(token, name) + fake_output(9, 0, "fake 9\n"))
+            assert answer_line(conn) == b'{"ok":true}\n'
+            conn.shutdown(socket.SHUT_WR)
+            until_closed(conn)
+        with socket.create_connection((host, port), timeout=30) as conn:
+            conn.sendall(fake_hello(token, name))
+            assert answer_line(conn) == b'{"ok":true}\n'
+            conn.sendall(b'{"m":"out","seq":2,"job":0}\n')  # garbage: the stream is dropped
+            until_closed(conn)
+        with socket.create_connection((host, port), timeout=30) as conn:
+            conn.sendall(fake_hello(token, name))
+            assert answer_line(conn) == b'{"ok":true}\n'
+            try:
+                conn.sendall(b'{"m":"out","data":"' + b"A" * (2 << 20))  # a frame past the limit
+            except OSError:  # dropped before we finished sending it
+                pass
+            until_closed(conn)
 
-    g.release()  # the real worker reconnects, and its job ends
-    _out, err = launcher.communicate(timeout=300)
+        g.release()  # the real worker reconnects, and its job ends
+        _out, err = launcher.communicate(timeout=300)
     assert launcher.returncode == 0, err
     log = err + ((task_dir / "supervisor.log").read_text() if (task_dir / "supervisor.log").exists() else "")
     assert f"output from worker {name} refused: job 7 attempt 0 is not on it" in log, log
@@ -252,16 +220,10 @@ echo "real {{{{params.i}}}}"
     assert alive_workers(slurm, task_id) == []
 
 
-def test_output_written_while_the_launcher_is_down_arrives_after_recover(corral, spec_file, pilot_ids, gate):
+def test_output_written_while_the_launcher_is_down_arrives_after_recover(corral, spec_file, pilot_id, gate):
     """SIGKILL the launcher while a job streams: what the job writes meanwhile waits in the
     worker's spool and reaches the recovered launcher, once, in order (no gap, no repeat)."""
-    import os
-    import signal
-
-    from corral.journal import lock_holder
-
-    task_id = new_id("pr")
-    pilot_ids.append(task_id)
+    task_id = pilot_id("pr")
     g = gate()
     cmd = f"""
 seq 1 100000
@@ -269,18 +231,15 @@ seq 1 100000
 seq 100001 200000
 """
     spec = spec_file(spec_text("pr", cmd, 1, ", idle_timeout: 120"))
-    launcher = corral.start("run", str(spec), "--id", task_id, "-q")
-    first = b"".join(b"%d\n" % i for i in range(1, 100_001))
+    with launched(corral, spec, task_id) as launcher:
+        first = b"".join(b"%d\n" % i for i in range(1, 100_001))
 
-    def streamed_first_part() -> bool:
-        result = subprocess.run(corral.argv("tail", task_id, "0"), capture_output=True, env=corral.env)
-        return result.returncode == 0 and result.stdout == first
+        def streamed_first_part() -> bool:
+            result = subprocess.run(corral.argv("tail", task_id, "0"), capture_output=True, env=corral.env)
+            return result.returncode == 0 and result.stdout == first
 
-    corral.wait_for(streamed_first_part, timeout=300, interval=0.5)
-    pid = lock_holder(corral.root / task_id / "journal")
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    launcher.wait(timeout=60)
+        corral.wait_for(streamed_first_part, timeout=300, interval=0.5)
+        sigkill_launcher(corral, task_id, launcher)
     g.release()  # the job writes the rest and ends while nobody listens
     result = corral("recover", task_id, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -289,29 +248,19 @@ seq 100001 200000
     assert tail_bytes(corral, task_id, "0") == b"".join(b"%d\n" % i for i in range(1, 200_001))
 
 
-def test_tail_finds_a_jobs_log_on_its_worker_without_stream_logs(corral, spec_file, pilot_ids, tmp_path):
+def test_tail_finds_a_jobs_log_on_its_worker_without_stream_logs(corral, spec_file, pilot_id, tmp_path):
     """Without stream_logs a worker logs under its own job numbers (pilot/WORKER/logs/w.*):
     tail maps the ensemble's job back through the worker's ledger, latest attempt."""
-    task_id = new_id("pn")
-    pilot_ids.append(task_id)
+    task_id = pilot_id("pn")
     flags = tmp_path / "flags"
     flags.mkdir()
-    spec = spec_file(f"""
-name: pn
-backend: slurm
-slurm:
-  poll_interval: 0.5
-  pilot: {{workers: 1, cpus: 2, time: "5:00"}}
-retries: 1
-retry_backoff: 0.1
-job:
-  cmd: |
-    if [ -e {flags}/{{{{params.i}}}} ]; then echo "job {{{{params.i}}}} again"; else echo "job {{{{params.i}}}}"; fi
-    echo "err {{{{params.i}}}}" >&2
-    if [ {{{{params.i}}}} -eq 3 ] && [ ! -e {flags}/3 ]; then touch {flags}/3; exit 4; fi
-params:
-  i: {{range: [0, 5]}}
-""")
+    cmd = f"""
+if [ -e {flags}/{{{{params.i}}}} ]; then echo "job {{{{params.i}}}} again"; else echo "job {{{{params.i}}}}"; fi
+echo "err {{{{params.i}}}}" >&2
+if [ {{{{params.i}}}} -eq 3 ] && [ ! -e {flags}/3 ]; then touch {flags}/3; exit 4; fi
+"""
+    top = "retries: 1\nretry_backoff: 0.1"
+    spec = spec_file(pilot_spec("pn", 'workers: 1, cpus: 2, time: "5:00"', cmd, 5, top=top))
     result = corral("run", str(spec), "--id", task_id, "-q", timeout=600)
     assert result.returncode == 0, result.stderr
     for job in range(5):

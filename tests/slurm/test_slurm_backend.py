@@ -12,19 +12,18 @@ ensemble starts when the module starts (see `timeout_run`) so it runs while the 
 from __future__ import annotations
 
 import collections
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
+from slurm_helpers import job_list, new_id, raw_records
 
 from corral.backends.slurm_client import SlurmClient
 from corral.backends.slurm_states import SlurmState
@@ -33,26 +32,12 @@ POLL = "slurm: {poll_interval: 0.5}"
 TIMEOUT_TEST = "test_time_limit_maps_to_timeout_and_is_retried"
 
 
-def new_id(base: str) -> str:
-    return f"{base}-{uuid.uuid4().hex[:6]}"
-
-
-def raw_records(corral, task_id: str) -> list[dict]:
-    out = corral("read", task_id, "--raw", "--json", check=True).stdout
-    return [json.loads(line) for line in out.splitlines()]
-
-
 def submitted(records: list[dict]) -> list[dict]:
     return [r for r in records if r["type"] == "Submitted"]
 
 
 def submissions_per_job(records: list[dict]) -> collections.Counter[int]:
     return collections.Counter(job for r in submitted(records) for job in r["jobs"])
-
-
-def job_list(corral, task_id: str) -> list[dict]:
-    out = corral("status", task_id, "--jobs", "--json", check=True).stdout
-    return json.loads(out)[0]["job_list"]
 
 
 def command_counts(records: list[dict]) -> dict[str, int]:

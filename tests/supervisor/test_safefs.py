@@ -9,12 +9,7 @@ import pytest
 
 from corral.supervisor import safefs
 
-
-@pytest.fixture(autouse=True)
-def _umask_022():  # type: ignore[no-untyped-def]
-    old = os.umask(0o022)
-    yield
-    os.umask(old)
+pytestmark = pytest.mark.usefixtures("umask_022")
 
 
 def test_a_new_task_directory_is_private_and_its_files_0600(tmp_path: Path) -> None:
