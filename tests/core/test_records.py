@@ -8,6 +8,8 @@ import pytest
 from corral.core.records import (
     Action,
     Cause,
+    JournalKind,
+    Opened,
     Request,
     Signal,
     SignalCause,
@@ -24,6 +26,18 @@ def test_old_plain_text_values_decode_to_the_enums() -> None:
     old_signal = Signal(0, "a", 0, 15, 1.0, "timeout")  # type: ignore[arg-type]
     assert decode(encode(old_signal)).reason is SignalCause.TIMEOUT  # type: ignore[union-attr]
     assert encode(Request(Action.RETRY_FAILED, 1.0)) == encode(Request("retry-failed", 1.0))  # type: ignore[arg-type]
+
+
+def test_the_journal_kind_is_written_as_the_text_earlier_versions_wrote() -> None:
+    # Opened("task", "t", {}, 1.0, "h", "b") as encoded before JournalKind existed
+    old_task = bytes.fromhex("99a46f70656ea47461736ba17480cb3ff0000000000000a168a1620180")
+    assert encode(Opened(JournalKind.TASK, "t", {}, 1.0, "h", "b")) == old_task
+    rec = decode(old_task)
+    assert isinstance(rec, Opened) and rec.kind is JournalKind.TASK
+    old_ensemble = msgspec.msgpack.encode(["open", "ensemble", "e", {}, 1.0, "h", "b", 1, {}])
+    assert encode(Opened(JournalKind.ENSEMBLE, "e", {}, 1.0, "h", "b")) == old_ensemble
+    with pytest.raises(msgspec.ValidationError):  # an unknown kind is refused, not guessed
+        decode(msgspec.msgpack.encode(["open", "batch", "e", {}, 1.0, "h", "b", 1, {}]))
 
 
 def test_a_transition_written_before_the_cause_field_reads_its_cause_from_the_reason() -> None:

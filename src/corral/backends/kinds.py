@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from corral.core.records import JournalKind
 from corral.supervisor.backend import Backend, BackendKind, BackendKinds
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class SlurmKind:
         from corral.backends.slurm_layout import slurm_options
 
         options = slurm_options(opened)
-        if options.pilot is not None and opened.kind == "ensemble":
+        if options.pilot is not None and opened.kind == JournalKind.ENSEMBLE:
             from corral.backends.pilot import PilotBackend
 
             PilotBackend(layout.root, layout.id, options, options.pilot).check(sup.task_for(0), file)
@@ -41,7 +42,7 @@ class SlurmKind:
         from corral.backends.slurm_layout import slurm_options
 
         options = slurm_options(opened)
-        if options.pilot is not None and opened.kind == "ensemble":
+        if options.pilot is not None and opened.kind == JournalKind.ENSEMBLE:
             from corral.backends.pilot import PilotBackend
 
             pilot = PilotBackend(engine.layout.root, engine.layout.id, options, options.pilot)

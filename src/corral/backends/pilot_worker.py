@@ -41,7 +41,7 @@ from corral.backends.pilot_wire import (
     encode,
     task_of,
 )
-from corral.core.records import Action, JobsAdded, Opened, Record, Request, RunUpdate, Transition
+from corral.core.records import Action, JobsAdded, JournalKind, Opened, Record, Request, RunUpdate, Transition
 from corral.core.states import ENSEMBLE, TASK_TERMINAL, TaskState
 from corral.core.supervision import Policy, Supervision
 from corral.journal import open_for_append
@@ -105,7 +105,7 @@ class PilotWorker:
         # journal, so an fdatasync per turn would buy nothing and cost ~1/4 of the worker's time.
         writer.sync = False
         sup = Supervision(
-            "ensemble",
+            JournalKind.ENSEMBLE,
             self.name,
             self.tasks.__getitem__,
             0,
@@ -114,7 +114,7 @@ class PilotWorker:
         )
         engine = Engine(layout, sup, writer, ensemble=True)
         opened = Opened(
-            "ensemble",
+            JournalKind.ENSEMBLE,
             self.name,
             {"name": "pilot-worker", "job": {"cmd": "true"}},
             time.time(),

@@ -188,9 +188,11 @@ def finish(engine: Any, quiet: bool, as_json: bool = False, extra: dict[str, Any
 
 
 def outcome(engine: Any, state: str, code: int) -> dict[str, Any]:
+    from corral.core.records import JournalKind  # not at the top: `corral status` loads this module
+
     data: dict[str, Any] = {
         "id": engine.layout.id,
-        "kind": "ensemble" if engine.ensemble else "task",
+        "kind": (JournalKind.ENSEMBLE if engine.ensemble else JournalKind.TASK).value,
         "state": state,
         "exit_status": code,
     }

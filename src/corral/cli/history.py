@@ -9,7 +9,17 @@ from datetime import datetime
 
 import click
 
-from corral.core.records import Compacted, Opened, Record, RunUpdate, Signal, Transition, decode, to_json
+from corral.core.records import (
+    Compacted,
+    JournalKind,
+    Opened,
+    Record,
+    RunUpdate,
+    Signal,
+    Transition,
+    decode,
+    to_json,
+)
 from corral.core.states import ENSEMBLE
 from corral.journal import RawFrame, iter_raw
 from corral.supervisor import proc
@@ -95,7 +105,7 @@ def print_history(
 ) -> None:
     """The records in order; `nodes`: (Slurm id, records) of a Slurm task's node journals,
     merged in by time, each line saying which node journal it comes from."""
-    task = bool(records) and isinstance(records[0], Opened) and records[0].kind == "task"
+    task = bool(records) and isinstance(records[0], Opened) and records[0].kind == JournalKind.TASK
     merged: list[tuple[float, int, str | None, Record]] = [
         (getattr(rec, "at", 0.0) or 0.0, 0, None, rec) for rec in records
     ]

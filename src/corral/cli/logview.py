@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.cli.streamview import StreamedView
+from corral.core.records import JournalKind
 from corral.core.states import TASK_TERMINAL
 from corral.core.supervision import Supervision
 from corral.errors import UserError
@@ -14,7 +15,7 @@ from corral.supervisor.layout import Layout, parse_log_name
 
 
 def tail(sup: Supervision, layout: Layout, where: list[str], stream: str, follow: bool, lines: int) -> None:
-    ensemble = sup.kind == "ensemble"
+    ensemble = sup.kind == JournalKind.ENSEMBLE
     if ensemble:
         if not where:
             raise UserError("tail of an ensemble needs a JOB number: corral tail ID JOB [PROCESS]")

@@ -65,7 +65,7 @@ def _pilot_workers(base: Path, views: list[dict[str, Any]]) -> None:
     import json
 
     for v in views:
-        if v.get("kind") != "ensemble":
+        if v.get("kind") != "ensemble":  # a status view (JSON): its text
             continue
         try:
             data = json.loads((base / v["id"] / "pilot" / "workers.json").read_bytes())
@@ -130,6 +130,7 @@ def _views(base: Path, ids: list[str], show_jobs: bool, job_state: str | None) -
 def read(task_id: str, raw: bool, as_json: bool) -> None:
     """Replay the journal of ID and print its history."""
     from corral.cli.history import print_history, print_raw
+    from corral.core.records import JournalKind
     from corral.supervisor.session import replay
 
     where = layout(task_id)
@@ -138,7 +139,7 @@ def read(task_id: str, raw: bool, as_json: bool) -> None:
         return
     sup, records = replay(where)
     nodes = []
-    if sup.remote and sup.kind == "task":  # a Slurm task's runs are in its node's journals
+    if sup.remote and sup.kind == JournalKind.TASK:  # a Slurm task's runs are in its node's journals
         from corral.supervisor.nodes import attempts, read_node
 
         for attempt in attempts(where.dir, 0):

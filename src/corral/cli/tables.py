@@ -42,7 +42,7 @@ def detail(view: dict[str, Any]) -> str:
     """The DETAIL column: job counts of an ensemble, the latest run of each process of a task."""
     if view.get("error"):
         return str(view["error"])
-    if view.get("kind") == "ensemble":
+    if view.get("kind") == "ensemble":  # a status view (JSON): its text
         return job_summary(view["jobs"])
     return " ".join(
         f"{p['name']}:{p['runs'][-1]['state'] if p['runs'] else 'WAITING'}"

@@ -12,7 +12,7 @@ import heapq
 from typing import TYPE_CHECKING
 
 from corral.core.decisions import Decision, decide_task
-from corral.core.records import Action, Cause, Record, Request, Signal, SignalCause, Transition
+from corral.core.records import Action, Cause, JournalKind, Record, Request, Signal, SignalCause, Transition
 from corral.core.states import ENSEMBLE, TASK_TERMINAL, Halted, TaskState
 from corral.core.task import SIGTERM, TaskRuntime
 
@@ -24,7 +24,7 @@ MIN_FINISHED_FOR_RATE = 10  # a failure rate is judged once this many jobs have 
 
 def _task_retry_asked(sup: Supervision) -> bool:
     """A plain task ended, and `--retry-failed` asked for its job 0 again."""
-    rt = sup.jobs.get(0) if sup.kind == "task" else None
+    rt = sup.jobs.get(0) if sup.kind == JournalKind.TASK else None
     return rt is not None and rt.retry_requested
 
 
@@ -33,7 +33,7 @@ def decide(sup: Supervision, now: float) -> Decision:
     out: list[Record] = []
     wake: float | None = None
     if sup.state is TaskState.PENDING:
-        if sup.kind == "task":
+        if sup.kind == JournalKind.TASK:
             start = TaskState.SUBMITTED if sup.remote else TaskState.ACTIVE
             out.append(Transition(0, start.value, now, "", sup.attempts[0]))
         else:
@@ -71,7 +71,7 @@ def decide(sup: Supervision, now: float) -> Decision:
     w = _admit(sup, now, out)
     if w is not None:
         wake = w if wake is None or w < wake else wake
-    if not out and not sup.live and sup.kind == "ensemble":
+    if not out and not sup.live and sup.kind == JournalKind.ENSEMBLE:
         ending = _ending(sup)
         if ending is not None:
             out.append(Transition(ENSEMBLE, ending.value, now, sup.halted.value))

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Set
 
-from corral.core.records import Action, Record, Request, RunUpdate, Signal, SignalCause, Transition
+from corral.core.records import (
+    Action,
+    JournalKind,
+    Record,
+    Request,
+    RunUpdate,
+    Signal,
+    SignalCause,
+    Transition,
+)
 from corral.core.states import ENSEMBLE, RunState, TaskState
 from corral.core.supervision import Supervision
 from corral.core.task import SIGKILL
@@ -30,6 +39,6 @@ def lose_records(sup: Supervision, alive: Set[RunKey], now: float) -> list[Recor
             state = RunState.KILLED if key in alive else RunState.LOST
             out.append(RunUpdate(job, run.process, run.run, state.value, now, reason="lost"))
         out.append(Transition(job, TaskState.LOST.value, now, "lost", rt.attempt))
-    if sup.kind == "ensemble" and not sup.terminal:
+    if sup.kind == JournalKind.ENSEMBLE and not sup.terminal:
         out.append(Transition(ENSEMBLE, TaskState.LOST.value, now, "lost"))
     return out

@@ -18,10 +18,18 @@ import msgspec
 FORMAT_VERSION = 1
 
 
+class JournalKind(StrEnum):
+    """What a journal supervises: one task, or an ensemble of jobs. Its value is the text
+    earlier versions wrote in `Opened.kind`, so old journals read the same, byte for byte."""
+
+    TASK = "task"
+    ENSEMBLE = "ensemble"
+
+
 class Opened(msgspec.Struct, tag="open", array_like=True, frozen=True):
     """First record: what this journal supervises. `spec` is the rendered task or the ensemble."""
 
-    kind: str  # "task" | "ensemble"
+    kind: JournalKind
     id: str
     spec: dict[str, Any]
     at: float

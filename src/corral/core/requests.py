@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from corral.core.records import Action, Request
+from corral.core.records import Action, JournalKind, Request
 from corral.core.states import TASK_TERMINAL, Halted, TaskState
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def _retry_failed(sup: Supervision) -> None:
     sup.halted = Halted.NONE
     sup.kill_requested = False
     sup.lose_requested = False
-    if sup.state in TASK_TERMINAL and sup.kind == "ensemble":
+    if sup.state in TASK_TERMINAL and sup.kind == JournalKind.ENSEMBLE:
         # an ensemble reopens; a plain task's state follows its job 0 (FAILED -> PENDING)
         sup.move(TaskState.ACTIVE)
         sup.finished_at = None

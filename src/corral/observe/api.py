@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 
+from corral.core.records import JournalKind
 from corral.journal import JournalError
 from corral.observe import control, events, logs
 from corral.observe.catalog import Catalog, NoSuchTask
@@ -73,7 +74,7 @@ def fold_of(catalog: Catalog, task_id: str) -> Fold:
 
 
 def _ensemble(fold: Fold) -> None:
-    if fold.sup.kind != "ensemble":
+    if fold.sup.kind != JournalKind.ENSEMBLE:
         raise ApiError(404, f"{fold.layout.id}: a task, not an ensemble; it has no jobs")
 
 
@@ -180,7 +181,7 @@ def get_logs(
             located = logs.locate(fold, job, process, run, stream.value)
         return _json(logs.read_range(fold, located, rotated, offset, limit))
     except logs.LogMissing as exc:
-        if rotated == 0 and fold.sup.kind == "ensemble":  # streamed by a pilot worker?
+        if rotated == 0 and fold.sup.kind == JournalKind.ENSEMBLE:  # streamed by a pilot worker?
             try:
                 with fold.lock:
                     return _json(logs.read_streamed(fold, job, process, run, stream.value, offset, limit))

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from corral.core.batchfold import FoldFailed, fold_batch
-from corral.core.records import Compacted, JobsAdded, Opened, Record, decode
+from corral.core.records import Compacted, JobsAdded, JournalKind, Opened, Record, decode
 from corral.core.supervision import Supervision
 from corral.journal import JournalCorrupt, Stop, scan, scan_journal
 from corral.supervisor.compaction import absorb_head
@@ -104,7 +104,7 @@ def _new_fold(layout: Layout, fd: int, inode: int, size: int) -> Fold:
     opened = decode(result.payloads[0])
     if not isinstance(opened, Opened):
         raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
-    sup, jobs = supervision_for(opened, layout, keep_finished=opened.kind == "task")
+    sup, jobs = supervision_for(opened, layout, keep_finished=opened.kind == JournalKind.TASK)
     fold = Fold(layout, sup, jobs, inode, 0)
     try:  # a compacted journal starts with a checkpoint: restored, not replayed
         start = absorb_head(sup, jobs, _head(result.payloads))

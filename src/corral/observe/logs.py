@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from corral.core.records import JournalKind
 from corral.core.task import TaskRuntime
 from corral.journal.streamlog import Stream as StreamKind
 from corral.journal.streamlog import StreamKey, StreamLogReader
@@ -78,7 +79,7 @@ def _listdir(fold: Fold, parts: tuple[str, ...], dirs: bool = False) -> list[str
 def locate(fold: Fold, job: int, process: str | None, run: int | None, stream: str) -> Located:
     """The log of run `run` of `process` in `job`; the latest when not given."""
     sup = fold.sup
-    ensemble = sup.kind == "ensemble"
+    ensemble = sup.kind == JournalKind.ENSEMBLE
     if job >= sup.total or (not ensemble and job != 0):
         raise LogMissing(f"{fold.layout.id}: no job {job}")
     rt = sup.jobs.get(job)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from corral.core.records import JournalKind
 from corral.observe.catalog import Catalog
 from corral.observe.schemas import TaskStateName
 
@@ -23,9 +24,9 @@ class CatalogCollector(Collector):
         entries = self.catalog.entries()
         tasks = GaugeMetricFamily("corral_tasks", "Tasks and ensembles by state", labels=["kind", "state"])
         by_state = Counter((e.view.get("kind") or "unknown", e.view["state"]) for e in entries)
-        for kind in ("task", "ensemble"):
+        for kind in JournalKind:
             for state in TaskStateName:
-                tasks.add_metric([kind, state.value], by_state.get((kind, state.value), 0))
+                tasks.add_metric([kind.value, state.value], by_state.get((kind, state.value), 0))
         yield tasks
         jobs = GaugeMetricFamily(
             "corral_jobs", "Jobs of each ensemble by state", labels=["ensemble", "state"]

@@ -84,7 +84,7 @@ def _task(
 ) -> HTMLResponse:
     """A task's page or its refreshed body: the same view, an ensemble's with a page of jobs."""
     view = _view(request, task_id)
-    if view.get("kind") == "ensemble":
+    if view.get("kind") == "ensemble":  # a status view (JSON): its text
         return _render(request, ensemble, task=view, **_jobs(request, task_id, state, offset))
     return _render(request, task, task=view)
 

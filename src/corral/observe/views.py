@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from corral.core.records import JournalKind
 from corral.core.states import TaskState
 from corral.core.supervision import NO_EXIT, STATE_OF_CODE, Supervision
 from corral.core.task import TaskRuntime
@@ -90,11 +91,11 @@ def view(
         "finished_at": iso(sup.finished_at),
         "supervised": supervised,
         "supervisor_pid": sup.supervisors[-1].pid if sup.supervisors else None,
-        "sandbox": str(layout.sandbox) if sup.kind == "task" else str(layout.dir / "jobs"),
+        "sandbox": str(layout.sandbox) if sup.kind == JournalKind.TASK else str(layout.dir / "jobs"),
         "ports": (opened.context.get("ports", {}) if opened else {}),
         "dir": str(layout.dir),
     }
-    if sup.kind == "task":
+    if sup.kind == JournalKind.TASK:
         rt = sup.jobs.get(0)
         data["processes"] = processes(rt) if rt is not None else []
         node = node_processes(layout) if sup.remote else None
@@ -170,7 +171,7 @@ def _task_snapshot_view(snap: dict[str, Any], folder: str, supervised: bool) -> 
         return None  # written by an older corral: replay
     return {
         "id": snap["id"],
-        "kind": "task",
+        "kind": JournalKind.TASK.value,
         "name": snap["name"],
         "state": snap["state"],
         "started_at": iso(snap.get("started_at")),
@@ -254,7 +255,7 @@ def _snapshot_view(
         and written <= st.st_size
         and time.time() - float(snap.get("updated_at", 0)) < 5.0
     )
-    if snap.get("kind") == "task":
+    if snap.get("kind") == JournalKind.TASK:
         return _task_snapshot_view(snap, folder, supervised) if exact else None
     if not (exact or fresh):
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from corral.core.records import Opened
+from corral.core.records import JournalKind, Opened
 from corral.core.supervision import Supervision
 from corral.journal.frame import FRAME_OVERHEAD
 from corral.journal.watch import FileWatch, Tail
@@ -51,7 +51,7 @@ class Follower:
             first = decode_all(self.layout, payloads[:1], None)[0]  # a bad one: RecordRejected
             if not isinstance(first, Opened):
                 raise SessionError(f"{self.layout.journal}: no Opened record; not a corral journal")
-            keep = first.kind == "task" if self.keep_finished is None else self.keep_finished
+            keep = first.kind == JournalKind.TASK if self.keep_finished is None else self.keep_finished
             self._sup, self._jobs = supervision_for(first, self.layout, keep)
         if payloads:
             assert self._sup is not None

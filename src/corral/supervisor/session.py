@@ -22,7 +22,7 @@ import msgspec
 
 from corral import spec as specs  # templating and params load on first use (lazy)
 from corral.core.batchfold import FoldFailed, fold_batch
-from corral.core.records import Attached, Note, Opened, Record
+from corral.core.records import Attached, JournalKind, Note, Opened, Record
 from corral.core.supervision import Supervision
 from corral.journal import (
     JournalLocked,
@@ -135,7 +135,7 @@ def create(
     directory with the owner's group (read only); `backends`: those the spec may name."""
     if layout.journal.exists() and has_records(layout):
         raise SessionError(_exists_message(layout))
-    kind = "task" if isinstance(subject, Task) else "ensemble"
+    kind = JournalKind.TASK if isinstance(subject, Task) else JournalKind.ENSEMBLE
     context = dict(context)
     safefs.make_task_dir(layout.dir, group=group)
     safefs.make_subdir(layout.logs, layout.dir)  # a planted symlink is refused before any record

@@ -8,6 +8,7 @@ import contextlib
 import os
 from typing import Any
 
+from corral.core.records import JournalKind
 from corral.core.supervision import Supervision
 from corral.supervisor import safefs
 from corral.supervisor.layout import Layout
@@ -33,7 +34,7 @@ def write_snapshot(layout: Layout, sup: Supervision, journal_size: int, now: flo
         "journal": _stamp(layout, journal_size),
         "updated_at": now,
     }
-    if sup.kind == "task":
+    if sup.kind == JournalKind.TASK:
         data.update(_task_detail(sup))
         node = node_processes(layout) if sup.remote else None
         if node is not None:  # a Slurm task's runs are in its node's journal, not this one
