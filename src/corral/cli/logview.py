@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from corral.cli.streamview import StreamedView
 from corral.core.records import JournalKind
@@ -176,6 +178,17 @@ def _run_live(layout: Layout, job: int, process: str, number: int) -> Any:
     return live
 
 
+def _open_log(path: Path) -> IO[bytes]:
+    """A run's log for reading; non-blocking to open, so a FIFO in its place is one line, not a
+    `tail` that hangs until something writes to it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def _print_file(path: Path, lines: int, follow: bool, live: Any) -> None:
     from corral.journal.watch import FileWatch
 
@@ -188,7 +201,7 @@ def _print_file(path: Path, lines: int, follow: bool, live: Any) -> None:
             watch.wait(_LIVENESS)
     elif not path.exists():
         return
-    with open(path, "rb") as f:
+    with _open_log(path) as f:
         data = f.read()
         if lines > 0:
             data = b"".join(data.splitlines(keepends=True)[-lines:])

@@ -89,10 +89,12 @@ class JournalUnreadable(JournalError):
 def open_journal_fd(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
     """os.open without following a symlink; any failure but a missing file is JournalUnreadable.
 
-    FileNotFoundError passes through: callers decide what a missing journal means.
+    FileNotFoundError passes through: callers decide what a missing journal means. Opened
+    non-blocking (then made blocking again): a FIFO planted in its place is refused at once
+    instead of hanging every reader (`status` of the whole root) until someone writes to it.
     """
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -100,6 +102,7 @@ def open_journal_fd(path: str | os.PathLike[str], flags: int, mode: int = 0o600)
     try:
         if not _is_regular(fd):
             raise JournalUnreadable(path, OSError(errno.EISDIR, "it is not a regular file"))
+        os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise

@@ -301,7 +301,7 @@ class StreamLogReader:
         """A read fd of PATH (of its name in dir_fd), refused if a symlink or not a regular file."""
         name = str(path) if self.dir_fd is None else path.name
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self.dir_fd)
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=self.dir_fd)
         except FileNotFoundError:
             raise
         except OSError as exc:  # ELOOP: a symlink
@@ -309,6 +309,7 @@ class StreamLogReader:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise StreamLogError(f"{path}: not a regular file")
+        os.set_blocking(fd, True)
         return fd
 
     def logs(self) -> list[StreamKey]:

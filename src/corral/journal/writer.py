@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -60,11 +61,14 @@ def lock_holder(path: str | os.PathLike[str]) -> int | None:
     None if there is no lock file or no pid in it. A writer clears its pid on close, but one
     that was killed leaves it behind, so a pid here is a hint; only a failed lock is proof.
     """
-    try:
-        with open(lock_path(path), "rb") as f:
-            text = f.read(32)
+    try:  # non-blocking: a FIFO planted as the lock must not hang `status`
+        fd = os.open(lock_path(path), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
+    try:
+        text = os.read(fd, 32) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    finally:
+        os.close(fd)
     try:
         pid = int(text.decode("ascii").strip())
     except (UnicodeDecodeError, ValueError):
@@ -77,7 +81,7 @@ def lock_taken(path: str | os.PathLike[str]) -> bool | None:
     may be stale: a killed writer leaves it). False without a lock file; None when the lock is
     not ours to open (another user's task: the lock is 0600 even when the task is shared)."""
     try:
-        fd = os.open(lock_path(path), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(lock_path(path), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return False
     except PermissionError:
@@ -101,6 +105,8 @@ def _acquire_lock(path: str) -> int:
     except OSError as exc:  # not ours to take (another user's task, a symlink): one line
         raise JournalUnreadable(lock_path(path), exc) from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device planted as the lock
+            raise JournalUnreadable(lock_path(path), OSError(errno.EINVAL, "it is not a regular file"))
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)

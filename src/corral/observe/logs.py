@@ -139,7 +139,7 @@ def read_range(
     file = located.name if rotated == 0 else f"{located.name}.{rotated}"
     try:
         try:
-            log = os.open(file, _NOFOLLOW, dir_fd=fd)
+            log = os.open(file, _NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)  # a FIFO: refused below, not waited on
         except FileNotFoundError:
             raise LogMissing(f"{fold.layout.id}: no log file {file}") from None
         except OSError as exc:  # ELOOP: a symlink

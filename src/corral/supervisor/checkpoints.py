@@ -88,7 +88,7 @@ def write(
     target = path_of(layout)
     tmp = target + ".tmp"
     with contextlib.suppress(OSError):
-        jfd = os.open(layout.journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        jfd = os.open(layout.journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             prefix_crc = extend_crc(jfd, known, journal_offset)
             st = os.fstat(jfd)
@@ -131,7 +131,7 @@ class Loaded:
 def load(layout: Layout) -> Loaded | None:
     """The checkpoint of this journal, or None when there is none that can be trusted."""
     try:
-        fd = os.open(path_of(layout), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path_of(layout), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
     try:
@@ -143,7 +143,7 @@ def load(layout: Layout) -> Loaded | None:
             return None
         if _header(offset, prefix_crc, stamp, payload) != data[: _HEAD.size]:  # its crc
             return None
-        jfd = os.open(layout.journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        jfd = os.open(layout.journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             st = os.fstat(jfd)
             # the journal as it was when the checkpoint was written, or a prefix that still is

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -172,11 +173,15 @@ class Ledger:
 
     def refresh(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            # non-blocking: a FIFO planted as the ledger reads as nothing instead of hanging
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             return
         try:
-            inode = os.fstat(fd).st_ino
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return
+            inode = info.st_ino
             if inode != self.inode:  # rewritten (or new): it holds every line still needed
                 if self.inode:
                     self._forget()
