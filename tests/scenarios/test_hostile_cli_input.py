@@ -4,7 +4,9 @@ and nothing under the root; or, for numbers that are legal, a supervisor that ca
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,21 @@ def test_a_job_retried_more_than_1024_times_neither_crashes_the_supervisor_nor_r
     assert view["state"] == "FAILED" and view["jobs"]["failed"] == 1
     listed = json.loads(corral("status", "retry", "--jobs", "--json", check=True).stdout)
     assert listed[0]["job_list"][0]["attempts"] == 1031
+
+
+def test_a_run_racing_another_run_of_the_same_id_is_not_told_to_force_a_recover(corral, spec_file):
+    """Two `run --id X` at once: the loser found no records yet, then lost the lock to the
+    winner. It said "use 'corral recover --force' to take over", which kills the winner."""
+    task = corral.root / "race"
+    task.mkdir(mode=0o700, parents=True)
+    (task / "journal").touch(mode=0o600)  # the winner created it and holds the lock ...
+    fd = os.open(task / "journal.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        result = corral("run", str(spec_file(ONE)), "--id", "race")  # ... not its first record yet
+        _refused(result, f"race: a task with this id is being started by pid {os.getpid()}")
+        assert "recover" not in result.stderr
+    finally:
+        os.close(fd)
+    assert (task / "journal").stat().st_size == 0, "the loser wrote nothing"

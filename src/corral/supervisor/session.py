@@ -165,7 +165,14 @@ def create(
         if not layout.journal.exists():
             shutil.rmtree(layout.dir, ignore_errors=True)  # leave no trace of a refused run
         raise
-    writer, _ = open_for_append(layout.journal, create=True, mode=mode)
+    try:
+        writer, _ = open_for_append(layout.journal, create=True, mode=mode)
+    except JournalLocked as exc:  # another `run` of this id took the lock after our check above
+        if has_records(layout):
+            raise SessionError(_exists_message(layout)) from None
+        raise SessionError(  # not 'recover --force': that would kill the run starting it
+            f"{layout.id}: a task with this id is being started by pid {exc.holder_pid}; choose another --id"
+        ) from None
     from corral.supervisor.engine import Engine  # readers (replay) never load the shell
 
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
