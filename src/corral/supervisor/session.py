@@ -165,14 +165,7 @@ def create(
         if not layout.journal.exists():
             shutil.rmtree(layout.dir, ignore_errors=True)  # leave no trace of a refused run
         raise
-    try:
-        writer, _ = open_for_append(layout.journal, create=True, mode=mode)
-    except JournalLocked as exc:  # another `run` of this id took the lock after our check above
-        if has_records(layout):
-            raise SessionError(_exists_message(layout)) from None
-        raise SessionError(  # not 'recover --force': that would kill the run starting it
-            f"{layout.id}: a task with this id is being started by pid {exc.holder_pid}; choose another --id"
-        ) from None
+    writer = _new_journal(layout, mode)
     from corral.supervisor.engine import Engine  # readers (replay) never load the shell
 
     engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
@@ -184,6 +177,18 @@ def create(
     engine.record(_attached(False))
     writer.commit()
     return engine
+
+
+def _new_journal(layout: Layout, mode: int) -> JournalWriter:
+    try:
+        writer, _ = open_for_append(layout.journal, create=True, mode=mode)
+    except JournalLocked as exc:  # another `run` of this id took the lock after create's check
+        if has_records(layout):
+            raise SessionError(_exists_message(layout)) from None
+        raise SessionError(  # not 'recover --force': that would kill the run starting it
+            f"{layout.id}: a task with this id is being started by pid {exc.holder_pid}; choose another --id"
+        ) from None
+    return writer
 
 
 def _param_checker(jobs: Jobs) -> Callable[[list[dict[str, Any]]], str | None]:
