@@ -133,3 +133,13 @@ def test_a_run_racing_another_run_of_the_same_id_is_not_told_to_force_a_recover(
     finally:
         os.close(fd)
     assert (task / "journal").stat().st_size == 0, "the loser wrote nothing"
+
+
+def test_status_jobs_with_a_state_that_is_no_state_is_one_line(corral, spec_file):
+    """`--state succeeded` (the word the DETAIL column uses) was a ValueError traceback."""
+    spec = spec_file('name: e\njob: {cmd: "true"}\nparams: {a: [1, 2]}\n')
+    corral("run", str(spec), "--id", "ens", "-q", check=True)
+    for typo in ("succeeded", "fail", "BOGUS"):
+        _refused(corral("status", "ens", "--jobs", "--state", typo), f"--state {typo}: not a job state")
+    listed = corral("status", "ens", "--jobs", "--state", "Success", check=True).stdout
+    assert "a=1" in listed and "a=2" in listed

@@ -27,6 +27,7 @@ def status(pattern: str | None, verbose: int, as_json: bool, show_jobs: bool, jo
     from corral.cli.tables import print_status
     from corral.supervisor.layout import list_ids
 
+    _check_job_state(job_state)
     base = root()
     ids = list_ids(base)
     if pattern:
@@ -91,6 +92,18 @@ def _journal_problems(base: Path, views: list[dict[str, Any]]) -> None:
             continue
         if answer.get("journal"):
             v["journal_error"] = answer["journal"]
+
+
+def _check_job_state(job_state: str | None) -> None:
+    """A job state the user typed (any case): one line when it names none, before any read."""
+    if job_state is None:
+        return
+    from corral.core.states import TaskState
+    from corral.errors import UserError
+
+    names = [state.value.lower() for state in TaskState]
+    if job_state.lower() not in names:
+        raise UserError(f"--state {job_state}: not a job state (one of {', '.join(names)})")
 
 
 def _views(base: Path, ids: list[str], show_jobs: bool, job_state: str | None) -> list[dict[str, Any]]:
