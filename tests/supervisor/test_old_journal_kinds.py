@@ -45,7 +45,7 @@ def test_an_old_task_journal_replays(corral) -> None:  # type: ignore[no-untyped
     opened = old_opened("task", "old-t", msgspec.to_builtins(task))
     layout = write_journal(corral.root, "old-t", opened, one_job_ran(0))
     sup, records = replay(layout)
-    assert sup.kind == JournalKind.TASK and sup.state.value == "SUCCESS"
+    assert sup.kind is JournalKind.TASK and sup.state.value == "SUCCESS"
     assert encode(records[0]) == opened  # read and written again: the same bytes
     view = corral.status("old-t")
     assert (view["kind"], view["state"]) == ("task", "SUCCESS")
@@ -57,7 +57,7 @@ def test_an_old_ensemble_journal_replays(corral) -> None:  # type: ignore[no-unt
     ends = [Transition(ENSEMBLE, "ACTIVE", 1.5), *one_job_ran(0), *one_job_ran(1)]
     layout = write_journal(corral.root, "old-e", opened, [*ends, Transition(ENSEMBLE, "SUCCESS", 4.0)])
     sup, records = replay(layout)
-    assert sup.kind == JournalKind.ENSEMBLE and sup.state.value == "SUCCESS"
+    assert sup.kind is JournalKind.ENSEMBLE and sup.state.value == "SUCCESS"
     assert encode(records[0]) == opened
     view = corral.status("old-e")
     assert (view["kind"], view["state"], view["jobs"]["succeeded"]) == ("ensemble", "SUCCESS", 2)

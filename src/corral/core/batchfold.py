@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from corral.core.records import Cause, JobsAdded, Record, Request, RunUpdate, Signal, Transition
+from corral.core.records import Cause, JobsAdded, JournalKind, Record, Request, RunUpdate, Signal, Transition
 from corral.core.states import TaskState
 from corral.core.supervision import Supervision
 
@@ -54,7 +54,7 @@ def fold_batch(
     """Apply every record to `sup`, in order; `added(rec)` first for each JobsAdded (the
     caller's parameter space grows before the table does). A record the fold refuses raises
     FoldFailed naming its index, from the fold's own error; an OSError (of `added`) passes."""
-    if sup.kind != "ensemble" or sup.keep_finished:
+    if sup.kind != JournalKind.ENSEMBLE or sup.keep_finished:
         _plain(sup, records, added)
         return
     _Shortcut(sup, added).fold(records)

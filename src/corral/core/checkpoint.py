@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from corral.core.records import Attached, Compacted, JobsAdded, Note, Opened, encode
+from corral.core.records import Attached, Compacted, JobsAdded, JournalKind, Note, Opened, encode
 from corral.core.states import TASK_LIVE, Halted, RunState, TaskState
 from corral.core.supervision import Supervision
 from corral.core.task import ProcessRuntime, Run, TaskRuntime
@@ -80,7 +80,7 @@ class Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     version: int
     records: int
     at: float
-    kind: str
+    kind: JournalKind  # encoded as the text earlier versions wrote
     id: str
     keep_finished: bool
     opened: Opened | None

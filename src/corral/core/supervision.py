@@ -21,6 +21,7 @@ from corral.core.records import (
     Cause,
     Compacted,
     JobsAdded,
+    JournalKind,
     Note,
     Opened,
     Record,
@@ -81,7 +82,7 @@ class JobSummary:
 class Supervision:
     """State folded from one journal. `apply` every record in order; `decide` what comes next."""
 
-    kind: str
+    kind: JournalKind
     id: str
     task_for: Callable[[int], Task]  # a job's task, rendered: what its runs are started with
     total: int
@@ -250,7 +251,8 @@ class Supervision:
 
     def move(self, new: TaskState) -> None:
         """The ensemble's own state changes (a plain task's mirrors its job 0, checked there)."""
-        if self.kind == "ensemble" and new is not self.state and new not in ENSEMBLE_TRANSITIONS[self.state]:
+        moving = new is not self.state
+        if moving and self.kind == JournalKind.ENSEMBLE and new not in ENSEMBLE_TRANSITIONS[self.state]:
             raise FoldError(f"ensemble {self.state} -> {new} is not allowed")
         self.state = new
 
@@ -280,7 +282,7 @@ class Supervision:
         counts = self.counts
         counts[before] -= 1
         counts[after] += 1
-        if self.kind == "task":
+        if self.kind == JournalKind.TASK:
             self._apply_own(rec)
         if before is TaskState.PENDING and after is not TaskState.PENDING and self.retry_due:
             self.retry_due.pop(job, None)

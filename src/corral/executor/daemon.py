@@ -17,6 +17,7 @@ import time
 from typing import Any, Literal
 
 from corral.backends.kinds import KINDS
+from corral.core.records import JournalKind
 from corral.errors import UserError
 from corral.executor.book import Book
 from corral.journal import JournalLocked, lock_holder, lock_taken
@@ -96,7 +97,7 @@ def alive(layout: Layout) -> bool:
 def _engine(layout: Layout, spec: Ensemble) -> Engine:
     if layout.journal.exists() and has_records(layout):
         engine, _ = take_over(layout, backends=KINDS)
-        if engine.sup.kind != "ensemble" or "executor" not in (
+        if engine.sup.kind != JournalKind.ENSEMBLE or "executor" not in (
             engine.sup.opened.context if engine.sup.opened else {}
         ):
             engine.writer.close()

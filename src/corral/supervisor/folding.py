@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from corral import spec as specs  # templating and params load on first use (lazy)
-from corral.core.records import JobsAdded, Opened, Record
+from corral.core.records import JobsAdded, JournalKind, Opened, Record
 from corral.core.supervision import Policy, Supervision
 from corral.spec.model import Ensemble, Task
 from corral.supervisor.layout import Layout
@@ -112,10 +112,10 @@ def policy_for(ens: Ensemble) -> Policy:
 
 def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tuple[Supervision, Jobs | None]:
     """The empty fold for a journal, from its Opened record."""
-    if opened.kind == "task":
+    if opened.kind == JournalKind.TASK:
         task = msgspec.convert(opened.spec, Task)
         sup = Supervision(
-            "task",
+            JournalKind.TASK,
             opened.id,
             lambda _job: task,
             1,
@@ -133,7 +133,7 @@ def supervision_for(opened: Opened, layout: Layout, keep_finished: bool) -> tupl
         template = msgspec.structs.replace(template, backend=ens.backend)
     jobs = Jobs(layout, ens, template, space)
     sup = Supervision(
-        "ensemble",
+        JournalKind.ENSEMBLE,
         opened.id,
         jobs.task_for,
         len(space),

@@ -76,7 +76,7 @@ def replay(layout: Layout, keep_finished: bool | None = None) -> tuple[Supervisi
         records = decode_all(layout, contents.payloads, contents.offsets)
         if not records or not isinstance(records[0], Opened):
             raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
-        keep = records[0].kind == "task" if keep_finished is None else keep_finished
+        keep = records[0].kind == JournalKind.TASK if keep_finished is None else keep_finished
         sup, _jobs = _fold(layout, records, contents.payloads, contents.offsets, keep)
     return sup, records
 
@@ -156,7 +156,7 @@ def create(
         proc.boot_id(),
         context=context,
     )
-    sup, jobs = supervision_for(opened, layout, keep_finished=kind == "task")
+    sup, jobs = supervision_for(opened, layout, keep_finished=kind == JournalKind.TASK)
     try:  # before anything is recorded: the backend must be there and accept this job
         backend = _kind(opened, backends)
         if backend is not None and sup.total:
@@ -168,7 +168,7 @@ def create(
     writer = _new_journal(layout, mode)
     from corral.supervisor.engine import Engine  # readers (replay) never load the shell
 
-    engine = Engine(layout, sup, writer, ensemble=kind == "ensemble")
+    engine = Engine(layout, sup, writer, ensemble=kind == JournalKind.ENSEMBLE)
     _attach_backend(engine, opened, backends, new=True)
     if jobs is not None:
         engine.check_params = _param_checker(jobs)
@@ -275,7 +275,7 @@ def take_over(
 
     # start from the checkpoint when there is one: only the records after it are read
     found = restored(layout, keep_finished=None)
-    if found is not None and found[0].keep_finished != (found[0].kind == "task"):
+    if found is not None and found[0].keep_finished != (found[0].kind == JournalKind.TASK):
         found = None  # kept with other detail than a supervisor keeps
     resume_at = found[2] if found is not None else 0
     writer, payloads = _open_writer(layout, resume_at, force=force)
@@ -293,7 +293,7 @@ def take_over(
         raise
     from corral.supervisor.engine import Engine
 
-    engine = Engine(layout, sup, writer, ensemble=sup.kind == "ensemble")
+    engine = Engine(layout, sup, writer, ensemble=sup.kind == JournalKind.ENSEMBLE)
     assert sup.opened is not None
     _attach_backend(engine, sup.opened, backends, new=False)
     if jobs is not None:
@@ -337,7 +337,7 @@ def _fold_all(layout: Layout, payloads: list[bytes]) -> tuple[Supervision, Jobs 
         raise SessionError(f"{layout.id}: its journal has no records (killed while starting); run it again")
     if not isinstance(records[0], Opened):
         raise SessionError(f"{layout.journal}: no Opened record; not a corral journal")
-    return _fold(layout, records, payloads, None, records[0].kind == "task")
+    return _fold(layout, records, payloads, None, records[0].kind == JournalKind.TASK)
 
 
 def _reattach(engine: Engine) -> dict[str, int]:
