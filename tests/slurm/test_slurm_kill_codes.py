@@ -8,13 +8,17 @@ import uuid
 
 from corral.backends.slurm_client import SlurmClient
 
+# One process, no shell: this cluster tracks a job's processes with proctrack/linuxproc, which
+# signals them one at a time, so a shell running `sleep 600; true` could see its sleep die first
+# and finish its script (`true`, exit 0) before its own SIGTERM arrived (seen 1 run in 6). The
+# run's exit is then truly 0, not a wrong mapping; with one process the signal death is certain.
 SPEC = """
 name: k
 backend: slurm
 slurm: {poll_interval: 0.5}
 processes:
   - name: a
-    cmd: 'sleep 600; true'
+    argv: [sleep, '600']
 """
 
 
